@@ -1,0 +1,46 @@
+// RuntimeBridge: what the API layer asks of the plugin runtime.
+//
+// The API calls before/after hooks and RPC functions through this interface;
+// the plugin runtime implements it (host/runtime), tests may implement it
+// in-process. All calls may block (they run plugin code): call them on the
+// BlockingPool, never on an io thread. Thread-safe.
+//
+// Messages travel as JSON text, the same JSON the REST API speaks.
+// `api_id` is Nakama's method name: "AuthenticateDevice", "AuthenticateCustom",
+// "AuthenticateEmail", "SessionRefresh", "SessionLogout", "GetAccount",
+// "UpdateAccount", "DeleteAccount", "Event".
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "core/context.hpp"
+#include "core/status.hpp"
+
+namespace nk::api {
+
+class RuntimeBridge {
+public:
+    virtual ~RuntimeBridge() = default;
+
+    // Cheap, lock-free checks so the hot path skips the pool when nothing is registered.
+    virtual bool has_before(std::string_view api_id) const = 0;
+    virtual bool has_after(std::string_view api_id) const = 0;
+
+    // Runs the before-hook. On OK, `in_json` holds the (possibly rewritten)
+    // input. An error status rejects the request with that code and message.
+    virtual Status before(std::string_view api_id, const RequestContext& ctx, std::string& in_json) = 0;
+
+    // Runs the after-hook. Its failure is counted and logged by the runtime,
+    // never surfaced to the client. `out_json` is empty for endpoints without a
+    // response body, `in_json` empty for those without a request body.
+    virtual void after(std::string_view api_id, const RequestContext& ctx, std::string_view out_json,
+                       std::string_view in_json) = 0;
+
+    virtual bool has_rpc(std::string_view id) const = 0;
+    // Runs RPC `id`. On OK, `out_payload` holds the function's reply.
+    virtual Status rpc(std::string_view id, const RequestContext& ctx, std::string_view payload,
+                       std::string& out_payload) = 0;
+};
+
+}  // namespace nk::api

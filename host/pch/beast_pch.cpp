@@ -1,0 +1,1 @@
+// Translation unit that owns the Beast/Asio precompiled header.

@@ -1,0 +1,18 @@
+// Options of the plugin runtime (config keys runtime.*, except the event_* ones).
+#pragma once
+
+#include <map>
+#include <string>
+
+namespace nk::runtime {
+
+struct Options {
+    std::string path;                         // runtime.path ("" = <data_dir>/modules)
+    std::map<std::string, std::string> env;   // runtime.env KEY=VALUE (repeatable)
+    bool skip_failed_modules = false;         // runtime.skip_failed_modules
+    bool hot_reload = false;                  // runtime.hot_reload (development)
+    std::string data_dir;                     // copied from data_dir: private copies of loaded modules live under it
+    std::string node;                         // copied from name
+};
+
+}  // namespace nk::runtime
