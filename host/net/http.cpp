@@ -1,0 +1,68 @@
+#include "net/http.hpp"
+
+#include <atomic>
+#include <strings.h>
+
+namespace nk::net {
+
+namespace {
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+}  // namespace
+
+std::string_view Request::header(std::string_view name) const {
+    for (const auto& [k, v] : headers) {
+        if (iequals(k, name)) return v;
+    }
+    return {};
+}
+
+std::optional<std::string_view> Request::query_param(std::string_view name) const {
+    for (const auto& [k, v] : query) {
+        if (k == name) return std::string_view(v);
+    }
+    return std::nullopt;
+}
+
+std::string_view Request::path_param(std::string_view name) const {
+    for (const auto& [k, v] : path_params) {
+        if (k == name) return v;
+    }
+    return {};
+}
+
+Response Response::error(const Status& s) {
+    Response r = json(s.http_status(), s.to_json());
+    if (s.code() == Code::unauthenticated) {
+        r.headers.emplace_back("WWW-Authenticate", s.message());
+    }
+    return r;
+}
+
+// The shared once-slot: the first call wins; the last copy going away
+// uncalled answers 500 so the client never hangs.
+struct Responder::State {
+    explicit State(SendFn f) : fn(std::move(f)) {}
+    ~State() {
+        if (!called.exchange(true, std::memory_order_acq_rel) && fn) {
+            try {
+                fn(Response::error(Status::internal("Handler did not respond")));
+            } catch (...) {
+                // A destructor must not throw; the connection's own timeout closes it.
+            }
+        }
+    }
+    SendFn fn;
+    std::atomic<bool> called{false};
+};
+
+Responder::Responder(SendFn fn) : state_(std::make_shared<State>(std::move(fn))) {}
+
+void Responder::operator()(Response&& response) const {
+    if (!state_) return;
+    if (state_->called.exchange(true, std::memory_order_acq_rel)) return;
+    state_->fn(std::move(response));
+}
+
+}  // namespace nk::net

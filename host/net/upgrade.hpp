@@ -1,0 +1,63 @@
+// WebSocket upgrade seam: how a subsystem (realtime) takes an HTTP connection
+// over once the client asks for `Upgrade: websocket`.
+//
+// Contract:
+// - Register with Router::add_upgrade(path, handler) before Server::start().
+// - When a GET request carrying `Upgrade: websocket` arrives on that exact
+//   path, net reads the complete request, builds a Request (query, headers,
+//   client_ip/client_port as for any request) and calls the handler on the
+//   connection's io thread. The handler must not block.
+// - Before it returns, the handler either
+//     (a) calls upgrade.reject(response): net writes that HTTP response and
+//         closes the connection, or
+//     (b) calls upgrade.take(): it receives the stream, the original Beast
+//         request (for websocket::stream::async_accept(req)) and any bytes
+//         already read past the request. From then on net never touches the
+//         connection again and it no longer counts as an in-flight HTTP
+//         request (Server::shutdown does not wait for it).
+//   A handler that does neither (or throws) gets a 500 answer written for it.
+// - The stream's executor is the connection's io thread (one io_context per
+//   io thread, see server.hpp): completion handlers of the taken stream run
+//   on that thread, so no strand is needed as long as only that thread
+//   touches the stream. Its timeouts (tcp_stream::expires_after) are cleared
+//   by take(); websocket::stream sets its own.
+// - With TLS configured the stream is the TLS variant (the handshake is done).
+#pragma once
+
+#include <functional>
+#include <variant>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include "net/http.hpp"
+
+namespace nk::net {
+
+using PlainStream = boost::beast::tcp_stream;
+using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+using BeastRequest = boost::beast::http::request<boost::beast::http::string_body>;
+
+// What take() hands over. Movable; owns the connection.
+struct UpgradedConnection {
+    std::variant<PlainStream, TlsStream> stream;
+    BeastRequest request;               // pass to websocket::stream::async_accept(request)
+    boost::beast::flat_buffer buffered;  // bytes read after the request (usually empty)
+};
+
+// Passed by reference to the UpgradeHandler; valid only during the call.
+class Upgrade {
+public:
+    virtual ~Upgrade() = default;
+    // (a) Answer with an HTTP response (e.g. 401 text/plain) and close.
+    virtual void reject(Response&& response) = 0;
+    // (b) Take the connection. Call at most once, and not after reject().
+    virtual UpgradedConnection take() = 0;
+};
+
+using UpgradeHandler = std::function<void(Request&& request, Upgrade& upgrade)>;
+
+}  // namespace nk::net
