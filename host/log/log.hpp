@@ -17,6 +17,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
