@@ -1,6 +1,7 @@
 // Options of the account store (config keys database.*).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -11,6 +12,7 @@ struct Options {
     std::string address;
     std::uint32_t busy_timeout_ms = 5000;  // database.busy_timeout_ms
     int bcrypt_cost = 10;                  // database.bcrypt_cost (Nakama uses bcrypt's default, 10)
+    std::size_t max_open_conns = 8;        // database.max_open_conns (SQLite connections in the pool)
 };
 
 }  // namespace nk::store

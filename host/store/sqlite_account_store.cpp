@@ -1,0 +1,615 @@
+#include "store/sqlite_account_store.hpp"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "store/password.hpp"
+
+namespace nk::store {
+namespace {
+
+// Each entry migrates the schema from version i to i + 1. Append only.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE users (
+    id           TEXT PRIMARY KEY NOT NULL,
+    username     TEXT NOT NULL UNIQUE CHECK (length(username) BETWEEN 1 AND 128),
+    display_name TEXT CHECK (length(display_name) <= 255),
+    avatar_url   TEXT CHECK (length(avatar_url) <= 512),
+    lang_tag     TEXT DEFAULT 'en' CHECK (length(lang_tag) <= 18),
+    location     TEXT CHECK (length(location) <= 255),
+    timezone     TEXT CHECK (length(timezone) <= 255),
+    metadata     TEXT NOT NULL DEFAULT '{}' CHECK (length(metadata) <= 16384),
+    wallet       TEXT NOT NULL DEFAULT '{}' CHECK (length(wallet) <= 16384),
+    email        TEXT UNIQUE CHECK (length(email) BETWEEN 10 AND 255),
+    password     TEXT,
+    custom_id    TEXT UNIQUE CHECK (length(custom_id) BETWEEN 6 AND 128),
+    verify_time  INTEGER NOT NULL DEFAULT 0,
+    disable_time INTEGER NOT NULL DEFAULT 0,
+    create_time  INTEGER NOT NULL,
+    update_time  INTEGER NOT NULL
+);
+CREATE TABLE user_device (
+    id      TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 10 AND 128),
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE
+);
+CREATE INDEX user_device_user_id_idx ON user_device (user_id);
+)sql",
+};
+constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
+
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// Statements are cached per connection; a Stmt borrows one and resets it when done.
+class Stmt {
+public:
+    explicit Stmt(sqlite3_stmt* s) : s_(s) {}
+    ~Stmt() {
+        if (s_) {
+            sqlite3_reset(s_);
+            sqlite3_clear_bindings(s_);
+        }
+    }
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+
+    explicit operator bool() const { return s_ != nullptr; }
+    Stmt& bind(int i, std::string_view v) {
+        sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    Stmt& bind(int i, std::int64_t v) {
+        sqlite3_bind_int64(s_, i, v);
+        return *this;
+    }
+    Stmt& bind_null(int i) {
+        sqlite3_bind_null(s_, i);
+        return *this;
+    }
+    int step() { return sqlite3_step(s_); }
+    std::string text(int col) const {
+        const auto* p = sqlite3_column_text(s_, col);
+        return p ? std::string(reinterpret_cast<const char*>(p),
+                               static_cast<std::size_t>(sqlite3_column_bytes(s_, col)))
+                 : std::string();
+    }
+    std::int64_t int64(int col) const { return sqlite3_column_int64(s_, col); }
+
+private:
+    sqlite3_stmt* s_;
+};
+
+class Connection {
+public:
+    Connection(const Options& options) {
+        const int rc = sqlite3_open_v2(options.address.c_str(), &db_,
+                                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                           SQLITE_OPEN_NOMUTEX,
+                                       nullptr);
+        if (rc != SQLITE_OK) {
+            std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+            sqlite3_close_v2(db_);
+            db_ = nullptr;
+            throw std::runtime_error("cannot open database '" + options.address + "': " + msg);
+        }
+        sqlite3_extended_result_codes(db_, 1);
+        sqlite3_busy_timeout(db_, static_cast<int>(options.busy_timeout_ms));
+        for (const char* pragma :
+             {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
+            if (exec(pragma) != SQLITE_OK) {
+                throw std::runtime_error(std::string("cannot configure database: ") + error());
+            }
+        }
+    }
+    ~Connection() {
+        for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+        sqlite3_close_v2(db_);
+    }
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    Stmt prepare(const char* sql) {
+        auto it = cache_.find(sql);
+        if (it != cache_.end()) return Stmt(it->second);
+        sqlite3_stmt* stmt = nullptr;
+        if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+            SQLITE_OK) {
+            return Stmt(nullptr);
+        }
+        cache_.emplace(sql, stmt);
+        return Stmt(stmt);
+    }
+    // For one-off statements built at run time (not cached).
+    sqlite3_stmt* prepare_once(const std::string& sql) {
+        sqlite3_stmt* stmt = nullptr;
+        if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) return nullptr;
+        return stmt;
+    }
+    int exec(const char* sql) { return sqlite3_exec(db_, sql, nullptr, nullptr, nullptr); }
+    const char* error() const { return sqlite3_errmsg(db_); }
+    int changes() const { return sqlite3_changes(db_); }
+
+private:
+    sqlite3* db_ = nullptr;
+    std::unordered_map<const char*, sqlite3_stmt*> cache_;  // keyed by the literal's address
+};
+
+// BEGIN IMMEDIATE takes the write lock up front, so a find-or-create cannot
+// interleave with another writer and no deferred-upgrade deadlock can occur.
+class WriteTransaction {
+public:
+    explicit WriteTransaction(Connection& c) : c_(c), ok_(c.exec("BEGIN IMMEDIATE") == SQLITE_OK) {}
+    ~WriteTransaction() {
+        if (ok_ && !done_) c_.exec("ROLLBACK");
+    }
+    bool begun() const { return ok_; }
+    bool commit() {
+        done_ = true;
+        if (c_.exec("COMMIT") == SQLITE_OK) return true;
+        c_.exec("ROLLBACK");
+        return false;
+    }
+
+private:
+    Connection& c_;
+    bool ok_;
+    bool done_ = false;
+};
+
+std::string random_uuid_v4() {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    unsigned char b[16];
+    for (int i = 0; i < 16; i += 8) {
+        const std::uint64_t v = rng();
+        for (int k = 0; k < 8; ++k) b[i + k] = static_cast<unsigned char>(v >> (8 * k));
+    }
+    b[6] = static_cast<unsigned char>((b[6] & 0x0F) | 0x40);
+    b[8] = static_cast<unsigned char>((b[8] & 0x3F) | 0x80);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(36);
+    for (int i = 0; i < 16; ++i) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+        out.push_back(hex[b[i] >> 4]);
+        out.push_back(hex[b[i] & 0x0F]);
+    }
+    return out;
+}
+
+bool is_unique_violation(int rc) {
+    return rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY;
+}
+
+std::string lower_ascii(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+    }
+    return out;
+}
+
+const Status kBanned = Status::permission_denied("User account banned.");
+const Status kNotFound = Status::not_found("User account not found.");
+const Status kUsernameTaken = Status::already_exists("Username is already in use.");
+const Status kFindError = Status::internal("Error finding user account.");
+const Status kCreateError = Status::internal("Error finding or creating user account.");
+const Status kBadCredentials = Status::unauthenticated("Invalid credentials.");
+
+}  // namespace
+
+std::string generate_username() {
+    static constexpr char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    thread_local std::mt19937 rng{std::random_device{}()};
+    std::uniform_int_distribution<int> pick(0, 51);
+    std::string out(10, 'a');
+    for (char& c : out) c = letters[pick(rng)];
+    return out;
+}
+
+struct SqliteAccountStore::Impl {
+    Options options;
+    std::mutex mutex;
+    std::condition_variable available;
+    std::vector<std::unique_ptr<Connection>> idle;
+    std::size_t open = 0;
+    int version = 0;
+
+    // A borrowed connection, returned to the pool on destruction.
+    class Lease {
+    public:
+        Lease(Impl& impl, std::unique_ptr<Connection> c) : impl_(impl), c_(std::move(c)) {}
+        ~Lease() {
+            {
+                std::lock_guard lock(impl_.mutex);
+                impl_.idle.push_back(std::move(c_));
+            }
+            impl_.available.notify_one();
+        }
+        Connection* operator->() { return c_.get(); }
+        Connection& operator*() { return *c_; }
+
+    private:
+        Impl& impl_;
+        std::unique_ptr<Connection> c_;
+    };
+
+    Lease acquire() {
+        std::unique_lock lock(mutex);
+        for (;;) {
+            if (!idle.empty()) {
+                auto c = std::move(idle.back());
+                idle.pop_back();
+                return Lease(*this, std::move(c));
+            }
+            if (open < options.max_open_conns) {
+                ++open;
+                lock.unlock();
+                try {
+                    return Lease(*this, std::make_unique<Connection>(options));
+                } catch (...) {
+                    lock.lock();
+                    --open;
+                    throw;
+                }
+            }
+            available.wait(lock);
+        }
+    }
+
+    void migrate(Connection& c) {
+        if (c.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)") !=
+            SQLITE_OK) {
+            throw std::runtime_error(std::string("cannot create schema_version: ") + c.error());
+        }
+        WriteTransaction tx(c);
+        if (!tx.begun()) throw std::runtime_error(std::string("cannot migrate: ") + c.error());
+        {
+            Stmt s = c.prepare("SELECT max(version) FROM schema_version");
+            if (!s || s.step() != SQLITE_ROW) {
+                throw std::runtime_error(std::string("cannot read schema_version: ") + c.error());
+            }
+            version = static_cast<int>(s.int64(0));
+        }
+        if (version > kSchemaVersion) {
+            throw std::runtime_error("database schema version " + std::to_string(version) +
+                                     " is newer than this nkhost supports (" +
+                                     std::to_string(kSchemaVersion) + ")");
+        }
+        for (; version < kSchemaVersion; ++version) {
+            if (c.exec(kMigrations[version]) != SQLITE_OK) {
+                throw std::runtime_error("migration to schema version " +
+                                         std::to_string(version + 1) + " failed: " + c.error());
+            }
+            Stmt s = c.prepare("INSERT INTO schema_version (version) VALUES (?)");
+            s.bind(1, std::int64_t{version + 1});
+            if (s.step() != SQLITE_DONE) {
+                throw std::runtime_error(std::string("cannot record schema version: ") + c.error());
+            }
+        }
+        if (!tx.commit()) throw std::runtime_error(std::string("cannot migrate: ") + c.error());
+    }
+
+    // Looks an identity up with `lookup_sql` (one parameter; columns id, username,
+    // disable_time). 1 = found, 0 = absent, -1 = error.
+    static int lookup(Connection& c, const char* lookup_sql, std::string_view key,
+                      AuthResult& out, std::int64_t& disable_time) {
+        Stmt s = c.prepare(lookup_sql);
+        if (!s) return -1;
+        s.bind(1, key);
+        const int rc = s.step();
+        if (rc == SQLITE_DONE) return 0;
+        if (rc != SQLITE_ROW) return -1;
+        out.user_id = s.text(0);
+        out.username = s.text(1);
+        disable_time = s.int64(2);
+        return 1;
+    }
+
+    // Nakama's find-or-create, made race-free by re-checking inside a write transaction.
+    // `insert` adds the user row and its identity; it returns the first failing sqlite code.
+    Status find_or_create(const char* lookup_sql, std::string_view key, std::string_view username,
+                          bool create, AuthResult& out,
+                          const std::function<int(Connection&, const std::string&)>& insert) {
+        auto c = acquire();
+        std::int64_t disable_time = 0;
+        int found = lookup(*c, lookup_sql, key, out, disable_time);
+        if (found < 0) return kFindError;
+        if (found == 0 && !create) return kNotFound;
+        if (found == 0) {
+            WriteTransaction tx(*c);
+            if (!tx.begun()) return kCreateError;
+            found = lookup(*c, lookup_sql, key, out, disable_time);
+            if (found < 0) return kCreateError;
+            if (found == 0) {
+                const std::string id = random_uuid_v4();
+                const int rc = insert(*c, id);
+                if (is_unique_violation(rc)) return kUsernameTaken;
+                if (rc != SQLITE_DONE) return kCreateError;
+                if (!tx.commit()) return kCreateError;
+                out.user_id = id;
+                out.username = std::string(username);
+                out.created = true;
+                return Status::ok();
+            }
+        }
+        if (disable_time != 0) return kBanned;
+        out.created = false;
+        return Status::ok();
+    }
+
+    static int insert_user(Connection& c, const std::string& id, std::string_view username,
+                           const std::string* custom_id, const std::string* email,
+                           const std::string* password_hash) {
+        Stmt s = c.prepare(
+            "INSERT INTO users (id, username, custom_id, email, password, create_time, "
+            "update_time) VALUES (?, ?, ?, ?, ?, ?, ?)");
+        if (!s) return SQLITE_ERROR;
+        const std::int64_t now = unix_now();
+        s.bind(1, id).bind(2, username).bind(6, now).bind(7, now);
+        custom_id ? s.bind(3, *custom_id) : s.bind_null(3);
+        email ? s.bind(4, *email) : s.bind_null(4);
+        password_hash ? s.bind(5, *password_hash) : s.bind_null(5);
+        return s.step();
+    }
+};
+
+SqliteAccountStore::SqliteAccountStore(Options options) : impl_(std::make_unique<Impl>()) {
+    if (options.address.empty()) {
+        throw std::invalid_argument("database.address must name a SQLite file");
+    }
+    if (options.max_open_conns == 0) options.max_open_conns = 1;
+    // Every connection to ":memory:" is a separate database: keep one.
+    if (options.address == ":memory:") options.max_open_conns = 1;
+    impl_->options = std::move(options);
+    auto c = impl_->acquire();
+    impl_->migrate(*c);
+}
+
+SqliteAccountStore::~SqliteAccountStore() = default;
+
+int SqliteAccountStore::schema_version() const { return impl_->version; }
+
+Status SqliteAccountStore::authenticate_device(std::string_view device_id,
+                                               std::string_view username, bool create,
+                                               AuthResult& out) {
+    const std::string device(device_id);
+    return impl_->find_or_create(
+        "SELECT u.id, u.username, u.disable_time FROM user_device d JOIN users u ON u.id = "
+        "d.user_id WHERE d.id = ?",
+        device_id, username, create, out, [&](Connection& c, const std::string& id) {
+            int rc = Impl::insert_user(c, id, username, nullptr, nullptr, nullptr);
+            if (rc != SQLITE_DONE) return rc;
+            Stmt s = c.prepare("INSERT INTO user_device (id, user_id) VALUES (?, ?)");
+            if (!s) return SQLITE_ERROR;
+            s.bind(1, device).bind(2, id);
+            rc = s.step();
+            // A device row can only clash here if the re-check raced, which the write lock
+            // excludes; report it as an internal error rather than as a username clash.
+            return is_unique_violation(rc) ? SQLITE_ERROR : rc;
+        });
+}
+
+Status SqliteAccountStore::authenticate_custom(std::string_view custom_id,
+                                               std::string_view username, bool create,
+                                               AuthResult& out) {
+    const std::string custom(custom_id);
+    return impl_->find_or_create(
+        "SELECT id, username, disable_time FROM users WHERE custom_id = ?", custom_id, username,
+        create, out, [&](Connection& c, const std::string& id) {
+            return Impl::insert_user(c, id, username, &custom, nullptr, nullptr);
+        });
+}
+
+Status SqliteAccountStore::authenticate_email(std::string_view email, std::string_view password,
+                                              std::string_view username, bool create,
+                                              AuthResult& out) {
+    if (email.empty()) {
+        // Username + password login; never creates.
+        std::string hash;
+        std::int64_t disable_time = 0;
+        {
+            auto c = impl_->acquire();
+            Stmt s = c->prepare("SELECT id, password, disable_time FROM users WHERE username = ?");
+            if (!s) return kFindError;
+            s.bind(1, username);
+            const int rc = s.step();
+            if (rc == SQLITE_DONE) return kNotFound;
+            if (rc != SQLITE_ROW) return kFindError;
+            out.user_id = s.text(0);
+            hash = s.text(1);
+            disable_time = s.int64(2);
+        }
+        if (disable_time != 0) return kBanned;
+        if (hash.empty() || !bcrypt_verify(password, hash)) return kBadCredentials;
+        out.username = std::string(username);
+        out.created = false;
+        return Status::ok();
+    }
+
+    const std::string clean_email = lower_ascii(email);
+    const char* lookup_sql = "SELECT id, username, disable_time, password FROM users WHERE email = ?";
+    auto find = [&](Connection& c, std::string& hash, std::int64_t& disable_time) {
+        Stmt s = c.prepare(lookup_sql);
+        if (!s) return -1;
+        s.bind(1, clean_email);
+        const int rc = s.step();
+        if (rc == SQLITE_DONE) return 0;
+        if (rc != SQLITE_ROW) return -1;
+        out.user_id = s.text(0);
+        out.username = s.text(1);
+        disable_time = s.int64(2);
+        hash = s.text(3);
+        return 1;
+    };
+    auto check_existing = [&](const std::string& hash, std::int64_t disable_time) {
+        if (disable_time != 0) return kBanned;
+        if (hash.empty() || !bcrypt_verify(password, hash)) return kBadCredentials;
+        out.created = false;
+        return Status::ok();
+    };
+
+    std::string hash;
+    std::int64_t disable_time = 0;
+    int found;
+    {
+        auto c = impl_->acquire();
+        found = find(*c, hash, disable_time);
+    }
+    if (found < 0) return kFindError;
+    if (found == 1) return check_existing(hash, disable_time);  // bcrypt outside the lease
+    if (!create) return kNotFound;
+
+    // Hash before taking the write lock: bcrypt is the slow part.
+    auto new_hash = bcrypt_hash(password, impl_->options.bcrypt_cost);
+    if (!new_hash) return kCreateError;
+    {
+        auto c = impl_->acquire();
+        WriteTransaction tx(*c);
+        if (!tx.begun()) return kCreateError;
+        found = find(*c, hash, disable_time);
+        if (found < 0) return kCreateError;
+        if (found == 0) {
+            const std::string id = random_uuid_v4();
+            const int rc = Impl::insert_user(*c, id, username, nullptr, &clean_email, &*new_hash);
+            if (is_unique_violation(rc)) return kUsernameTaken;
+            if (rc != SQLITE_DONE) return kCreateError;
+            if (!tx.commit()) return kCreateError;
+            out.user_id = id;
+            out.username = std::string(username);
+            out.created = true;
+            return Status::ok();
+        }
+    }
+    return check_existing(hash, disable_time);  // created meanwhile by a concurrent call
+}
+
+Status SqliteAccountStore::find_user(std::string_view user_id, UserRef& out) {
+    auto c = impl_->acquire();
+    Stmt s = c->prepare("SELECT username, disable_time FROM users WHERE id = ?");
+    if (!s) return kFindError;
+    s.bind(1, user_id);
+    const int rc = s.step();
+    if (rc == SQLITE_DONE) return kNotFound;
+    if (rc != SQLITE_ROW) return kFindError;
+    if (s.int64(1) != 0) return kBanned;
+    out.user_id = std::string(user_id);
+    out.username = s.text(0);
+    return Status::ok();
+}
+
+Status SqliteAccountStore::get_account(std::string_view user_id, Account& out) {
+    const Status error = Status::internal("Error retrieving user account.");
+    auto c = impl_->acquire();
+    {
+        Stmt s = c->prepare(
+            "SELECT id, username, display_name, avatar_url, lang_tag, location, timezone, "
+            "metadata, wallet, email, custom_id, verify_time, disable_time, create_time, "
+            "update_time FROM users WHERE id = ?");
+        if (!s) return error;
+        s.bind(1, user_id);
+        const int rc = s.step();
+        if (rc == SQLITE_DONE) return Status::not_found("Account not found.");
+        if (rc != SQLITE_ROW) return error;
+        out.id = s.text(0);
+        out.username = s.text(1);
+        out.display_name = s.text(2);
+        out.avatar_url = s.text(3);
+        out.lang_tag = s.text(4);
+        out.location = s.text(5);
+        out.timezone = s.text(6);
+        out.metadata = s.text(7);
+        out.wallet = s.text(8);
+        out.email = s.text(9);
+        out.custom_id = s.text(10);
+        out.verify_time = s.int64(11);
+        out.disable_time = s.int64(12);
+        out.create_time = s.int64(13);
+        out.update_time = s.int64(14);
+    }
+    Stmt d = c->prepare("SELECT id FROM user_device WHERE user_id = ? ORDER BY id");
+    if (!d) return error;
+    d.bind(1, user_id);
+    out.devices.clear();
+    int rc;
+    while ((rc = d.step()) == SQLITE_ROW) out.devices.push_back(d.text(0));
+    return rc == SQLITE_DONE ? Status::ok() : error;
+}
+
+Status SqliteAccountStore::update_account(std::string_view user_id, const AccountUpdate& update) {
+    if (update.empty()) return Status::invalid_argument("No fields to update.");
+    const Status error = Status::internal("Error while trying to update account.");
+    struct Field {
+        const char* column;
+        const std::optional<std::string>* value;
+    };
+    const Field fields[] = {{"username", &update.username},       {"display_name", &update.display_name},
+                            {"avatar_url", &update.avatar_url},   {"lang_tag", &update.lang_tag},
+                            {"location", &update.location},       {"timezone", &update.timezone}};
+    std::string sql = "UPDATE users SET update_time = ?";
+    for (const auto& f : fields) {
+        if (*f.value) (sql += ", ") += std::string(f.column) + " = ?";
+    }
+    sql += " WHERE id = ?";
+
+    auto c = impl_->acquire();
+    sqlite3_stmt* raw = c->prepare_once(sql);
+    if (!raw) return error;
+    int i = 1;
+    sqlite3_bind_int64(raw, i++, unix_now());
+    for (const auto& f : fields) {
+        if (!*f.value) continue;
+        const std::string& v = **f.value;
+        if (v.empty() && f.value != &update.username) {
+            sqlite3_bind_null(raw, i++);
+        } else {
+            sqlite3_bind_text(raw, i++, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        }
+    }
+    sqlite3_bind_text(raw, i, user_id.data(), static_cast<int>(user_id.size()), SQLITE_TRANSIENT);
+    const int rc = sqlite3_step(raw);
+    sqlite3_finalize(raw);
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) return kUsernameTaken;
+    if (rc != SQLITE_DONE) return error;  // CHECK (column length) failures land here, as in Postgres
+    if (c->changes() == 0) return Status::not_found("Account not found.");
+    return Status::ok();
+}
+
+Status SqliteAccountStore::delete_account(std::string_view user_id) {
+    const Status error = Status::internal("Error deleting user account.");
+    auto c = impl_->acquire();
+    WriteTransaction tx(*c);
+    if (!tx.begun()) return error;
+    for (const char* sql :
+         {"DELETE FROM user_device WHERE user_id = ?", "DELETE FROM users WHERE id = ?"}) {
+        Stmt s = c->prepare(sql);
+        if (!s) return error;
+        s.bind(1, user_id);
+        if (s.step() != SQLITE_DONE) return error;
+    }
+    return tx.commit() ? Status::ok() : error;
+}
+
+Status SqliteAccountStore::set_disabled(std::string_view user_id, bool disabled) {
+    auto c = impl_->acquire();
+    Stmt s = c->prepare("UPDATE users SET disable_time = ?, update_time = ? WHERE id = ?");
+    if (!s) return kFindError;
+    const std::int64_t now = unix_now();
+    s.bind(1, disabled ? now : std::int64_t{0}).bind(2, now).bind(3, user_id);
+    if (s.step() != SQLITE_DONE) return kFindError;
+    return c->changes() == 0 ? kNotFound : Status::ok();
+}
+
+}  // namespace nk::store

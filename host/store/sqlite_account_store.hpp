@@ -1,0 +1,47 @@
+// SqliteAccountStore: the embedded AccountStore, one SQLite file.
+//
+// The file (store::Options::address; must be non-empty) is opened in WAL mode
+// with a busy timeout; the schema is created or migrated at construction
+// (table schema_version). SQLite connections must not be used by two threads
+// at once, so the store keeps a small pool (Options::max_open_conns): each
+// call borrows one connection for its duration and blocks while all are busy.
+// Writers use BEGIN IMMEDIATE, so find-or-create is serialised and a new
+// identity is created exactly once however many calls race for it.
+//
+// Throws std::runtime_error from the constructor when the file cannot be
+// opened or migrated; methods never throw (errors are Status values).
+#pragma once
+
+#include <memory>
+
+#include "store/account_store.hpp"
+#include "store/options.hpp"
+
+namespace nk::store {
+
+class SqliteAccountStore final : public AccountStore {
+public:
+    explicit SqliteAccountStore(Options options);
+    ~SqliteAccountStore() override;
+
+    Status authenticate_device(std::string_view device_id, std::string_view username,
+                               bool create, AuthResult& out) override;
+    Status authenticate_custom(std::string_view custom_id, std::string_view username,
+                               bool create, AuthResult& out) override;
+    Status authenticate_email(std::string_view email, std::string_view password,
+                              std::string_view username, bool create, AuthResult& out) override;
+    Status find_user(std::string_view user_id, UserRef& out) override;
+    Status get_account(std::string_view user_id, Account& out) override;
+    Status update_account(std::string_view user_id, const AccountUpdate& update) override;
+    Status delete_account(std::string_view user_id) override;
+    Status set_disabled(std::string_view user_id, bool disabled) override;
+
+    // The schema version the file is at after construction.
+    int schema_version() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nk::store
