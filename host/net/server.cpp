@@ -1,0 +1,945 @@
+#include "net/server.hpp"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <strings.h>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+
+#include "metrics/registry.hpp"
+#include "net/body_decoder.hpp"
+
+namespace nk::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::string_view kCacheControl = "no-store, no-cache, must-revalidate";
+constexpr std::string_view kAllowHeaders = "Authorization, Content-Type, User-Agent";
+constexpr std::string_view kAllowMethods = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+Method method_from_verb(http::verb v) {
+    switch (v) {
+        case http::verb::get: return Method::get;
+        case http::verb::head: return Method::head;
+        case http::verb::post: return Method::post;
+        case http::verb::put: return Method::put;
+        case http::verb::patch: return Method::patch;
+        case http::verb::delete_: return Method::delete_;
+        case http::verb::options: return Method::options;
+        default: return Method::other;
+    }
+}
+
+constexpr std::array<std::string_view, 8> kMethodNames = {"GET",   "HEAD",   "POST",    "PUT",
+                                                          "PATCH", "DELETE", "OPTIONS", "OTHER"};
+
+// Statuses whose request counters are cached per (route, method); others are
+// looked up in the registry each time (rare).
+constexpr std::array<int, 16> kCachedStatuses = {200, 201, 204, 400, 401, 403, 404, 409,
+                                                 413, 415, 429, 431, 500, 501, 503, 101};
+
+int status_slot(int status) {
+    for (std::size_t i = 0; i < kCachedStatuses.size(); ++i) {
+        if (kCachedStatuses[i] == status) return static_cast<int>(i);
+    }
+    return -1;
+}
+
+void append_number(std::string& out, std::uint64_t n) {
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n);
+    (void)ec;
+    out.append(buf, end);
+}
+
+// Header values must not carry CR/LF (response splitting).
+void append_header_value(std::string& out, std::string_view v) {
+    for (char c : v) out.push_back(c == '\r' || c == '\n' ? ' ' : c);
+}
+
+// Parses "1.2.3.4", "1.2.3.4:80", "::1", "[::1]:80" into ip and port.
+bool parse_forwarded_entry(std::string_view entry, std::string& ip, std::string& port) {
+    entry = trim(entry);
+    if (entry.empty()) return false;
+    std::string_view host = entry, p;
+    if (entry.front() == '[') {
+        auto close = entry.find(']');
+        if (close == std::string_view::npos) return false;
+        host = entry.substr(1, close - 1);
+        std::string_view rest = entry.substr(close + 1);
+        if (!rest.empty()) {
+            if (rest.front() != ':') return false;
+            p = rest.substr(1);
+        }
+    } else if (std::count(entry.begin(), entry.end(), ':') == 1) {
+        auto colon = entry.find(':');
+        host = entry.substr(0, colon);
+        p = entry.substr(colon + 1);
+    }
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(std::string(host), ec);
+    if (ec) return false;
+    if (!p.empty()) {
+        unsigned value = 0;
+        auto [end, perr] = std::from_chars(p.data(), p.data() + p.size(), value);
+        if (perr != std::errc() || end != p.data() + p.size() || value > 65535) return false;
+    }
+    ip = addr.to_string();
+    port = std::string(p);
+    return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+struct RouteMetrics {
+    std::atomic<metrics::Histogram*> latency{nullptr};
+    std::array<std::atomic<metrics::Counter*>, kMethodNames.size() * kCachedStatuses.size()>
+        requests{};
+};
+
+class ConnectionBase {
+public:
+    virtual ~ConnectionBase() = default;
+    // Both run on the connection's own executor.
+    virtual void begin_shutdown() = 0;
+    virtual void force_close() = 0;
+    virtual asio::any_io_executor executor() = 0;
+};
+
+struct ServerCore {
+    Options options;
+    Router& router;
+    metrics::Registry* registry;
+
+    std::vector<std::unique_ptr<asio::io_context>> contexts;
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+    std::vector<std::thread> threads;
+    std::optional<tcp::acceptor> acceptor;
+    std::optional<ssl::context> tls;
+    std::uint16_t bound_port = 0;
+    std::atomic<std::size_t> next_context{0};
+    bool started = false;
+    bool joined = false;
+
+    std::atomic<bool> shutting_down{false};
+    std::atomic<std::size_t> open_connections{0};
+    std::atomic<std::size_t> in_flight{0};
+
+    // Connections that are not idle (reading a request, handling, writing).
+    std::mutex busy_mutex;
+    std::condition_variable busy_cv;
+    std::size_t busy = 0;
+
+    std::mutex connections_mutex;
+    std::uint64_t next_connection_id = 0;
+    std::unordered_map<std::uint64_t, std::weak_ptr<ConnectionBase>> connections;
+
+    std::unique_ptr<RouteMetrics[]> route_metrics;
+    metrics::Gauge* connections_open = nullptr;
+    metrics::Counter* connections_rejected = nullptr;
+
+    ServerCore(const Options& o, Router& r, metrics::Registry* m) : options(o), router(r), registry(m) {}
+
+    std::size_t body_limit() const { return options.max_request_size_bytes; }
+    // How much of an unwanted body is read and dropped before closing, so
+    // the peer sees our response instead of a reset.
+    std::size_t discard_cap() const {
+        return std::max<std::size_t>(4 * options.max_request_size_bytes, 1 << 20);
+    }
+
+    void set_busy(bool b) {
+        std::lock_guard lock(busy_mutex);
+        if (b) {
+            ++busy;
+        } else if (--busy == 0) {
+            busy_cv.notify_all();
+        }
+    }
+
+    std::uint64_t register_connection(std::weak_ptr<ConnectionBase> c) {
+        std::lock_guard lock(connections_mutex);
+        std::uint64_t id = ++next_connection_id;
+        connections.emplace(id, std::move(c));
+        return id;
+    }
+    void unregister_connection(std::uint64_t id) {
+        std::lock_guard lock(connections_mutex);
+        connections.erase(id);
+    }
+    std::vector<std::shared_ptr<ConnectionBase>> live_connections() {
+        std::vector<std::shared_ptr<ConnectionBase>> out;
+        std::lock_guard lock(connections_mutex);
+        out.reserve(connections.size());
+        for (auto& [id, w] : connections) {
+            if (auto c = w.lock()) out.push_back(std::move(c));
+        }
+        return out;
+    }
+
+    void record_request(std::size_t route_id, Method method, int status, Clock::time_point start) {
+        if (!registry) return;
+        RouteMetrics& rm = route_metrics[std::min(route_id, router.route_count() - 1)];
+        std::string_view route = router.route_name(route_id);
+        metrics::Histogram* h = rm.latency.load(std::memory_order_acquire);
+        if (!h) {
+            h = &registry->histogram("http_request_latency_ms", "HTTP request latency in ms",
+                                     metrics::latency_ms_buckets(), {{"route", std::string(route)}});
+            rm.latency.store(h, std::memory_order_release);
+        }
+        double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+        h->observe(ms);
+        std::size_t m = static_cast<std::size_t>(method);
+        int slot = status_slot(status);
+        metrics::Counter* c = nullptr;
+        if (slot >= 0) c = rm.requests[m * kCachedStatuses.size() + slot].load(std::memory_order_acquire);
+        if (!c) {
+            c = &registry->counter(
+                "http_requests", "HTTP requests by route, method and status",
+                {{"route", std::string(route)}, {"method", std::string(kMethodNames[m])}, {"status", std::to_string(status)}});
+            if (slot >= 0) {
+                rm.requests[m * kCachedStatuses.size() + slot].store(c, std::memory_order_release);
+            }
+        }
+        c->inc();
+    }
+
+    void accept_next();
+    void on_accept(std::size_t ctx_index, tcp::socket socket);
+    void close_acceptor();
+    void stop_threads();
+};
+
+struct Server::Impl : ServerCore {
+    using ServerCore::ServerCore;
+};
+
+// ---------------------------------------------------------------------------
+// One HTTP connection, pinned to one io_context: every member is touched only
+// on that context's thread (Responders hop here with dispatch()).
+
+template <typename Stream>
+class Connection final : public ConnectionBase,
+                         public std::enable_shared_from_this<Connection<Stream>> {
+public:
+    Connection(ServerCore& server, Stream stream) : server_(server), stream_(std::move(stream)) {
+        boost::system::error_code ec;
+        auto ep = lowest().socket().remote_endpoint(ec);
+        if (!ec) {
+            auto address = ep.address();
+            if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+                address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+            }
+            socket_ip_ = address.to_string();
+            socket_port_ = std::to_string(ep.port());
+        }
+        header_out_.reserve(256);
+    }
+
+    ~Connection() override {
+        if (id_) server_.unregister_connection(id_);
+        if (busy_) server_.set_busy(false);
+        if (in_flight_) server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+        if (!detached_) release_connection_slot();
+    }
+
+    void start() {
+        id_ = server_.register_connection(this->weak_from_this());
+        if (server_.shutting_down.load()) return close_now();
+        if constexpr (std::is_same_v<Stream, TlsStream>) {
+            set_busy(true);
+            lowest().expires_after(std::chrono::milliseconds(server_.options.read_timeout_ms));
+            stream_.async_handshake(ssl::stream_base::server,
+                                    [self = this->shared_from_this()](beast::error_code ec) {
+                                        if (self->state_ == State::closed) return;
+                                        if (ec) return self->close_now();
+                                        self->set_busy(false);
+                                        self->wait_for_request();
+                                    });
+        } else {
+            wait_for_request();
+        }
+    }
+
+    void begin_shutdown() override {
+        shutdown_requested_ = true;
+        if (state_ == State::idle) close_now();
+    }
+
+    void force_close() override {
+        if (state_ != State::closed && !detached_) close_now();
+    }
+
+    asio::any_io_executor executor() override { return lowest().get_executor(); }
+
+private:
+    enum class State { idle, reading, handling, writing, lingering, closed };
+
+    beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+    void set_busy(bool b) {
+        if (busy_ == b) return;
+        busy_ = b;
+        server_.set_busy(b);
+    }
+
+    void release_connection_slot() {
+        server_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+        if (server_.connections_open) server_.connections_open->add(-1);
+    }
+
+    // Waits for the first byte of the next request under the idle timeout
+    // (the read timeout for a connection's first request), so an idle
+    // keep-alive connection is told apart from one mid-request.
+    void wait_for_request() {
+        if (shutdown_requested_) return close_now();
+        parser_.emplace();
+        parser_->header_limit(static_cast<std::uint32_t>(
+            std::min<std::size_t>(server_.options.max_header_size_bytes, UINT32_MAX)));
+        parser_->body_limit(server_.body_limit());
+        if (buffer_.size() > 0) return read_header();
+        state_ = State::idle;
+        set_busy(false);
+        auto timeout = first_request_ ? server_.options.read_timeout_ms : server_.options.idle_timeout_ms;
+        lowest().expires_after(std::chrono::milliseconds(timeout));
+        stream_.async_read_some(
+            buffer_.prepare(4096),
+            [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+                if (self->state_ == State::closed) return;
+                if (ec) return self->close_now();
+                self->buffer_.commit(n);
+                self->read_header();
+            });
+    }
+
+    void read_header() {
+        state_ = State::reading;
+        set_busy(true);
+        first_request_ = false;
+        lowest().expires_after(std::chrono::milliseconds(server_.options.read_timeout_ms));
+        http::async_read_header(stream_, buffer_, *parser_,
+                                [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                                    if (self->state_ == State::closed) return;
+                                    if (ec) return self->on_read_error(ec);
+                                    self->on_header();
+                                });
+    }
+
+    void on_header() {
+        auto& req = parser_->get();
+        if (!parser_->is_done() && req.version() >= 11) {
+            auto expect = req[http::field::expect];
+            if (iequals(expect, "100-continue")) {
+                static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+                asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
+                                  [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                                      if (self->state_ == State::closed) return;
+                                      if (ec) return self->close_now();
+                                      self->read_body();
+                                  });
+                return;
+            }
+        }
+        read_body();
+    }
+
+    void read_body() {
+        if (parser_->is_done()) return on_request();
+        http::async_read(stream_, buffer_, *parser_,
+                         [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                             if (self->state_ == State::closed) return;
+                             if (ec) return self->on_read_error(ec);
+                             self->on_request();
+                         });
+    }
+
+    void on_read_error(beast::error_code ec) {
+        if (ec == http::error::header_limit) {
+            return reject(431, Status::invalid_argument("Request header fields too large"));
+        }
+        if (ec == http::error::body_limit) {
+            return reject(413, Status::invalid_argument("Request body too large"));
+        }
+        if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
+            ec == asio::error::eof || ec == asio::error::operation_aborted ||
+            ec == asio::error::connection_reset || ec.category() == asio::error::get_ssl_category() ||
+            ec == asio::ssl::error::stream_truncated) {
+            return close_now();
+        }
+        // Any other parser error is malformed HTTP.
+        reject(400, Status::invalid_argument("Malformed HTTP request"));
+    }
+
+    // Answers an unreadable request and closes (after draining what the peer
+    // is still sending, so it receives the answer).
+    void reject(int http_status, const Status& status) {
+        Response r = Response::error(status);
+        r.status = http_status;
+        method_ = parser_ && parser_->is_header_done() ? method_from_verb(parser_->get().method())
+                                                       : Method::other;
+        route_id_ = 0;
+        start_ = Clock::now();
+        begin_request();
+        send(std::move(r), /*keep_alive=*/false, /*head=*/false);
+    }
+
+    void begin_request() {
+        state_ = State::handling;
+        set_busy(true);
+        in_flight_ = true;
+        server_.in_flight.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    void on_request() {
+        start_ = Clock::now();
+        begin_request();
+        auto& breq = parser_->get();
+
+        Request req;
+        req.method = method_from_verb(breq.method());
+        method_ = req.method;
+        req.target = std::string(breq.target());
+        std::string_view target = req.target;
+        auto qpos = target.find('?');
+        std::string_view raw_path = target.substr(0, qpos);
+        if (raw_path.find('%') != std::string_view::npos) {
+            req.path = percent_decode(raw_path, false);
+        } else {
+            req.path = std::string(raw_path);
+        }
+        if (qpos != std::string_view::npos) parse_query(target.substr(qpos + 1), req.query);
+        req.headers.reserve(static_cast<std::size_t>(std::distance(breq.begin(), breq.end())));
+        std::string forwarded;
+        bool has_forwarded = false;
+        for (const auto& field : breq) {
+            req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+            if (iequals(field.name_string(), "X-Forwarded-For")) {
+                if (has_forwarded) forwarded += ',';
+                forwarded += field.value();
+                has_forwarded = true;
+            }
+        }
+        req.keep_alive = breq.keep_alive();
+        keep_alive_ = req.keep_alive;
+        http10_ = breq.version() < 11;
+        resolve_client(has_forwarded ? &forwarded : nullptr, req);
+
+        if (req.method == Method::get && server_.router.find_upgrade(req.path) &&
+            beast::websocket::is_upgrade(breq)) {
+            return handle_upgrade(std::move(req));
+        }
+
+        req.body = std::move(breq.body());
+        auto encoding = breq[http::field::content_encoding];
+        if (!encoding.empty()) {
+            switch (decode_body(encoding, req.body, server_.body_limit())) {
+                case DecodeResult::ok: break;
+                case DecodeResult::too_large:
+                    route_id_ = 0;
+                    return send(Response::error(Status::invalid_argument("Request body too large")),
+                                keep_alive_, false, 413);
+                case DecodeResult::corrupt:
+                    route_id_ = 0;
+                    return send(Response::error(Status::invalid_argument("Invalid compressed request body")),
+                                keep_alive_, false);
+                case DecodeResult::unsupported:
+                    route_id_ = 0;
+                    return send(Response::error(Status::invalid_argument("Unsupported Content-Encoding")),
+                                keep_alive_, false);
+            }
+        }
+
+        if (req.method == Method::options) {
+            KeyValues ignored;
+            route_id_ = server_.router.match(Method::get, req.path, ignored).route_id;
+            Response r;
+            r.status = 200;
+            r.content_type.clear();
+            r.headers.emplace_back("Access-Control-Allow-Headers", kAllowHeaders);
+            r.headers.emplace_back("Access-Control-Allow-Methods", kAllowMethods);
+            return send(std::move(r), keep_alive_, false);
+        }
+
+        auto match = server_.router.match(req.method, req.path, req.path_params);
+        route_id_ = match.route_id;
+        switch (match.kind) {
+            case Router::Match::Kind::not_found:
+                return send(Response::error(Status::not_found("Not Found")), keep_alive_, head());
+            case Router::Match::Kind::method_not_allowed:
+                return send(Response::error(Status::unimplemented("Method Not Allowed")), keep_alive_,
+                            head());
+            case Router::Match::Kind::handler: break;
+        }
+        Responder responder([self = this->shared_from_this()](Response&& r) {
+            // Inline when already on this connection's thread, else posted there.
+            asio::dispatch(self->lowest().get_executor(), [self, r = std::move(r)]() mutable {
+                self->send(std::move(r), self->keep_alive_, self->head());
+            });
+        });
+        try {
+            (*match.handler)(std::move(req), responder);
+        } catch (const std::exception& e) {
+            responder(Response::error(Status::internal(e.what())));
+        } catch (...) {
+            responder(Response::error(Status::internal("Internal Server Error")));
+        }
+    }
+
+    bool head() const { return method_ == Method::head; }
+
+    void resolve_client(const std::string* forwarded, Request& req) {
+        unsigned n = server_.options.proxy_count;
+        if (forwarded && n > 0) {
+            std::vector<std::string_view> entries;
+            std::string_view all = *forwarded;
+            std::size_t i = 0;
+            while (i <= all.size()) {
+                std::size_t j = all.find(',', i);
+                if (j == std::string_view::npos) j = all.size();
+                entries.push_back(all.substr(i, j - i));
+                i = j + 1;
+            }
+            if (entries.size() >= n &&
+                parse_forwarded_entry(entries[entries.size() - n], req.client_ip, req.client_port)) {
+                return;
+            }
+        }
+        req.client_ip = socket_ip_;
+        req.client_port = socket_port_;
+    }
+
+    // Writes the response; the status of the wire message is `http_status`
+    // when given (413 with a code-3 body), else response.status.
+    void send(Response&& r, bool keep_alive, bool head_only, int http_status = 0) {
+        if (state_ != State::handling) return;  // closed meanwhile (shutdown grace ran out)
+        state_ = State::writing;
+        int status = http_status ? http_status : r.status;
+        status_ = status;
+        keep_alive = keep_alive && !shutdown_requested_ && !server_.shutting_down.load();
+        close_after_write_ = !keep_alive;
+
+        std::string& h = header_out_;
+        h.clear();
+        h += "HTTP/1.1 ";
+        append_number(h, static_cast<std::uint64_t>(status));
+        h += ' ';
+        h += http::obsolete_reason(static_cast<http::status>(status));
+        h += "\r\n";
+        if (!r.content_type.empty()) {
+            h += "Content-Type: ";
+            append_header_value(h, r.content_type);
+            h += "\r\n";
+        }
+        h += "Content-Length: ";
+        append_number(h, r.body.size());
+        h += "\r\nCache-Control: ";
+        h += kCacheControl;
+        h += "\r\nAccess-Control-Allow-Origin: *\r\n";
+        for (const auto& [k, v] : r.headers) {
+            append_header_value(h, k);
+            h += ": ";
+            append_header_value(h, v);
+            h += "\r\n";
+        }
+        if (!keep_alive) {
+            h += "Connection: close\r\n";
+        } else if (http10_) {
+            h += "Connection: keep-alive\r\n";
+        }
+        h += "\r\n";
+        body_out_ = std::move(r.body);
+        if (head_only) body_out_.clear();
+
+        lowest().expires_after(std::chrono::milliseconds(server_.options.write_timeout_ms));
+        std::array<asio::const_buffer, 2> buffers{asio::buffer(header_out_), asio::buffer(body_out_)};
+        asio::async_write(stream_, buffers,
+                          [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->on_written(ec);
+                          });
+    }
+
+    void on_written(beast::error_code ec) {
+        if (in_flight_) {
+            in_flight_ = false;
+            server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+        }
+        server_.record_request(route_id_, method_, status_, start_);
+        if (state_ == State::closed) return;
+        if (ec) return close_now();
+        if (close_after_write_) return linger_and_close();
+        wait_for_request();
+    }
+
+    // After a final response: send FIN, then read and drop what the peer
+    // still sends (up to a cap, under the read timeout) so that closing with
+    // unread data does not reset the connection before the peer read our
+    // response.
+    void linger_and_close() {
+        state_ = State::lingering;
+        set_busy(false);
+        boost::system::error_code ignored;
+        lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+        lowest().expires_after(std::chrono::milliseconds(
+            std::min<std::uint32_t>(server_.options.read_timeout_ms, 5000)));
+        drained_ = buffer_.size();
+        buffer_.consume(buffer_.size());
+        drain();
+    }
+
+    void drain() {
+        if (drained_ > server_.discard_cap()) return close_now();
+        // Read straight from the socket: under TLS the TLS layer would try to
+        // write (alerts) on a half-closed socket; the bytes are dropped anyway.
+        lowest().async_read_some(
+            asio::buffer(discard_),
+            [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+                if (self->state_ == State::closed) return;
+                if (ec) return self->close_now();
+                self->drained_ += n;
+                self->drain();
+            });
+    }
+
+    void close_now() {
+        if (state_ == State::closed || detached_) return;
+        state_ = State::closed;
+        set_busy(false);
+        boost::system::error_code ignored;
+        lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+        lowest().close();
+    }
+
+    void handle_upgrade(Request&& req);
+
+    ServerCore& server_;
+    Stream stream_;
+    beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    State state_ = State::idle;
+    bool busy_ = false;
+    bool in_flight_ = false;
+    bool detached_ = false;
+    bool first_request_ = true;
+    bool shutdown_requested_ = false;
+    bool keep_alive_ = true;
+    bool http10_ = false;
+    bool close_after_write_ = false;
+    std::uint64_t id_ = 0;
+    std::string socket_ip_;
+    std::string socket_port_;
+    std::string header_out_;
+    std::string body_out_;
+    Method method_ = Method::other;
+    std::size_t route_id_ = 0;
+    int status_ = 0;
+    Clock::time_point start_;
+    std::size_t drained_ = 0;
+    std::array<char, 8192> discard_;
+};
+
+// The Upgrade handed to an UpgradeHandler; lives on the stack of handle_upgrade.
+class UpgradeSeam final : public Upgrade {
+public:
+    explicit UpgradeSeam(std::function<UpgradedConnection()> take_fn) : take_fn_(std::move(take_fn)) {}
+    void reject(Response&& response) override {
+        if (taken_ || rejected_) return;
+        rejected_ = true;
+        response_ = std::move(response);
+    }
+    UpgradedConnection take() override {
+        if (taken_ || rejected_) throw std::logic_error("Upgrade: take() after take() or reject()");
+        taken_ = true;
+        return take_fn_();
+    }
+
+    std::function<UpgradedConnection()> take_fn_;
+    bool taken_ = false;
+    bool rejected_ = false;
+    Response response_;
+};
+
+template <typename Stream>
+void Connection<Stream>::handle_upgrade(Request&& req) {
+    route_id_ = server_.router.upgrade_route_id(req.path);
+    const UpgradeHandler* handler = server_.router.find_upgrade(req.path);
+    UpgradeSeam seam([this]() {
+        lowest().expires_never();
+        UpgradedConnection out{std::variant<PlainStream, TlsStream>(std::in_place_type<Stream>,
+                                                                    std::move(stream_)),
+                               parser_->release(), std::move(buffer_)};
+        // The connection now belongs to the handler: stop accounting for it.
+        detached_ = true;
+        state_ = State::closed;
+        set_busy(false);
+        if (in_flight_) {
+            in_flight_ = false;
+            server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+        }
+        release_connection_slot();
+        return out;
+    });
+    try {
+        (*handler)(std::move(req), seam);
+    } catch (const std::exception& e) {
+        if (!seam.taken_ && !seam.rejected_) seam.reject(Response::error(Status::internal(e.what())));
+    } catch (...) {
+        if (!seam.taken_ && !seam.rejected_) seam.reject(Response::error(Status::internal("Internal Server Error")));
+    }
+    if (seam.taken_) {
+        server_.record_request(route_id_, method_, 101, start_);
+        return;
+    }
+    if (!seam.rejected_) {
+        seam.response_ = Response::error(Status::internal("Upgrade handler did not answer"));
+    }
+    send(std::move(seam.response_), false, false);
+}
+
+// ---------------------------------------------------------------------------
+
+void ServerCore::accept_next() {
+    std::size_t i = next_context.fetch_add(1, std::memory_order_relaxed) % contexts.size();
+    acceptor->async_accept(*contexts[i], [this, i](beast::error_code ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
+        if (!ec) {
+            on_accept(i, std::move(socket));
+            return accept_next();
+        }
+        // Out of descriptors and similar: back off a little instead of spinning.
+        auto timer = std::make_shared<asio::steady_timer>(acceptor->get_executor(),
+                                                          std::chrono::milliseconds(50));
+        timer->async_wait([this, timer](beast::error_code) {
+            if (acceptor->is_open()) accept_next();
+        });
+    });
+}
+
+void ServerCore::on_accept(std::size_t ctx_index, tcp::socket socket) {
+    if (options.max_connections > 0 &&
+        open_connections.load(std::memory_order_relaxed) >= options.max_connections) {
+        if (connections_rejected) connections_rejected->inc();
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        return;
+    }
+    open_connections.fetch_add(1, std::memory_order_relaxed);
+    if (connections_open) connections_open->add(1);
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    // Construct and start on the connection's own thread.
+    asio::post(*contexts[ctx_index], [this, s = std::move(socket)]() mutable {
+        if (tls) {
+            auto c = std::make_shared<Connection<TlsStream>>(*this, TlsStream(beast::tcp_stream(std::move(s)), *tls));
+            c->start();
+        } else {
+            auto c = std::make_shared<Connection<PlainStream>>(*this, PlainStream(std::move(s)));
+            c->start();
+        }
+    });
+}
+
+void ServerCore::close_acceptor() {
+    if (!acceptor) return;
+    auto do_close = [this] {
+        boost::system::error_code ignored;
+        if (acceptor->is_open()) acceptor->close(ignored);
+    };
+    if (started && !joined && !contexts[0]->stopped()) {
+        if (contexts[0]->get_executor().running_in_this_thread()) return do_close();
+        std::promise<void> done;
+        asio::post(*contexts[0], [&] {
+            do_close();
+            done.set_value();
+        });
+        done.get_future().wait();
+    } else {
+        do_close();
+    }
+}
+
+void ServerCore::stop_threads() {
+    if (joined) return;
+    joined = true;
+    for (auto& g : guards) g.reset();
+    for (auto& c : contexts) c->stop();
+    for (auto& t : threads) {
+        if (t.joinable()) t.join();
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+Server::Server(const Options& options, Router& router, metrics::Registry* metrics)
+    : impl_(std::make_unique<Impl>(options, router, metrics)) {
+    unsigned n = options.io_threads ? options.io_threads : std::thread::hardware_concurrency();
+    if (n == 0) n = 1;
+    for (unsigned i = 0; i < n; ++i) {
+        impl_->contexts.push_back(std::make_unique<asio::io_context>(1));
+    }
+}
+
+Server::~Server() {
+    if (impl_->started && !impl_->joined) shutdown(std::chrono::milliseconds(0));
+    impl_->stop_threads();
+    // Destroying the contexts destroys pending handlers and with them the
+    // connections, which still refer to *impl_: do it while impl_ is whole.
+    impl_->acceptor.reset();
+    for (auto& c : impl_->contexts) c.reset();
+}
+
+void Server::start() {
+    Impl& s = *impl_;
+    if (s.started) throw std::logic_error("Server::start called twice");
+
+    if (!s.options.ssl_certificate.empty() || !s.options.ssl_private_key.empty()) {
+        if (s.options.ssl_certificate.empty() || s.options.ssl_private_key.empty()) {
+            throw std::runtime_error(
+                "socket.ssl_certificate and socket.ssl_private_key must be set together");
+        }
+        s.tls.emplace(ssl::context::tls_server);
+        s.tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                           ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                           ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+        boost::system::error_code ec;
+        s.tls->use_certificate_chain_file(s.options.ssl_certificate, ec);
+        if (ec) {
+            throw std::runtime_error("cannot load TLS certificate '" + s.options.ssl_certificate +
+                                     "': " + ec.message());
+        }
+        s.tls->use_private_key_file(s.options.ssl_private_key, ssl::context::pem, ec);
+        if (ec) {
+            throw std::runtime_error("cannot load TLS private key '" + s.options.ssl_private_key +
+                                     "': " + ec.message());
+        }
+    }
+
+    boost::system::error_code ec;
+    asio::ip::address address;
+    if (s.options.address.empty()) {
+        address = asio::ip::address_v6::any();
+    } else {
+        address = asio::ip::make_address(s.options.address, ec);
+        if (ec) throw std::runtime_error("invalid socket.address '" + s.options.address + "'");
+    }
+    tcp::endpoint endpoint(address, s.options.port);
+    std::string where = (s.options.address.empty() ? std::string("*") : s.options.address) + ":" +
+                        std::to_string(s.options.port);
+    s.acceptor.emplace(*s.contexts[0]);
+    s.acceptor->open(endpoint.protocol(), ec);
+    if (ec && s.options.address.empty()) {
+        // No IPv6 on this host: all IPv4 interfaces then.
+        endpoint = tcp::endpoint(asio::ip::address_v4::any(), s.options.port);
+        ec.clear();
+        s.acceptor->open(endpoint.protocol(), ec);
+    }
+    if (ec) throw std::runtime_error("cannot open socket for " + where + ": " + ec.message());
+    if (endpoint.address().is_v6()) s.acceptor->set_option(asio::ip::v6_only(false), ec);
+    s.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    s.acceptor->bind(endpoint, ec);
+    if (ec) throw std::runtime_error("cannot listen on " + where + ": " + ec.message());
+    s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) throw std::runtime_error("cannot listen on " + where + ": " + ec.message());
+    s.bound_port = s.acceptor->local_endpoint().port();
+
+    if (s.registry) {
+        s.route_metrics = std::make_unique<RouteMetrics[]>(s.router.route_count());
+        s.connections_open = &s.registry->gauge("http_connections_open", "Open HTTP connections");
+        s.connections_rejected = &s.registry->counter(
+            "http_connections_rejected", "Connections closed at accept (socket.max_connections)");
+    }
+
+    s.started = true;
+    s.accept_next();
+    for (auto& c : s.contexts) s.guards.emplace_back(c->get_executor());
+    for (auto& c : s.contexts) {
+        s.threads.emplace_back([ctx = c.get()] {
+            for (;;) {
+                try {
+                    ctx->run();
+                    return;
+                } catch (...) {
+                    // A throwing completion handler must not take the io thread down.
+                }
+            }
+        });
+    }
+}
+
+std::uint16_t Server::port() const { return impl_->bound_port; }
+
+std::size_t Server::io_thread_count() const { return impl_->contexts.size(); }
+
+asio::io_context& Server::io_context() { return *impl_->contexts[0]; }
+
+asio::any_io_executor Server::next_executor() {
+    std::size_t i = impl_->next_context.fetch_add(1, std::memory_order_relaxed) % impl_->contexts.size();
+    return impl_->contexts[i]->get_executor();
+}
+
+void Server::stop_accepting() { impl_->close_acceptor(); }
+
+std::size_t Server::in_flight() const { return impl_->in_flight.load(std::memory_order_relaxed); }
+
+void Server::shutdown(std::chrono::milliseconds grace) {
+    Impl& s = *impl_;
+    if (!s.started || s.joined) return;
+    s.close_acceptor();
+    s.shutting_down.store(true);
+    for (auto& c : s.live_connections()) {
+        asio::post(c->executor(), [c] { c->begin_shutdown(); });
+    }
+    {
+        std::unique_lock lock(s.busy_mutex);
+        s.busy_cv.wait_for(lock, grace, [&] { return s.busy == 0; });
+    }
+    auto left = s.live_connections();
+    std::atomic<std::size_t> pending{left.size()};
+    std::promise<void> all_closed;
+    if (left.empty()) all_closed.set_value();
+    for (auto& c : left) {
+        asio::post(c->executor(), [c, &pending, &all_closed] {
+            c->force_close();
+            if (pending.fetch_sub(1) == 1) all_closed.set_value();
+        });
+    }
+    left.clear();
+    all_closed.get_future().wait_for(std::chrono::seconds(5));
+    s.stop_threads();
+}
+
+void Server::join() { impl_->stop_threads(); }
+
+}  // namespace nk::net
