@@ -7,8 +7,11 @@
 // captures whatever keeps its module loaded.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
 #include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "events/event.hpp"
@@ -37,6 +40,39 @@ class HandlerSource {
 public:
     virtual ~HandlerSource() = default;
     virtual std::shared_ptr<const HandlerSet> handlers() const = 0;
+
+    // Whether at least one handler of kind `k` is registered. Called on every submit, so an
+    // implementation may override it with something cheaper than copying the snapshot.
+    virtual bool has_handlers(Kind k) const {
+        const auto set = handlers();
+        return set && !set->for_kind(k).empty();
+    }
+};
+
+// A HandlerSource that holds one replaceable snapshot: for in-process C++ handlers (tests,
+// tools) and as the building block of the runtime's registry. Thread-safe.
+class StaticHandlerSource final : public HandlerSource {
+public:
+    StaticHandlerSource() { publish({}); }
+    explicit StaticHandlerSource(HandlerSet set) { publish(std::move(set)); }
+
+    std::shared_ptr<const HandlerSet> handlers() const override { return set_.load(); }
+    bool has_handlers(Kind k) const override {
+        return present_[static_cast<std::size_t>(k)].load(std::memory_order_acquire);
+    }
+    // Replaces the snapshot; calls already running keep the one they hold.
+    void publish(HandlerSet set) {
+        auto next = std::make_shared<const HandlerSet>(std::move(set));
+        for (Kind k : {Kind::custom, Kind::session_start, Kind::session_end}) {
+            present_[static_cast<std::size_t>(k)].store(!next->for_kind(k).empty(),
+                                                        std::memory_order_release);
+        }
+        set_.store(std::move(next));
+    }
+
+private:
+    std::atomic<std::shared_ptr<const HandlerSet>> set_;
+    std::atomic<bool> present_[3] = {false, false, false};
 };
 
 // Outcome of offering an event to the pipeline.

@@ -1,0 +1,347 @@
+#include "events/pipeline.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <exception>
+#include <functional>
+#include <new>
+#include <stdexcept>
+
+#include "metrics/registry.hpp"
+
+namespace nk::events {
+
+namespace {
+
+// Largest batch one worker takes at once. A worker takes at most its share of what is queued
+// (depth / workers), so a slow handler never sits on a batch the idle workers could run.
+constexpr std::size_t max_batch = 64;
+constexpr std::int64_t warning_interval_ns = 1'000'000'000;
+
+std::int64_t steady_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+std::size_t kind_index(Kind k) { return static_cast<std::size_t>(k); }
+
+// Claims the right to log now when the last line is at least an interval old.
+bool claim_warning(std::atomic<std::int64_t>& next_allowed_ns) {
+    const std::int64_t now = steady_ns();
+    std::int64_t next = next_allowed_ns.load(std::memory_order_relaxed);
+    if (now < next) return false;
+    return next_allowed_ns.compare_exchange_strong(next, now + warning_interval_ns,
+                                                   std::memory_order_relaxed);
+}
+
+// Uninitialised storage for one popped batch.
+class BatchBuffer {
+public:
+    explicit BatchBuffer(std::size_t n)
+        : data_(static_cast<Event*>(::operator new(n * sizeof(Event), std::align_val_t{alignof(Event)}))) {}
+    ~BatchBuffer() { ::operator delete(data_, std::align_val_t{alignof(Event)}); }
+    BatchBuffer(const BatchBuffer&) = delete;
+    BatchBuffer& operator=(const BatchBuffer&) = delete;
+    Event* data() { return data_; }
+    void destroy(std::size_t n) { std::destroy_n(data_, n); }
+
+private:
+    Event* data_;
+};
+
+}  // namespace
+
+std::string_view kind_name(Kind k) {
+    switch (k) {
+        case Kind::session_start: return "session_start";
+        case Kind::session_end: return "session_end";
+        default: return "custom";
+    }
+}
+
+EventPipeline::EventPipeline(const Options& options, HandlerSource& handlers,
+                             metrics::Registry* registry)
+    : options_(options),
+      handlers_(handlers),
+      own_registry_(registry ? nullptr : std::make_unique<metrics::Registry>("nkhost", "")),
+      registry_(registry ? registry : own_registry_.get()),
+      queue_(options.queue_size) {
+    if (options.workers == 0) throw std::invalid_argument("runtime.event_queue_workers must be >= 1");
+    for (Kind k : {Kind::custom, Kind::session_start, Kind::session_end}) {
+        const metrics::Labels labels{{"kind", std::string(kind_name(k))}};
+        kind_metrics_[kind_index(k)] = KindMetrics{
+            &registry_->counter("events_received", "Events offered to the event queue.", labels),
+            &registry_->counter("events_processed", "Events whose handlers have run.", labels),
+            &registry_->counter("events_dropped", "Events dropped because the queue was full.",
+                                labels),
+            &registry_->counter("events_rejected",
+                                "Events refused because the queue was full (policy reject).",
+                                labels),
+        };
+    }
+    dropped_events_ = &registry_->counter(
+        "dropped_events", "Events dropped because the queue was full (Nakama's name).");
+    handler_errors_ =
+        &registry_->counter("event_handler_errors", "Event handler calls that threw.");
+    drain_unhandled_ = &registry_->counter(
+        "event_drain_unhandled", "Accepted events not handled before the shutdown grace ran out.");
+    depth_gauge_ = &registry_->gauge("event_queue_depth", "Events queued or being handled.");
+    capacity_gauge_ = &registry_->gauge("event_queue_capacity", "Capacity of the event queue.");
+    capacity_gauge_->set(static_cast<std::int64_t>(options.queue_size));
+    latency_ = &registry_->histogram("event_handler_latency_ms",
+                                     "Time one event handler call took, in milliseconds.",
+                                     metrics::latency_ms_buckets());
+}
+
+EventPipeline::~EventPipeline() {
+    drain(std::chrono::milliseconds(0));
+    for (auto& t : workers_) {
+        if (t.joinable()) t.join();
+    }
+}
+
+void EventPipeline::start() {
+    std::lock_guard lock(lifecycle_mutex_);
+    if (started_) return;
+    started_ = true;
+    live_workers_ = options_.workers;
+    workers_.reserve(options_.workers);
+    for (unsigned i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { run_worker(); });
+    spdlog::info("Runtime event queue processor started (queue_size={}, workers={}, policy={})",
+                 options_.queue_size, options_.workers,
+                 options_.full_policy == FullPolicy::drop ? "drop" : "reject");
+}
+
+EventPipeline::SessionShard& EventPipeline::shard_for(const std::string& session_id) {
+    return shards_[std::hash<std::string>{}(session_id) % session_shards];
+}
+
+SubmitResult EventPipeline::submit(Event&& event) {
+    const Kind kind = event.kind;
+    if (!handlers_.has_handlers(kind)) {
+        return queue_.closed() ? SubmitResult::shut_down : SubmitResult::accepted;
+    }
+    KindMetrics& m = kind_metrics_[kind_index(kind)];
+
+    if (kind == Kind::session_start && !event.context.session_id.empty()) {
+        // Register the start before it becomes visible to workers, so an end submitted from now
+        // on parks behind it.
+        std::string session_id = event.context.session_id;
+        SessionShard& shard = shard_for(session_id);
+        {
+            std::lock_guard lock(shard.mutex);
+            ++shard.sessions[session_id].starts;
+        }
+        const auto r = queue_.try_push(std::move(event));
+        if (r == BoundedQueue<Event>::Push::ok) {
+            m.received->inc();
+            return SubmitResult::accepted;
+        }
+        session_start_finished(session_id, nullptr);
+        if (r == BoundedQueue<Event>::Push::closed) return SubmitResult::shut_down;
+        m.received->inc();
+        return on_full(kind);
+    }
+
+    if (kind == Kind::session_end && !event.context.session_id.empty() &&
+        handlers_.has_handlers(Kind::session_start)) {
+        SessionShard& shard = shard_for(event.context.session_id);
+        std::unique_lock lock(shard.mutex);
+        auto it = shard.sessions.find(event.context.session_id);
+        if (it != shard.sessions.end()) {
+            const auto r = queue_.try_reserve();
+            if (r == BoundedQueue<Event>::Push::closed) return SubmitResult::shut_down;
+            m.received->inc();
+            if (r == BoundedQueue<Event>::Push::full) {
+                lock.unlock();
+                return on_full(kind);
+            }
+            it->second.parked_ends.push_back(std::move(event));
+            return SubmitResult::accepted;
+        }
+        // No start pending: queue it now (still under the lock, so no start can sneak ahead).
+        const auto r = queue_.try_push(std::move(event));
+        if (r == BoundedQueue<Event>::Push::closed) return SubmitResult::shut_down;
+        m.received->inc();
+        if (r == BoundedQueue<Event>::Push::ok) return SubmitResult::accepted;
+        lock.unlock();
+        return on_full(kind);
+    }
+
+    const auto r = queue_.try_push(std::move(event));
+    if (r == BoundedQueue<Event>::Push::closed) return SubmitResult::shut_down;
+    m.received->inc();
+    if (r == BoundedQueue<Event>::Push::ok) return SubmitResult::accepted;
+    return on_full(kind);
+}
+
+SubmitResult EventPipeline::on_full(Kind kind) {
+    KindMetrics& m = kind_metrics_[kind_index(kind)];
+    depth_gauge_->set(static_cast<std::int64_t>(queue_.held()));
+    if (options_.full_policy == FullPolicy::reject) {
+        m.rejected->inc();
+        return SubmitResult::rejected;
+    }
+    m.dropped->inc();
+    dropped_events_->inc();
+    warn_dropped();
+    return SubmitResult::dropped;
+}
+
+void EventPipeline::warn_dropped() {
+    dropped_since_warning_.fetch_add(1, std::memory_order_relaxed);
+    if (!claim_warning(next_drop_warning_ns_)) return;
+    const std::uint64_t n = dropped_since_warning_.exchange(0, std::memory_order_relaxed);
+    if (n == 0) return;
+    spdlog::warn("Runtime event queue full, events may be lost (dropped={}, queue_size={})", n,
+                 options_.queue_size);
+}
+
+void EventPipeline::warn_handler_error(const char* what) {
+    errors_since_warning_.fetch_add(1, std::memory_order_relaxed);
+    if (!claim_warning(next_error_warning_ns_)) return;
+    const std::uint64_t n = errors_since_warning_.exchange(0, std::memory_order_relaxed);
+    if (n == 0) return;
+    spdlog::error("Event handler failed: {} (failures since last report={})", what, n);
+}
+
+void EventPipeline::dispatch(const HandlerSet& set, const Event& event) {
+    for (const HandlerFn& handler : set.for_kind(event.kind)) {
+        const auto t0 = std::chrono::steady_clock::now();
+        try {
+            handler(event);
+        } catch (const std::exception& e) {
+            handler_errors_->inc();
+            warn_handler_error(e.what());
+        } catch (...) {
+            handler_errors_->inc();
+            warn_handler_error("unknown exception");
+        }
+        const auto dt = std::chrono::steady_clock::now() - t0;
+        latency_->observe(std::chrono::duration<double, std::milli>(dt).count());
+    }
+}
+
+void EventPipeline::session_start_finished(const std::string& session_id, const HandlerSet* set) {
+    std::vector<Event> ends;
+    {
+        SessionShard& shard = shard_for(session_id);
+        std::lock_guard lock(shard.mutex);
+        auto it = shard.sessions.find(session_id);
+        if (it == shard.sessions.end()) return;
+        if (--it->second.starts > 0) return;
+        ends = std::move(it->second.parked_ends);
+        shard.sessions.erase(it);
+    }
+    if (ends.empty()) return;
+    const std::size_t n = ends.size();
+    if (set == nullptr) {
+        // The start never reached a worker (queue full): the ends keep their reservations and
+        // go through the queue like any other event.
+        for (Event& e : ends) queue_.push_reserved(std::move(e));
+        return;
+    }
+    for (const Event& e : ends) {
+        if (abandon_.load(std::memory_order_relaxed)) {
+            abandoned_.fetch_add(1, std::memory_order_relaxed);
+            continue;
+        }
+        dispatch(*set, e);
+        kind_metrics_[kind_index(Kind::session_end)].processed->inc();
+    }
+    queue_.release(n);
+}
+
+void EventPipeline::run_worker() {
+    BatchBuffer batch(max_batch);
+    const std::size_t workers = options_.workers;
+    std::array<std::uint64_t, 3> processed{};
+    const auto done = [this] {
+        return abandon_.load(std::memory_order_relaxed) ||
+               (queue_.closed() && queue_.held() == 0);
+    };
+    for (;;) {
+        const std::size_t share = std::clamp<std::size_t>(queue_.held() / workers, 1, max_batch);
+        const std::size_t n = queue_.try_pop_bulk(batch.data(), share);
+        if (n == 0) {
+            if (done()) break;
+            queue_.wait_for_work(done);
+            continue;
+        }
+        const std::shared_ptr<const HandlerSet> set = handlers_.handlers();
+        processed.fill(0);
+        for (std::size_t i = 0; i < n; ++i) {
+            const Event& e = batch.data()[i];
+            if (abandon_.load(std::memory_order_relaxed)) {
+                abandoned_.fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
+            if (set) dispatch(*set, e);
+            ++processed[kind_index(e.kind)];
+            if (e.kind == Kind::session_start && !e.context.session_id.empty()) {
+                session_start_finished(e.context.session_id, set.get());
+            }
+        }
+        batch.destroy(n);
+        for (std::size_t k = 0; k < processed.size(); ++k) {
+            if (processed[k]) kind_metrics_[k].processed->inc(processed[k]);
+        }
+        const std::size_t left = queue_.release(n);
+        depth_gauge_->set(static_cast<std::int64_t>(left));
+    }
+    mark_worker_exit();
+}
+
+void EventPipeline::mark_worker_exit() {
+    std::lock_guard lock(lifecycle_mutex_);
+    --live_workers_;
+    workers_exited_cv_.notify_all();
+}
+
+std::size_t EventPipeline::drain(std::chrono::milliseconds grace) {
+    std::unique_lock lock(lifecycle_mutex_);
+    if (drained_) return 0;
+    drained_ = true;
+    queue_.close();
+    if (!started_) {
+        lock.unlock();
+        start();  // nobody started the workers: they still get the grace to handle what is queued
+        lock.lock();
+    }
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    const bool finished =
+        workers_exited_cv_.wait_until(lock, deadline, [this] { return live_workers_ == 0; });
+    if (finished) return 0;
+
+    // Out of time: what is still held (queued, parked or in a running batch) is not handled.
+    const std::size_t unhandled = queue_.held();
+    abandon_.store(true, std::memory_order_relaxed);
+    queue_.wake_all();
+    if (unhandled > 0) {
+        drain_unhandled_->inc(unhandled);
+        spdlog::error("Event queue drain: {} accepted events not handled within the shutdown grace "
+                      "({} ms)",
+                      unhandled, grace.count());
+    }
+    return unhandled;
+}
+
+EventPipeline::Stats EventPipeline::stats() const {
+    Stats s;
+    for (const KindMetrics& m : kind_metrics_) {
+        s.received += m.received->value();
+        s.processed += m.processed->value();
+        s.dropped += m.dropped->value();
+        s.rejected += m.rejected->value();
+    }
+    s.handler_errors = handler_errors_->value();
+    s.depth = queue_.held();
+    s.sleeping_workers = queue_.sleepers();
+    s.worker_sleeps = queue_.sleeps();
+    s.worker_wakes = queue_.wakes();
+    return s;
+}
+
+}  // namespace nk::events

@@ -1,0 +1,109 @@
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "events/queue.hpp"
+
+using nk::events::BoundedQueue;
+using Push = BoundedQueue<std::string>::Push;
+
+TEST_CASE("queue of capacity 1 holds one value until the consumer releases it") {
+    BoundedQueue<std::string> q(1);
+    CHECK(q.capacity() == 1);
+    CHECK(q.try_push("a") == Push::ok);
+    CHECK(q.try_push("b") == Push::full);
+    std::string out[2];
+    CHECK(q.try_pop_bulk(out, 2) == 1);
+    CHECK(out[0] == "a");
+    // Popped but not released: still counts against capacity.
+    CHECK(q.try_push("c") == Push::full);
+    CHECK(q.release(1) == 0);
+    CHECK(q.try_push("d") == Push::ok);
+    CHECK(q.try_pop_bulk(out + 1, 1) == 1);
+    CHECK(out[1] == "d");
+    q.release(1);
+    CHECK(q.try_pop_bulk(out, 2) == 0);
+}
+
+TEST_CASE("queue of large capacity is FIFO for one producer and refuses exactly at capacity") {
+    constexpr std::size_t cap = 5000;  // not a power of two on purpose
+    BoundedQueue<std::string> q(cap);
+    for (std::size_t i = 0; i < cap; ++i) REQUIRE(q.try_push(std::to_string(i)) == Push::ok);
+    CHECK(q.try_push("x") == Push::full);
+    CHECK(q.held() == cap);
+    std::vector<std::string> out(64);
+    std::size_t next = 0;
+    while (std::size_t n = q.try_pop_bulk(out.data(), out.size())) {
+        for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == std::to_string(next++));
+        q.release(n);
+    }
+    CHECK(next == cap);
+    CHECK(q.held() == 0);
+}
+
+TEST_CASE("closed queue refuses pushes and keeps what it accepted") {
+    BoundedQueue<std::string> q(4);
+    CHECK(q.try_push("a") == Push::ok);
+    q.close();
+    CHECK(q.closed());
+    CHECK(q.try_push("b") == Push::closed);
+    CHECK(q.try_reserve() == Push::closed);
+    std::string out;
+    CHECK(q.try_pop_bulk(&out, 1) == 1);
+    CHECK(out == "a");
+    CHECK(q.release(1) == 0);
+}
+
+TEST_CASE("queue destroys values never popped") {
+    auto probe = std::make_shared<int>(1);
+    {
+        BoundedQueue<std::shared_ptr<int>> q(8);
+        for (int i = 0; i < 5; ++i) REQUIRE(q.try_push(std::shared_ptr<int>(probe)) == BoundedQueue<std::shared_ptr<int>>::Push::ok);
+        CHECK(probe.use_count() == 6);
+    }
+    CHECK(probe.use_count() == 1);
+}
+
+TEST_CASE("many producers and consumers: every accepted value is popped exactly once") {
+    constexpr int producers = 4, consumers = 3, per_producer = 20000;
+    BoundedQueue<int> q(256);
+    std::vector<std::atomic<int>> seen(producers * per_producer);
+    std::vector<std::atomic<bool>> accepted(producers * per_producer);
+    std::atomic<int> producers_done{0};
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+        threads.emplace_back([&, p] {
+            for (int i = 0; i < per_producer; ++i) {
+                const int id = p * per_producer + i;
+                if (q.try_push(int(id)) == BoundedQueue<int>::Push::ok) accepted[id] = true;
+            }
+            if (++producers_done == producers) q.close();
+        });
+    }
+    for (int c = 0; c < consumers; ++c) {
+        threads.emplace_back([&] {
+            int buf[16];
+            const auto done = [&] { return q.closed() && q.held() == 0; };
+            for (;;) {
+                const std::size_t n = q.try_pop_bulk(buf, 16);
+                if (n == 0) {
+                    if (done()) break;
+                    q.wait_for_work(done);
+                    continue;
+                }
+                for (std::size_t i = 0; i < n; ++i) seen[buf[i]].fetch_add(1);
+                q.release(n);
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    int accepted_count = 0;
+    for (std::size_t id = 0; id < seen.size(); ++id) {
+        REQUIRE(seen[id].load() == (accepted[id].load() ? 1 : 0));
+        accepted_count += accepted[id].load();
+    }
+    CHECK(accepted_count > 0);
+}
