@@ -1,0 +1,166 @@
+#include "api/account_common.hpp"
+
+#include <rapidjson/error/en.h>
+
+#include "api/runtime_bridge.hpp"
+#include "api/services.hpp"
+#include "core/blocking_pool.hpp"
+
+namespace nk::api::account_detail {
+
+Status require_services(const Services& s) {
+    if (s.tokens == nullptr || s.accounts == nullptr || s.pool == nullptr) {
+        return Status::unimplemented("Accounts are not available on this server.");
+    }
+    return Status::ok();
+}
+
+void run_blocking(Services& services, net::Responder respond,
+                  std::function<net::Response()> work) {
+    auto task = [respond, work = std::move(work)]() mutable {
+        net::Response response;
+        try {
+            response = work();
+        } catch (const std::exception&) {
+            response = net::Response::error(Status::internal("Internal server error."));
+        }
+        respond(std::move(response));
+    };
+    if (!services.pool->post(std::move(task))) {
+        respond(net::Response::error(Status::unavailable("Server is shutting down.")));
+    }
+}
+
+RequestContext anonymous_context(const net::Request& request) {
+    RequestContext ctx;
+    ctx.client_ip = request.client_ip;
+    ctx.client_port = request.client_port;
+    return ctx;
+}
+
+Status run_before(Services& services, std::string_view api_id, RequestContext ctx,
+                  std::string& in_json) {
+    if (services.runtime == nullptr || !services.runtime->has_before(api_id)) return Status::ok();
+    ctx.execution_mode = "before";
+    return services.runtime->before(api_id, ctx, in_json);
+}
+
+void run_after(Services& services, std::string_view api_id, RequestContext ctx,
+               std::string_view out_json, std::string_view in_json) {
+    if (services.runtime == nullptr || !services.runtime->has_after(api_id)) return;
+    ctx.execution_mode = "after";
+    try {
+        services.runtime->after(api_id, ctx, out_json, in_json);
+    } catch (...) {
+        // The bridge reports hook failures itself; nothing may reach the client.
+    }
+}
+
+Status parse_object(std::string_view body, rapidjson::Document& doc) {
+    std::size_t first = 0;
+    while (first < body.size() && (body[first] == ' ' || body[first] == '\n' ||
+                                   body[first] == '\r' || body[first] == '\t')) {
+        ++first;
+    }
+    if (first == body.size()) {
+        doc.SetObject();
+        return Status::ok();
+    }
+    doc.Parse(body.data(), body.size());
+    if (doc.HasParseError()) {
+        return Status::invalid_argument(
+            std::string("proto: syntax error (offset ") + std::to_string(doc.GetErrorOffset()) +
+            "): " + rapidjson::GetParseError_En(doc.GetParseError()));
+    }
+    if (!doc.IsObject()) {
+        return Status::invalid_argument("proto: syntax error: unexpected token, expected {");
+    }
+    return Status::ok();
+}
+
+Status read_string(const rapidjson::Value& obj, const char* name, std::string& out,
+                   bool& present) {
+    present = false;
+    auto it = obj.FindMember(name);
+    if (it == obj.MemberEnd() || it->value.IsNull()) return Status::ok();
+    if (!it->value.IsString()) {
+        return Status::invalid_argument(std::string("proto: invalid value for string field ") +
+                                        name);
+    }
+    out.assign(it->value.GetString(), it->value.GetStringLength());
+    present = true;
+    return Status::ok();
+}
+
+Status read_vars(const rapidjson::Value& obj, const char* name,
+                 std::map<std::string, std::string>& out, bool& present) {
+    present = false;
+    auto it = obj.FindMember(name);
+    if (it == obj.MemberEnd() || it->value.IsNull()) return Status::ok();
+    if (!it->value.IsObject()) {
+        return Status::invalid_argument(std::string("proto: invalid value for map field ") + name);
+    }
+    out.clear();
+    for (const auto& m : it->value.GetObject()) {
+        if (!m.value.IsString()) {
+            return Status::invalid_argument(
+                std::string("proto: invalid value for string map value in field ") + name);
+        }
+        out[std::string(m.name.GetString(), m.name.GetStringLength())] =
+            std::string(m.value.GetString(), m.value.GetStringLength());
+    }
+    present = true;
+    return Status::ok();
+}
+
+void append_vars(std::string& out, const std::map<std::string, std::string>& vars) {
+    out += '{';
+    bool first = true;
+    for (const auto& [k, v] : vars) {
+        if (!first) out += ',';
+        first = false;
+        append_json_string(out, k);
+        out += ':';
+        append_json_string(out, v);
+    }
+    out += '}';
+}
+
+std::string session_json(bool created, const std::string& token, const std::string& refresh) {
+    std::string out = created ? "{\"created\":true,\"token\":" : "{\"token\":";
+    append_json_string(out, token);
+    out += ",\"refresh_token\":";
+    append_json_string(out, refresh);
+    out += '}';
+    return out;
+}
+
+bool parse_bool(std::string_view t, bool& out) {
+    if (t == "1" || t == "t" || t == "T" || t == "true" || t == "TRUE" || t == "True") {
+        out = true;
+        return true;
+    }
+    if (t == "0" || t == "f" || t == "F" || t == "false" || t == "FALSE" || t == "False") {
+        out = false;
+        return true;
+    }
+    return false;
+}
+
+bool has_control(std::string_view s) {
+    for (unsigned char c : s) {
+        if (c < 0x20 || c == 0x7F) return true;
+    }
+    return false;
+}
+
+bool has_space_or_control(std::string_view s) {
+    for (unsigned char c : s) {
+        if (c < 0x20 || c == 0x7F || c == ' ') return true;
+    }
+    return false;
+}
+
+net::Response error(const Status& status) { return net::Response::error(status); }
+
+}  // namespace nk::api::account_detail

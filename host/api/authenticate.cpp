@@ -1,0 +1,273 @@
+// POST /v2/account/authenticate/{device,custom,email}.
+#include <rapidjson/document.h>
+
+#include <optional>
+
+#include "api/account.hpp"
+#include "api/account_common.hpp"
+#include "api/runtime_bridge.hpp"
+#include "api/services.hpp"
+#include "auth/tokens.hpp"
+#include "net/router.hpp"
+#include "store/account_store.hpp"
+
+namespace nk::api {
+namespace {
+
+using namespace account_detail;
+
+enum class Kind { device, custom, email };
+
+struct AuthenticateRequest {
+    bool has_account = false;
+    std::string id;  // device or custom id
+    std::string email;
+    std::string password;
+    std::map<std::string, std::string> vars;
+    bool has_vars = false;
+    std::optional<bool> create;
+    std::string username;
+};
+
+std::string_view api_id(Kind kind) {
+    switch (kind) {
+        case Kind::device: return "AuthenticateDevice";
+        case Kind::custom: return "AuthenticateCustom";
+        case Kind::email: return "AuthenticateEmail";
+    }
+    return "";
+}
+
+Status read_account(const rapidjson::Value& account, Kind kind, AuthenticateRequest& req) {
+    bool present = false;
+    Status s;
+    if (kind == Kind::email) {
+        if (!(s = read_string(account, "email", req.email, present))) return s;
+        if (!(s = read_string(account, "password", req.password, present))) return s;
+    } else {
+        if (!(s = read_string(account, "id", req.id, present))) return s;
+    }
+    return read_vars(account, "vars", req.vars, req.has_vars);
+}
+
+// The request message as hooks see it (Nakama's Authenticate*Request JSON).
+std::string hook_json(const AuthenticateRequest& req, Kind kind) {
+    std::string out = "{";
+    bool first = true;
+    auto key = [&](const char* name) {
+        if (!first) out += ',';
+        first = false;
+        append_json_string(out, name);
+        out += ':';
+    };
+    if (req.has_account) {
+        key("account");
+        out += '{';
+        if (kind == Kind::email) {
+            out += "\"email\":";
+            append_json_string(out, req.email);
+            out += ",\"password\":";
+            append_json_string(out, req.password);
+        } else {
+            out += "\"id\":";
+            append_json_string(out, req.id);
+        }
+        if (req.has_vars) {
+            out += ",\"vars\":";
+            append_vars(out, req.vars);
+        }
+        out += '}';
+    }
+    if (req.create) {
+        key("create");
+        out += *req.create ? "true" : "false";
+    }
+    if (!req.username.empty()) {
+        key("username");
+        append_json_string(out, req.username);
+    }
+    out += '}';
+    return out;
+}
+
+// Reads back a (possibly rewritten) hook message.
+Status from_hook_json(std::string_view json, Kind kind, AuthenticateRequest& req) {
+    rapidjson::Document doc;
+    if (auto s = parse_object(json, doc); !s) return s;
+    AuthenticateRequest next;
+    auto account = doc.FindMember("account");
+    if (account != doc.MemberEnd() && !account->value.IsNull()) {
+        if (!account->value.IsObject()) {
+            return Status::invalid_argument("proto: invalid value for message field account");
+        }
+        next.has_account = true;
+        if (auto s = read_account(account->value, kind, next); !s) return s;
+    }
+    auto create = doc.FindMember("create");
+    if (create != doc.MemberEnd() && !create->value.IsNull()) {
+        if (!create->value.IsBool()) {
+            return Status::invalid_argument("proto: invalid value for bool field create");
+        }
+        next.create = create->value.GetBool();
+    }
+    bool present = false;
+    if (auto s = read_string(doc, "username", next.username, present); !s) return s;
+    req = std::move(next);
+    return Status::ok();
+}
+
+Status validate_username(const std::string& username) {
+    if (has_control(username)) {
+        return Status::invalid_argument("Username invalid, no spaces or control characters allowed.");
+    }
+    if (username.size() > 128) {
+        return Status::invalid_argument("Username invalid, must be 1-128 bytes.");
+    }
+    return Status::ok();
+}
+
+Status validate_id(const std::string& id, std::string_view label, std::size_t min) {
+    const std::string name(label);
+    if (id.empty()) return Status::invalid_argument(name + " ID is required.");
+    if (has_space_or_control(id)) {
+        return Status::invalid_argument(name +
+                                        " ID invalid, no spaces or control characters allowed.");
+    }
+    if (id.size() < min || id.size() > 128) {
+        return Status::invalid_argument(name + " ID invalid, must be " + std::to_string(min) +
+                                        "-128 bytes.");
+    }
+    return Status::ok();
+}
+
+// Nakama's ^.+@.+\..+$ on a string already free of whitespace and control characters.
+bool looks_like_email(std::string_view e) {
+    const auto at = e.find('@', 1);
+    if (at == std::string_view::npos) return false;
+    const auto dot = e.rfind('.');
+    return dot != std::string_view::npos && dot >= at + 2 && dot + 1 < e.size();
+}
+
+// Validates and completes `req` (generated username). `username_login` is set for
+// an email request without an email.
+Status validate(Kind kind, AuthenticateRequest& req, bool& username_login) {
+    username_login = false;
+    if (kind == Kind::email) {
+        if (!req.has_account) {
+            return Status::invalid_argument("Email address and password is required.");
+        }
+        if (req.email.empty()) {
+            username_login = true;
+        } else if (has_space_or_control(req.email)) {
+            return Status::invalid_argument(
+                "Invalid email address, no spaces or control characters allowed.");
+        } else if (!looks_like_email(req.email)) {
+            return Status::invalid_argument("Invalid email address format.");
+        } else if (req.email.size() < 10 || req.email.size() > 255) {
+            return Status::invalid_argument("Invalid email address, must be 10-255 bytes.");
+        }
+        if (req.password.size() < 8) {
+            return Status::invalid_argument("Password must be at least 8 characters long.");
+        }
+        if (req.username.empty() && username_login) {
+            return Status::invalid_argument(
+                "Username is required when email address is not supplied.");
+        }
+    } else {
+        const bool device = kind == Kind::device;
+        if (auto s = validate_id(req.id, device ? "Device" : "Custom", device ? 10 : 6); !s) {
+            return s;
+        }
+    }
+    if (req.username.empty()) {
+        req.username = store::generate_username();
+    } else if (auto s = validate_username(req.username); !s) {
+        return s;
+    }
+    return Status::ok();
+}
+
+net::Response authenticate(Services& services, Kind kind, AuthenticateRequest req,
+                           const RequestContext& anon) {
+    const std::string_view id = api_id(kind);
+    std::string in_json = hook_json(req, kind);
+    if (services.runtime != nullptr && services.runtime->has_before(id)) {
+        if (auto s = run_before(services, id, anon, in_json); !s) return error(s);
+        if (auto s = from_hook_json(in_json, kind, req); !s) return error(s);
+    }
+    bool username_login = false;
+    if (auto s = validate(kind, req, username_login); !s) return error(s);
+    const bool create = req.create.value_or(true);
+
+    store::AuthResult result;
+    Status s;
+    switch (kind) {
+        case Kind::device:
+            s = services.accounts->authenticate_device(req.id, req.username, create, result);
+            break;
+        case Kind::custom:
+            s = services.accounts->authenticate_custom(req.id, req.username, create, result);
+            break;
+        case Kind::email:
+            s = services.accounts->authenticate_email(username_login ? "" : req.email,
+                                                      req.password, req.username, create, result);
+            break;
+    }
+    if (!s) return error(s);
+
+    const auto session = services.tokens->issue(result.user_id, result.username, req.vars);
+    std::string body = session_json(result.created, session.token, session.refresh_token);
+    if (services.runtime != nullptr && services.runtime->has_after(id)) {
+        RequestContext ctx = anon;
+        ctx.user_id = result.user_id;
+        ctx.username = result.username;
+        ctx.vars = req.vars;
+        ctx.session_expiry = session.session.expires_at;
+        run_after(services, id, std::move(ctx), body, hook_json(req, kind));
+    }
+    return net::Response::json(200, std::move(body));
+}
+
+void handle(Services& services, Kind kind, net::Request&& request, net::Responder respond) {
+    if (auto s = require_services(services); !s) return respond(error(s));
+    AuthenticateRequest req;
+    rapidjson::Document doc;
+    if (auto s = parse_object(request.body, doc); !s) return respond(error(s));
+    if (request.body.find('{') != std::string::npos) {  // an account message was sent
+        req.has_account = true;
+        if (auto s = read_account(doc, kind, req); !s) return respond(error(s));
+    }
+    if (auto create = request.query_param("create")) {
+        bool value = true;
+        if (!parse_bool(*create, value)) {
+            return respond(error(Status::invalid_argument(
+                "parsing field \"create\": strconv.ParseBool: parsing \"" + std::string(*create) +
+                "\": invalid syntax")));
+        }
+        req.create = value;
+    }
+    if (auto username = request.query_param("username")) req.username = std::string(*username);
+    if (auto s = services.tokens->check_server_key(request.header("Authorization")); !s) {
+        return respond(error(s));
+    }
+    RequestContext anon = anonymous_context(request);
+    run_blocking(services, std::move(respond),
+                 [&services, kind, req = std::move(req), anon = std::move(anon)]() mutable {
+                     return authenticate(services, kind, std::move(req), anon);
+                 });
+}
+
+}  // namespace
+
+void register_authenticate_routes(net::Router& router, Services& services) {
+    for (auto [path, kind] : {std::pair{"/v2/account/authenticate/device", Kind::device},
+                              std::pair{"/v2/account/authenticate/custom", Kind::custom},
+                              std::pair{"/v2/account/authenticate/email", Kind::email}}) {
+        router.add(net::Method::post, path,
+                   [&services, kind = kind](net::Request&& request, net::Responder respond) {
+                       handle(services, kind, std::move(request), std::move(respond));
+                   });
+    }
+}
+
+}  // namespace nk::api

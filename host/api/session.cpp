@@ -1,0 +1,177 @@
+// POST /v2/account/session/refresh and POST /v2/session/logout.
+#include <rapidjson/document.h>
+
+#include "api/account.hpp"
+#include "api/account_common.hpp"
+#include "api/bearer.hpp"
+#include "api/runtime_bridge.hpp"
+#include "api/services.hpp"
+#include "auth/tokens.hpp"
+#include "net/router.hpp"
+#include "store/account_store.hpp"
+
+namespace nk::api {
+namespace {
+
+using namespace account_detail;
+
+struct RefreshRequest {
+    std::string token;
+    std::map<std::string, std::string> vars;
+    bool has_vars = false;
+};
+
+std::string refresh_json(const RefreshRequest& r) {
+    std::string out = "{";
+    if (!r.token.empty()) {
+        out += "\"token\":";
+        append_json_string(out, r.token);
+    }
+    if (r.has_vars) {
+        if (out.size() > 1) out += ',';
+        out += "\"vars\":";
+        append_vars(out, r.vars);
+    }
+    out += '}';
+    return out;
+}
+
+Status read_refresh(std::string_view json, RefreshRequest& r) {
+    rapidjson::Document doc;
+    if (auto s = parse_object(json, doc); !s) return s;
+    RefreshRequest next;
+    bool present = false;
+    if (auto s = read_string(doc, "token", next.token, present); !s) return s;
+    if (auto s = read_vars(doc, "vars", next.vars, next.has_vars); !s) return s;
+    r = std::move(next);
+    return Status::ok();
+}
+
+net::Response refresh(Services& services, RefreshRequest req, const RequestContext& anon) {
+    constexpr std::string_view id = "SessionRefresh";
+    if (services.runtime != nullptr && services.runtime->has_before(id)) {
+        std::string in_json = refresh_json(req);
+        if (auto s = run_before(services, id, anon, in_json); !s) return error(s);
+        if (auto s = read_refresh(in_json, req); !s) return error(s);
+    }
+    if (req.token.empty()) return error(Status::invalid_argument("Refresh token is required."));
+    auto claims = services.tokens->verify_refresh(req.token);
+    if (!claims) return error(Status::unauthenticated("Refresh token invalid or expired."));
+    store::UserRef user;
+    if (auto s = services.accounts->find_user(claims->user_id, user); !s) return error(s);
+    const auto& vars = req.has_vars ? req.vars : claims->vars;
+    const auto session = services.tokens->reissue(*claims, user.username, vars);
+    std::string body = session_json(false, session.token, session.refresh_token);
+    if (services.runtime != nullptr && services.runtime->has_after(id)) {
+        RequestContext ctx = anon;
+        ctx.user_id = user.user_id;
+        ctx.username = user.username;
+        ctx.vars = vars;
+        ctx.session_expiry = session.session.expires_at;
+        run_after(services, id, std::move(ctx), body, refresh_json(req));
+    }
+    return net::Response::json(200, std::move(body));
+}
+
+struct LogoutRequest {
+    std::string token;
+    std::string refresh_token;
+};
+
+std::string logout_json(const LogoutRequest& r) {
+    std::string out = "{";
+    if (!r.token.empty()) {
+        out += "\"token\":";
+        append_json_string(out, r.token);
+    }
+    if (!r.refresh_token.empty()) {
+        if (out.size() > 1) out += ',';
+        out += "\"refresh_token\":";
+        append_json_string(out, r.refresh_token);
+    }
+    out += '}';
+    return out;
+}
+
+Status read_logout(std::string_view json, LogoutRequest& r) {
+    rapidjson::Document doc;
+    if (auto s = parse_object(json, doc); !s) return s;
+    LogoutRequest next;
+    bool present = false;
+    if (auto s = read_string(doc, "token", next.token, present); !s) return s;
+    if (auto s = read_string(doc, "refresh_token", next.refresh_token, present); !s) return s;
+    r = std::move(next);
+    return Status::ok();
+}
+
+// Nakama's SessionLogout: named tokens must parse and belong to the caller;
+// none named = every session of the caller.
+net::Response logout(Services& services, LogoutRequest req, const RequestContext& caller) {
+    constexpr std::string_view id = "SessionLogout";
+    if (services.runtime != nullptr && services.runtime->has_before(id)) {
+        std::string in_json = logout_json(req);
+        if (auto s = run_before(services, id, caller, in_json); !s) return error(s);
+        if (auto s = read_logout(in_json, req); !s) return error(s);
+    }
+    std::optional<auth::TokenClaims> session, refresh;
+    if (!req.token.empty()) {
+        session = services.tokens->parse(req.token, auth::TokenKind::session);
+        if (!session || session->user_id != caller.user_id) {
+            return error(Status::invalid_argument("Session token invalid."));
+        }
+    }
+    if (!req.refresh_token.empty()) {
+        refresh = services.tokens->parse(req.refresh_token, auth::TokenKind::refresh);
+        if (!refresh || refresh->user_id != caller.user_id) {
+            return error(Status::invalid_argument("Refresh token invalid."));
+        }
+    }
+    if (!session && !refresh) {
+        services.tokens->revoke_user(caller.user_id);
+    } else {
+        if (session) services.tokens->revoke_session(*session);
+        if (refresh) services.tokens->revoke_refresh(*refresh);
+    }
+    run_after(services, id, caller, "", logout_json(req));
+    return net::Response::empty_object();
+}
+
+}  // namespace
+
+void register_session_routes(net::Router& router, Services& services) {
+    router.add(net::Method::post, "/v2/account/session/refresh",
+               [&services](net::Request&& request, net::Responder respond) {
+                   if (auto s = require_services(services); !s) return respond(error(s));
+                   RefreshRequest req;
+                   if (auto s = read_refresh(request.body, req); !s) return respond(error(s));
+                   if (auto s = services.tokens->check_server_key(request.header("Authorization"));
+                       !s) {
+                       return respond(error(s));
+                   }
+                   run_blocking(services, std::move(respond),
+                                [&services, req = std::move(req),
+                                 anon = anonymous_context(request)]() mutable {
+                                    return refresh(services, std::move(req), anon);
+                                });
+               });
+    router.add(net::Method::post, "/v2/session/logout",
+               [&services](net::Request&& request, net::Responder respond) {
+                   if (auto s = require_services(services); !s) return respond(error(s));
+                   LogoutRequest req;
+                   if (auto s = read_logout(request.body, req); !s) return respond(error(s));
+                   RequestContext caller;
+                   if (auto s = authenticate_bearer(request, services, caller); !s) {
+                       return respond(error(s));
+                   }
+                   // Without hooks logout is cache work only: answer on the io thread.
+                   if (services.runtime == nullptr) {
+                       return respond(logout(services, std::move(req), caller));
+                   }
+                   run_blocking(services, std::move(respond),
+                                [&services, req = std::move(req), caller]() mutable {
+                                    return logout(services, std::move(req), caller);
+                                });
+               });
+}
+
+}  // namespace nk::api
