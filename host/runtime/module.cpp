@@ -1,0 +1,563 @@
+#include "runtime/module.hpp"
+
+#include <cctype>
+#include <ctime>
+#include <exception>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
+
+#include "events/handlers.hpp"
+#include "log/log.hpp"
+#include "runtime/elf_check.hpp"
+#include "store/account_store.hpp"
+
+namespace nk::runtime {
+
+namespace {
+
+constexpr std::string_view known_api_ids[] = {
+    NK_API_AUTHENTICATE_DEVICE, NK_API_AUTHENTICATE_CUSTOM, NK_API_AUTHENTICATE_EMAIL,
+    NK_API_SESSION_REFRESH,     NK_API_SESSION_LOGOUT,      NK_API_GET_ACCOUNT,
+    NK_API_UPDATE_ACCOUNT,      NK_API_DELETE_ACCOUNT,      NK_API_EVENT,
+};
+
+std::string_view sv(nk_str s) { return s.len ? std::string_view(s.ptr, s.len) : std::string_view(); }
+nk_str view(std::string_view s) { return nk_str{s.data(), s.size()}; }
+
+void write_sink(nk_sink* sink, std::string_view s) {
+    if (sink != nullptr && sink->write != nullptr) sink->write(sink->host, s.data(), s.size());
+}
+
+ModuleGeneration& self_of(const nk_initializer* i) {
+    return *static_cast<ModuleGeneration*>(i->host);
+}
+const ModuleGeneration& self_of(const nk_logger* l) {
+    return *static_cast<const ModuleGeneration*>(l->host);
+}
+const ModuleGeneration& self_of(const nk_module* m) {
+    return *static_cast<const ModuleGeneration*>(m->host);
+}
+
+RequestContext request_context_of(const nk_context* c) {
+    RequestContext rc;
+    if (c == nullptr) return rc;
+    rc.execution_mode = sv(c->execution_mode);
+    rc.user_id = sv(c->user_id);
+    rc.username = sv(c->username);
+    for (std::size_t i = 0; i < c->vars_count; ++i)
+        rc.vars[std::string(sv(c->vars[i].key))] = std::string(sv(c->vars[i].value));
+    rc.session_expiry = c->user_session_exp;
+    rc.session_id = sv(c->session_id);
+    rc.lang = sv(c->lang);
+    rc.client_ip = sv(c->client_ip);
+    rc.client_port = sv(c->client_port);
+    return rc;
+}
+
+std::string rfc3339(std::int64_t unix_seconds) {
+    std::time_t t = static_cast<std::time_t>(unix_seconds);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+// Nakama's Account JSON (zero values omitted, disable_time stripped).
+std::string account_json(const store::Account& a) {
+    rapidjson::StringBuffer sb;
+    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+    auto str = [&w](const char* k, const std::string& v) {
+        if (v.empty()) return;
+        w.Key(k);
+        w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+    };
+    w.StartObject();
+    w.Key("user");
+    w.StartObject();
+    str("id", a.id);
+    str("username", a.username);
+    str("display_name", a.display_name);
+    str("avatar_url", a.avatar_url);
+    str("lang_tag", a.lang_tag.empty() ? std::string("en") : a.lang_tag);
+    str("location", a.location);
+    str("timezone", a.timezone);
+    str("metadata", a.metadata);
+    if (a.create_time) str("create_time", rfc3339(a.create_time));
+    if (a.update_time) str("update_time", rfc3339(a.update_time));
+    w.EndObject();
+    str("wallet", a.wallet);
+    str("email", a.email);
+    if (!a.devices.empty()) {
+        w.Key("devices");
+        w.StartArray();
+        for (const auto& d : a.devices) {
+            w.StartObject();
+            str("id", d);
+            w.EndObject();
+        }
+        w.EndArray();
+    }
+    str("custom_id", a.custom_id);
+    if (a.verify_time) str("verify_time", rfc3339(a.verify_time));
+    w.EndObject();
+    return std::string(sb.GetString(), sb.GetSize());
+}
+
+// ---- nk_logger ----
+void log_at(const nk_logger* l, nk_log_level level, nk_str msg, const nk_kv* f, size_t n) {
+    if (l == nullptr || l->host == nullptr) return;
+    self_of(l).log(level, sv(msg), f, n);
+}
+void log_debug(const nk_logger* l, nk_str m, const nk_kv* f, size_t n) { log_at(l, NK_LOG_DEBUG, m, f, n); }
+void log_info(const nk_logger* l, nk_str m, const nk_kv* f, size_t n) { log_at(l, NK_LOG_INFO, m, f, n); }
+void log_warn(const nk_logger* l, nk_str m, const nk_kv* f, size_t n) { log_at(l, NK_LOG_WARN, m, f, n); }
+void log_error(const nk_logger* l, nk_str m, const nk_kv* f, size_t n) { log_at(l, NK_LOG_ERROR, m, f, n); }
+
+spdlog::level::level_enum spd_level(int32_t level) {
+    switch (level) {
+        case NK_LOG_DEBUG: return spdlog::level::debug;
+        case NK_LOG_INFO: return spdlog::level::info;
+        case NK_LOG_WARN: return spdlog::level::warn;
+        default: return spdlog::level::err;
+    }
+}
+int log_enabled(const nk_logger*, int32_t level) {
+    return spdlog::default_logger_raw()->should_log(spd_level(level)) ? 1 : 0;
+}
+
+// ---- nk_module ----
+nk_status module_event(const nk_module* m, const nk_context* ctx, const nk_event* evt,
+                       nk_sink* r_error) {
+    if (m == nullptr || evt == nullptr) {
+        write_sink(r_error, "event is required");
+        return NK_INVALID_ARGUMENT;
+    }
+    try {
+        events::EventSink* sink = self_of(m).host().events.load(std::memory_order_acquire);
+        if (sink == nullptr) {
+            write_sink(r_error, "event pipeline not available");
+            return NK_UNAVAILABLE;
+        }
+        events::Event e;
+        e.kind = events::Kind::custom;
+        e.name = sv(evt->name);
+        e.properties.reserve(evt->property_count);
+        for (std::size_t i = 0; i < evt->property_count; ++i) {
+            std::string key(sv(evt->properties[i].key));
+            bool dup = false;
+            for (auto& [k, v] : e.properties)
+                if (k == key) {
+                    v = sv(evt->properties[i].value);  // keys are unique: last wins
+                    dup = true;
+                }
+            if (!dup) e.properties.emplace_back(std::move(key), sv(evt->properties[i].value));
+        }
+        e.has_timestamp = evt->has_timestamp != 0;
+        e.timestamp.seconds = evt->timestamp_seconds;
+        e.timestamp.nanos = evt->timestamp_nanos;
+        e.external = evt->external != 0;
+        e.context = request_context_of(ctx);
+        e.received_at = std::chrono::system_clock::now();
+        switch (sink->submit(std::move(e))) {
+            case events::SubmitResult::accepted:
+            case events::SubmitResult::dropped: return NK_OK;  // Nakama: a drop is not an error
+            case events::SubmitResult::rejected:
+                write_sink(r_error, "event queue full");
+                return NK_RESOURCE_EXHAUSTED;
+            case events::SubmitResult::shut_down:
+                write_sink(r_error, "event pipeline is shut down");
+                return NK_UNAVAILABLE;
+        }
+        return NK_INTERNAL;
+    } catch (const std::exception& ex) {
+        write_sink(r_error, ex.what());
+        return NK_INTERNAL;
+    }
+}
+
+nk_status module_account_get_id(const nk_module* m, const nk_context*, nk_str user_id,
+                                nk_sink* r_account, nk_sink* r_error) {
+    try {
+        store::AccountStore* accounts = self_of(m).host().accounts;
+        if (accounts == nullptr) {
+            write_sink(r_error, "account store not available");
+            return NK_UNIMPLEMENTED;
+        }
+        store::Account a;
+        Status st = accounts->get_account(sv(user_id), a);
+        if (!st) {
+            write_sink(r_error, st.message());
+            return st.code_number();
+        }
+        write_sink(r_account, account_json(a));
+        return NK_OK;
+    } catch (const std::exception& ex) {
+        write_sink(r_error, ex.what());
+        return NK_INTERNAL;
+    }
+}
+
+nk_status module_account_update_id(const nk_module* m, const nk_context*, nk_str user_id,
+                                   nk_str update_json, nk_sink* r_error) {
+    try {
+        store::AccountStore* accounts = self_of(m).host().accounts;
+        if (accounts == nullptr) {
+            write_sink(r_error, "account store not available");
+            return NK_UNIMPLEMENTED;
+        }
+        rapidjson::Document d;
+        d.Parse(update_json.ptr ? update_json.ptr : "", update_json.len);
+        if (d.HasParseError() || !d.IsObject()) {
+            write_sink(r_error, "update must be a JSON object");
+            return NK_INVALID_ARGUMENT;
+        }
+        store::AccountUpdate u;
+        auto field = [&d](const char* k, std::optional<std::string>& out) {
+            auto it = d.FindMember(k);
+            if (it != d.MemberEnd() && it->value.IsString())
+                out = std::string(it->value.GetString(), it->value.GetStringLength());
+        };
+        field("username", u.username);
+        field("display_name", u.display_name);
+        field("avatar_url", u.avatar_url);
+        field("lang_tag", u.lang_tag);
+        field("location", u.location);
+        field("timezone", u.timezone);
+        Status st = accounts->update_account(sv(user_id), u);
+        if (!st) {
+            write_sink(r_error, st.message());
+            return st.code_number();
+        }
+        return NK_OK;
+    } catch (const std::exception& ex) {
+        write_sink(r_error, ex.what());
+        return NK_INTERNAL;
+    }
+}
+
+}  // namespace
+
+bool is_known_api_id(std::string_view api_id) {
+    for (auto id : known_api_ids)
+        if (id == api_id) return true;
+    return false;
+}
+
+HostServices::HostServices(Options o, std::string v) : options(std::move(o)), version(std::move(v)) {
+    for (const auto& [k, val] : options.env) env_kv.push_back({view(k), view(val)});
+}
+
+CallContext::CallContext(const HostServices& host, const RequestContext& ctx,
+                         std::string_view mode) {
+    for (const auto& [k, v] : ctx.vars) vars_.push_back({view(k), view(v)});
+    c_.size = sizeof(nk_context);
+    c_.execution_mode = view(mode);
+    c_.node = view(host.options.node);
+    c_.version = view(host.version);
+    c_.env = host.env_kv.data();
+    c_.env_count = host.env_kv.size();
+    c_.user_id = view(ctx.user_id);
+    c_.username = view(ctx.username);
+    c_.vars = vars_.data();
+    c_.vars_count = vars_.size();
+    c_.user_session_exp = ctx.session_expiry;
+    c_.session_id = view(ctx.session_id);
+    c_.lang = view(ctx.lang);
+    c_.client_ip = view(ctx.client_ip);
+    c_.client_port = view(ctx.client_port);
+}
+
+ModuleGeneration::ModuleGeneration(std::shared_ptr<HostServices> host,
+                                   std::filesystem::path source, std::uint64_t generation)
+    : host_(std::move(host)),
+      source_(std::move(source)),
+      name_(source_.stem().string()),
+      generation_(generation) {
+    logger_.size = sizeof(nk_logger);
+    logger_.host = this;
+    logger_.debug = &log_debug;
+    logger_.info = &log_info;
+    logger_.warn = &log_warn;
+    logger_.error = &log_error;
+    logger_.enabled = &log_enabled;
+
+    module_.size = sizeof(nk_module);
+    module_.host = this;
+    module_.event = &module_event;
+    module_.account_get_id = &module_account_get_id;
+    module_.account_update_id = &module_account_update_id;
+
+    initializer_.size = sizeof(nk_initializer);
+    initializer_.host = this;
+    initializer_.register_event = &reg_event;
+    initializer_.register_event_session_start = &reg_session_start;
+    initializer_.register_event_session_end = &reg_session_end;
+    initializer_.register_before = &reg_before;
+    initializer_.register_after = &reg_after;
+    initializer_.register_rpc = &reg_rpc;
+    initializer_.register_shutdown = &reg_shutdown;
+    initializer_.set_init_error = &set_init_error;
+}
+
+ModuleGeneration::~ModuleGeneration() {
+    {
+        std::lock_guard lock(init_mutex_);
+        init_open_ = false;
+    }
+    // Plugin-owned user data goes first, while its code is still mapped.
+    for (auto it = owned_.rbegin(); it != owned_.rend(); ++it) {
+        try {
+            it->destroy(it->user_data);
+        } catch (...) {
+            spdlog::error("Module {}: a destroy callback threw; ignored", name_);
+        }
+    }
+    owned_.clear();
+    try {
+        library_.unload();
+    } catch (...) {
+    }
+    if (!copy_.empty()) {
+        std::error_code ec;
+        std::filesystem::remove(copy_, ec);
+    }
+}
+
+void ModuleGeneration::log(nk_log_level level, std::string_view message, const nk_kv* fields,
+                           std::size_t count) const {
+    try {
+        log::Fields f;
+        f.reserve(count + 1);
+        f.emplace_back("module", name_);
+        for (std::size_t i = 0; i < count; ++i)
+            f.emplace_back(std::string(sv(fields[i].key)), std::string(sv(fields[i].value)));
+        log::write(spd_level(level), message, f);
+    } catch (...) {
+    }
+}
+
+Status ModuleGeneration::load() {
+    const std::string bad_file = check_elf_image(source_);
+    if (!bad_file.empty()) return Status::invalid_argument(bad_file);
+
+    // A private, unique copy: dlopen caches by path (a reload must map the new
+    // file), and the original may be replaced while the copy is mapped.
+    std::filesystem::path data_dir =
+        host_->options.data_dir.empty() ? std::filesystem::path("data")
+                                        : std::filesystem::path(host_->options.data_dir);
+    std::filesystem::path dir = data_dir / ".modules";
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Status::internal("cannot create " + dir.string() + ": " + ec.message());
+    copy_ = dir / fmt::format("{}.{}.{}{}", name_, ::getpid(), generation_,
+                              source_.extension().string());
+    std::filesystem::copy_file(source_, copy_, std::filesystem::copy_options::overwrite_existing,
+                               ec);
+    if (ec) {
+        copy_.clear();
+        return Status::internal("cannot copy to " + dir.string() + ": " + ec.message());
+    }
+    return open_and_init();
+}
+
+Status ModuleGeneration::open_and_init() {
+    try {
+        library_.load(copy_, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+        return Status::invalid_argument(std::string("could not open: ") + e.what());
+    }
+    if (!library_.has(NK_ABI_SYMBOL)) {
+        return Status::invalid_argument(
+            "missing ABI info symbol " NK_ABI_SYMBOL " (not built with nk/sdk.h NK_PLUGIN_ABI())");
+    }
+    try {
+        abi_ = library_.get<nk_abi_version()>(NK_ABI_SYMBOL)();
+    } catch (...) {
+        return Status::invalid_argument("ABI info function " NK_ABI_SYMBOL " failed");
+    }
+    if (abi_.major != NK_ABI_VERSION_MAJOR) {
+        return Status(Code::failed_precondition, fmt::format(
+            "ABI version mismatch: plugin built for ABI {}.{}, host speaks ABI {}.{} (major "
+            "versions must match)",
+            abi_.major, abi_.minor, NK_ABI_VERSION_MAJOR, NK_ABI_VERSION_MINOR));
+    }
+    if (abi_.minor > NK_ABI_VERSION_MINOR) {
+        return Status(Code::failed_precondition, fmt::format(
+            "ABI version mismatch: plugin built for ABI {}.{}, host speaks ABI {}.{} (plugin needs "
+            "a newer host)",
+            abi_.major, abi_.minor, NK_ABI_VERSION_MAJOR, NK_ABI_VERSION_MINOR));
+    }
+    if (!library_.has(NK_INIT_SYMBOL)) {
+        return Status::invalid_argument("missing InitModule function");
+    }
+    auto* init = library_.get<std::remove_pointer_t<nk_init_module_fn>>(NK_INIT_SYMBOL);
+
+    RequestContext rc;
+    CallContext ctx(*host_, rc, "run_once");
+    {
+        std::lock_guard lock(init_mutex_);
+        init_open_ = true;
+        init_thread_ = std::this_thread::get_id();
+    }
+    nk_status st = NK_OK;
+    std::string thrown;
+    try {
+        st = init(ctx.get(), &logger_, &module_, &initializer_);
+    } catch (const std::exception& e) {
+        thrown = std::string("InitModule threw an exception: ") + e.what();
+    } catch (...) {
+        thrown = "InitModule threw an exception";
+    }
+    std::string reason;
+    {
+        std::lock_guard lock(init_mutex_);
+        init_open_ = false;
+        reason = init_error_;
+    }
+    if (!thrown.empty()) return Status::internal(thrown);
+    if (st != NK_OK) {
+        const Code code = st > 0 && st <= 16 ? static_cast<Code>(st) : Code::internal;
+        std::string msg = fmt::format("InitModule returned error code {}", st);
+        if (!reason.empty()) msg += ": " + reason;
+        return Status(code == Code::ok ? Code::internal : code, msg);
+    }
+    return Status::ok();
+}
+
+std::vector<std::string> ModuleGeneration::describe() const {
+    std::vector<std::string> out;
+    if (!events.empty()) out.push_back(fmt::format("event handlers: {}", events.size()));
+    if (!session_start.empty())
+        out.push_back(fmt::format("session start handlers: {}", session_start.size()));
+    if (!session_end.empty())
+        out.push_back(fmt::format("session end handlers: {}", session_end.size()));
+    for (const auto& [id, cb] : before) out.push_back("before " + id);
+    for (const auto& [id, cb] : after) out.push_back("after " + id);
+    for (const auto& [id, cb] : rpcs) out.push_back("rpc " + id);
+    if (!shutdown.empty()) out.push_back(fmt::format("shutdown handlers: {}", shutdown.size()));
+    return out;
+}
+
+// ---- registration --------------------------------------------------------
+
+nk_status ModuleGeneration::check_registration(const char* what, void* user_data,
+                                               nk_on_destroy_fn destroy) {
+    std::lock_guard lock(init_mutex_);
+    if (!init_open_ || init_thread_ != std::this_thread::get_id()) {
+        spdlog::error("Module {}: {} refused: registration is only allowed inside InitModule",
+                      name_, what);
+        return NK_FAILED_PRECONDITION;
+    }
+    (void)user_data;
+    (void)destroy;
+    return NK_OK;
+}
+
+void ModuleGeneration::own(void* user_data, nk_on_destroy_fn destroy) {
+    if (destroy != nullptr) owned_.push_back({user_data, destroy});
+}
+
+namespace {
+// Refused registrations: the host owns user_data on entry, so it destroys it now.
+nk_status refuse(nk_status st, void* user_data, nk_on_destroy_fn destroy) {
+    if (destroy != nullptr) destroy(user_data);
+    return st;
+}
+}  // namespace
+
+nk_status ModuleGeneration::reg_event(const nk_initializer* i, nk_on_event_fn fn, void* ud,
+                                      nk_on_destroy_fn destroy) {
+    auto& self = self_of(i);
+    nk_status st = self.check_registration("register_event", ud, destroy);
+    if (st != NK_OK) return refuse(st, ud, destroy);
+    if (fn == nullptr) return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    self.events.push_back({fn, ud});
+    self.own(ud, destroy);
+    return NK_OK;
+}
+nk_status ModuleGeneration::reg_session_start(const nk_initializer* i, nk_on_event_fn fn, void* ud,
+                                              nk_on_destroy_fn destroy) {
+    auto& self = self_of(i);
+    nk_status st = self.check_registration("register_event_session_start", ud, destroy);
+    if (st != NK_OK) return refuse(st, ud, destroy);
+    if (fn == nullptr) return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    self.session_start.push_back({fn, ud});
+    self.own(ud, destroy);
+    return NK_OK;
+}
+nk_status ModuleGeneration::reg_session_end(const nk_initializer* i, nk_on_event_fn fn, void* ud,
+                                            nk_on_destroy_fn destroy) {
+    auto& self = self_of(i);
+    nk_status st = self.check_registration("register_event_session_end", ud, destroy);
+    if (st != NK_OK) return refuse(st, ud, destroy);
+    if (fn == nullptr) return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    self.session_end.push_back({fn, ud});
+    self.own(ud, destroy);
+    return NK_OK;
+}
+nk_status ModuleGeneration::reg_before(const nk_initializer* i, nk_str api_id, nk_on_before_fn fn,
+                                       void* ud, nk_on_destroy_fn destroy) {
+    auto& self = self_of(i);
+    nk_status st = self.check_registration("register_before", ud, destroy);
+    if (st != NK_OK) return refuse(st, ud, destroy);
+    if (fn == nullptr || !is_known_api_id(sv(api_id))) {
+        spdlog::error("Module {}: register_before: unknown hook id \"{}\"", self.name_, sv(api_id));
+        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    }
+    self.before[std::string(sv(api_id))] = {fn, ud};  // last registration wins
+    self.own(ud, destroy);
+    return NK_OK;
+}
+nk_status ModuleGeneration::reg_after(const nk_initializer* i, nk_str api_id, nk_on_after_fn fn,
+                                      void* ud, nk_on_destroy_fn destroy) {
+    auto& self = self_of(i);
+    nk_status st = self.check_registration("register_after", ud, destroy);
+    if (st != NK_OK) return refuse(st, ud, destroy);
+    if (fn == nullptr || !is_known_api_id(sv(api_id))) {
+        spdlog::error("Module {}: register_after: unknown hook id \"{}\"", self.name_, sv(api_id));
+        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    }
+    self.after[std::string(sv(api_id))] = {fn, ud};
+    self.own(ud, destroy);
+    return NK_OK;
+}
+nk_status ModuleGeneration::reg_rpc(const nk_initializer* i, nk_str id, nk_on_rpc_fn fn, void* ud,
+                                    nk_on_destroy_fn destroy) {
+    auto& self = self_of(i);
+    nk_status st = self.check_registration("register_rpc", ud, destroy);
+    if (st != NK_OK) return refuse(st, ud, destroy);
+    if (fn == nullptr || id.len == 0) {
+        spdlog::error("Module {}: register_rpc: empty RPC id", self.name_);
+        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    }
+    std::string key(sv(id));  // RPC ids are case-insensitive (Nakama lower-cases them)
+    for (char& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    self.rpcs[key] = {fn, ud};
+    self.own(ud, destroy);
+    return NK_OK;
+}
+nk_status ModuleGeneration::reg_shutdown(const nk_initializer* i, nk_on_shutdown_fn fn, void* ud,
+                                         nk_on_destroy_fn destroy) {
+    auto& self = self_of(i);
+    nk_status st = self.check_registration("register_shutdown", ud, destroy);
+    if (st != NK_OK) return refuse(st, ud, destroy);
+    if (fn == nullptr) return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    self.shutdown.push_back({fn, ud});
+    self.own(ud, destroy);
+    return NK_OK;
+}
+void ModuleGeneration::set_init_error(const nk_initializer* i, nk_str message) {
+    auto& self = self_of(i);
+    std::lock_guard lock(self.init_mutex_);
+    if (self.init_open_) self.init_error_ = sv(message);
+}
+
+}  // namespace nk::runtime

@@ -1,0 +1,154 @@
+// ModuleGeneration: one loaded plugin (a private copy of its .so, opened with
+// Boost.DLL) plus everything its InitModule registered.
+//
+// Lifetime: shared. The registry snapshot and every running call hold a
+// shared_ptr, so the library stays mapped while a call is inside it. The
+// destructor calls every registration's destroy(user_data), then unloads the
+// library, then deletes the private copy.
+//
+// HostServices: what the nk_module table reaches (event sink, account store,
+// metrics, env/node). Shared by all generations; its pointers must outlive
+// every generation (main stops the pipeline and the pool before the runtime).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <boost/dll/shared_library.hpp>
+
+#include "core/context.hpp"
+#include "core/status.hpp"
+#include "nk/sdk.h"
+#include "runtime/options.hpp"
+
+namespace nk::events {
+class EventSink;
+}
+namespace nk::store {
+class AccountStore;
+}
+namespace nk::metrics {
+class Registry;
+}
+
+namespace nk::runtime {
+
+// Ids accepted by register_before/register_after.
+bool is_known_api_id(std::string_view api_id);
+
+struct HostServices {
+    Options options;
+    std::string version;  // host version, shown to plugins as ctx.version
+    std::vector<nk_kv> env_kv;  // views into options.env
+    std::atomic<events::EventSink*> events{nullptr};
+    store::AccountStore* accounts = nullptr;
+    metrics::Registry* metrics = nullptr;
+
+    HostServices(Options o, std::string v);
+};
+
+// Borrowed C view of a RequestContext for one call.
+class CallContext {
+public:
+    CallContext(const HostServices& host, const RequestContext& ctx, std::string_view mode);
+    const nk_context* get() const { return &c_; }
+
+private:
+    std::vector<nk_kv> vars_;
+    nk_context c_{};
+};
+
+template <class Fn>
+struct Callback {
+    Fn fn = nullptr;
+    void* user_data = nullptr;
+};
+
+class ModuleGeneration {
+public:
+    ModuleGeneration(std::shared_ptr<HostServices> host, std::filesystem::path source,
+                     std::uint64_t generation);
+    ~ModuleGeneration();
+    ModuleGeneration(const ModuleGeneration&) = delete;
+    ModuleGeneration& operator=(const ModuleGeneration&) = delete;
+
+    // Validates, copies, opens, checks the ABI and runs InitModule. On error
+    // the Status message is the reason (without the file name).
+    Status load();
+
+    const std::string& name() const { return name_; }
+    const std::filesystem::path& source() const { return source_; }
+    std::uint64_t generation() const { return generation_; }
+    nk_abi_version abi() const { return abi_; }
+
+    // What InitModule registered (valid after a successful load; read-only afterwards).
+    std::vector<Callback<nk_on_event_fn>> events, session_start, session_end;
+    std::map<std::string, Callback<nk_on_before_fn>, std::less<>> before;
+    std::map<std::string, Callback<nk_on_after_fn>, std::less<>> after;
+    std::map<std::string, Callback<nk_on_rpc_fn>, std::less<>> rpcs;
+    std::vector<Callback<nk_on_shutdown_fn>> shutdown;
+
+    // Human-readable list, e.g. "after UpdateAccount", "rpc echo", "event", for `nkhost check`.
+    std::vector<std::string> describe() const;
+
+    const nk_logger* logger() const { return &logger_; }
+    const nk_module* module() const { return &module_; }
+    const HostServices& host() const { return *host_; }
+
+    // Logs a line tagged with this module's name (what nk_logger does).
+    void log(nk_log_level level, std::string_view message, const nk_kv* fields,
+             std::size_t count) const;
+
+private:
+    struct Owned {
+        void* user_data;
+        nk_on_destroy_fn destroy;
+    };
+    nk_status check_registration(const char* what, void* user_data, nk_on_destroy_fn destroy);
+    void own(void* user_data, nk_on_destroy_fn destroy);
+    Status open_and_init();
+
+    static nk_status reg_event(const nk_initializer*, nk_on_event_fn, void*, nk_on_destroy_fn);
+    static nk_status reg_session_start(const nk_initializer*, nk_on_event_fn, void*,
+                                       nk_on_destroy_fn);
+    static nk_status reg_session_end(const nk_initializer*, nk_on_event_fn, void*,
+                                     nk_on_destroy_fn);
+    static nk_status reg_before(const nk_initializer*, nk_str, nk_on_before_fn, void*,
+                                nk_on_destroy_fn);
+    static nk_status reg_after(const nk_initializer*, nk_str, nk_on_after_fn, void*,
+                               nk_on_destroy_fn);
+    static nk_status reg_rpc(const nk_initializer*, nk_str, nk_on_rpc_fn, void*,
+                             nk_on_destroy_fn);
+    static nk_status reg_shutdown(const nk_initializer*, nk_on_shutdown_fn, void*,
+                                  nk_on_destroy_fn);
+    static void set_init_error(const nk_initializer*, nk_str);
+
+    // Declared first: destroyed last (after every destroy(user_data) ran).
+    boost::dll::shared_library library_;
+    std::shared_ptr<HostServices> host_;
+    std::filesystem::path source_;
+    std::filesystem::path copy_;
+    std::string name_;
+    std::uint64_t generation_;
+    nk_abi_version abi_{0, 0};
+
+    nk_logger logger_{};
+    nk_module module_{};
+    nk_initializer initializer_{};
+
+    std::mutex init_mutex_;  // guards the registration state below and the tables above
+    bool init_open_ = false;
+    std::thread::id init_thread_;
+    std::string init_error_;
+    std::vector<Owned> owned_;
+};
+
+}  // namespace nk::runtime

@@ -1,0 +1,54 @@
+# nk_add_plugin(NAME sources... [OUTPUT_DIRECTORY dir])
+#
+# Builds a nkhost plugin: a MODULE library named exactly NAME.so (NAME.dll on
+# Windows, no "lib" prefix), symbols hidden except the exports sdk.h marks
+# (InitModule, nk_plugin_abi), -fno-gnu-unique on GCC (unique symbols would
+# keep the library from ever unloading), and no link to the host: a plugin
+# talks to the host only through the tables sdk.h defines.
+# Output: OUTPUT_DIRECTORY, else NK_PLUGIN_OUTPUT_DIR, else ${CMAKE_BINARY_DIR}/modules.
+include_guard(GLOBAL)
+
+function(nk_add_plugin NAME)
+    cmake_parse_arguments(P "" "OUTPUT_DIRECTORY" "" ${ARGN})
+    if(NOT P_UNPARSED_ARGUMENTS)
+        message(FATAL_ERROR "nk_add_plugin(${NAME}): no sources")
+    endif()
+    set(out_dir "${P_OUTPUT_DIRECTORY}")
+    if(NOT out_dir)
+        if(DEFINED NK_PLUGIN_OUTPUT_DIR)
+            set(out_dir "${NK_PLUGIN_OUTPUT_DIR}")
+        else()
+            set(out_dir "${CMAKE_BINARY_DIR}/modules")
+        endif()
+    endif()
+
+    add_library(${NAME} MODULE ${P_UNPARSED_ARGUMENTS})
+    set_target_properties(${NAME} PROPERTIES
+        PREFIX ""
+        C_VISIBILITY_PRESET hidden
+        CXX_VISIBILITY_PRESET hidden
+        VISIBILITY_INLINES_HIDDEN ON
+        LIBRARY_OUTPUT_DIRECTORY "${out_dir}"
+        RUNTIME_OUTPUT_DIRECTORY "${out_dir}")
+    if(NOT WIN32)
+        set_target_properties(${NAME} PROPERTIES SUFFIX ".so")
+    endif()
+    if(NOT DEFINED CMAKE_CXX_STANDARD)
+        target_compile_features(${NAME} PRIVATE cxx_std_17)
+    endif()
+    if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+        target_compile_options(${NAME} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fno-gnu-unique>)
+    endif()
+    # Fail at link time, not at load time, when a plugin uses a symbol nobody
+    # provides (sanitizer runtimes live in the host, so skip it for them).
+    if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT NK_SANITIZE_ADDRESS AND NOT NK_SANITIZE_THREAD)
+        target_link_options(${NAME} PRIVATE -Wl,-z,defs)
+    endif()
+    if(TARGET nkhost::sdk)
+        target_link_libraries(${NAME} PRIVATE nkhost::sdk)
+    elseif(TARGET nk_sdk)
+        target_link_libraries(${NAME} PRIVATE nk_sdk)
+    else()
+        message(FATAL_ERROR "nk_add_plugin: the nkhost SDK target is missing (find_package(nkhost-sdk))")
+    endif()
+endfunction()

@@ -1,0 +1,379 @@
+/*
+ * nk/sdk.h — the stable C ABI between nkhost and its plugins.
+ *
+ * Plain C99, no dependencies beyond <stddef.h> and <stdint.h>. A plugin is a
+ * shared library (.so, .dll on Windows) that exports two symbols:
+ *
+ *   NK_PLUGIN_ABI()   defines `nk_plugin_abi`, a function returning the ABI
+ *                     version the plugin was compiled against. The host calls
+ *                     it BEFORE InitModule and refuses the plugin unless the
+ *                     major versions are equal and plugin minor <= host minor.
+ *   InitModule        nk_status InitModule(const nk_context*, const nk_logger*,
+ *                     const nk_module*, const nk_initializer*); 0 (NK_OK) = success.
+ *
+ * RULES OF THIS HEADER (never broken, see docs/abi.md):
+ *  - Every table and struct starts with a `size` field (bytes, set by whoever
+ *    fills it). Structs only grow at the end; a field or signature never
+ *    changes meaning (add `foo_v2` instead). Test for a slot that may be
+ *    missing with NK_HAS_FIELD(table_ptr, type, field).
+ *  - Adding a slot bumps NK_ABI_VERSION_MINOR; anything else bumps the major.
+ *  - Strings are `nk_str` views {ptr, len}: not NUL-terminated, may contain any
+ *    byte. Maps are arrays of nk_kv.
+ *  - OWNERSHIP: everything the host passes in is BORROWED and valid only for
+ *    the duration of the call, unless stated otherwise. Data flowing out of a
+ *    call (RPC replies, rewritten requests, error messages) is written into a
+ *    host-provided nk_sink, which copies it: nothing allocated on one side is
+ *    ever freed on the other.
+ *  - Statuses, never exceptions, cross the boundary. A C++ plugin must catch
+ *    everything in its callbacks (sdk.hpp does it for you).
+ *  - Direction prefixes: `nk_on_*` types are implemented by the plugin and
+ *    called by the host; table slots (nk_logger, nk_module, nk_initializer)
+ *    are implemented by the host and called by the plugin.
+ *  - Static constructors run inside dlopen, before the host has checked the
+ *    ABI: do no work in them (no threads, no I/O, no registration).
+ *
+ * THREADING (the whole contract):
+ *  - InitModule runs once, on the loading thread, before any other callback.
+ *  - Event handlers run on event worker threads: different events run
+ *    CONCURRENTLY on several workers; all handlers of one event run in order on
+ *    one worker. There is no ordering between events.
+ *  - Before/after hooks and RPC functions run on the host's blocking pool,
+ *    CONCURRENTLY with each other and with event handlers.
+ *  - Shutdown handlers run once, during graceful shutdown, on the shutdown thread.
+ *  - So every user_data must be safe for concurrent use by the plugin itself.
+ *  - The nk_logger, nk_module and nk_initializer pointers given to InitModule
+ *    (and to callbacks) stay valid until the module is unloaded and may be used
+ *    from any thread. nk_context / nk_event / nk_str arguments are valid only
+ *    during the call that received them.
+ *  - A registration's `destroy(user_data)` (optional, may be NULL) is called
+ *    exactly once, when the module is unloaded or fails to load, after the last
+ *    call into any of its callbacks has returned, never concurrently with them.
+ */
+#ifndef NK_SDK_H
+#define NK_SDK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- versions ------------------------------------------------------------ */
+
+#define NK_ABI_VERSION_MAJOR 1
+#define NK_ABI_VERSION_MINOR 0
+
+/* Returned by the plugin's `nk_plugin_abi` export. */
+typedef struct nk_abi_version {
+    uint32_t major;
+    uint32_t minor;
+} nk_abi_version;
+
+/* Name of the ABI info symbol (for hosts and tools). */
+#define NK_ABI_SYMBOL "nk_plugin_abi"
+#define NK_INIT_SYMBOL "InitModule"
+
+/* ---- export macros ------------------------------------------------------- */
+
+#if defined(_WIN32) || defined(__CYGWIN__)
+#define NK_EXPORT __declspec(dllexport)
+#else
+#define NK_EXPORT __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+#define NK_EXTERN_C extern "C"
+#else
+#define NK_EXTERN_C
+#endif
+
+/* Put NK_PLUGIN_ABI() once in one source file of the plugin. */
+#define NK_PLUGIN_ABI()                                                      \
+    NK_EXTERN_C NK_EXPORT nk_abi_version nk_plugin_abi(void) {               \
+        nk_abi_version v;                                                    \
+        v.major = NK_ABI_VERSION_MAJOR;                                      \
+        v.minor = NK_ABI_VERSION_MINOR;                                      \
+        return v;                                                            \
+    }
+
+/* True when the table `p` (pointer to struct `type`) is large enough to hold
+ * `field`: use it before calling a slot added in a later minor version. */
+#define NK_HAS_FIELD(p, type, field) \
+    ((p) != NULL && (size_t)(p)->size >= offsetof(type, field) + sizeof(((type*)0)->field))
+
+/* ---- status codes (gRPC codes; the host maps them to HTTP like Nakama) --- */
+
+typedef int32_t nk_status;
+
+#define NK_OK 0
+#define NK_CANCELLED 1
+#define NK_UNKNOWN 2
+#define NK_INVALID_ARGUMENT 3          /* HTTP 400 */
+#define NK_DEADLINE_EXCEEDED 4
+#define NK_NOT_FOUND 5                 /* HTTP 404 */
+#define NK_ALREADY_EXISTS 6            /* HTTP 409 */
+#define NK_PERMISSION_DENIED 7         /* HTTP 403 */
+#define NK_RESOURCE_EXHAUSTED 8
+#define NK_FAILED_PRECONDITION 9       /* HTTP 400 */
+#define NK_ABORTED 10
+#define NK_OUT_OF_RANGE 11
+#define NK_UNIMPLEMENTED 12            /* HTTP 501 */
+#define NK_INTERNAL 13                 /* HTTP 500 */
+#define NK_UNAVAILABLE 14              /* HTTP 503 */
+#define NK_DATA_LOSS 15
+#define NK_UNAUTHENTICATED 16          /* HTTP 401 */
+
+/* ---- strings, maps, sinks ------------------------------------------------ */
+
+/* A borrowed byte string. `ptr` may be NULL when `len` is 0. */
+typedef struct nk_str {
+    const char* ptr;
+    size_t len;
+} nk_str;
+
+typedef struct nk_kv {
+    nk_str key;
+    nk_str value;
+} nk_kv;
+
+/* Where data flows OUT of a call. `write` copies `len` bytes and APPENDS them
+ * to what was written before (call it any number of times). The sink is owned
+ * by the host and valid only during the call that received it. */
+typedef struct nk_sink {
+    void* host; /* opaque, pass back to write */
+    void (*write)(void* host, const char* ptr, size_t len);
+} nk_sink;
+
+/* ---- context ------------------------------------------------------------- */
+
+/* Who and where a call comes from (Nakama's runtime context keys). Borrowed:
+ * valid only during the call that received it; copy what you keep. Empty
+ * strings mean "not set". */
+typedef struct nk_context {
+    uint32_t size;
+    nk_str execution_mode;   /* "run_once", "event", "before", "after", "rpc", "shutdown" */
+    nk_str node;             /* config `name` */
+    nk_str version;          /* host version */
+    const nk_kv* env;        /* runtime.env */
+    size_t env_count;
+    nk_str user_id;
+    nk_str username;
+    const nk_kv* vars;       /* session vars */
+    size_t vars_count;
+    int64_t user_session_exp; /* unix seconds, 0 when unknown */
+    nk_str session_id;       /* realtime sessions only */
+    nk_str lang;             /* realtime sessions only */
+    nk_str client_ip;
+    nk_str client_port;
+} nk_context;
+
+/* ---- events -------------------------------------------------------------- */
+
+typedef enum nk_event_kind {
+    NK_EVENT_CUSTOM = 0,
+    NK_EVENT_SESSION_START = 1,
+    NK_EVENT_SESSION_END = 2
+} nk_event_kind;
+
+/* An event. Handlers receive a borrowed one (valid during the call); a plugin
+ * emitting one with nk_module.event fills its own and keeps ownership (the
+ * host copies it before returning). */
+typedef struct nk_event {
+    uint32_t size;
+    int32_t kind;             /* nk_event_kind; ignored when emitting (always custom) */
+    nk_str name;
+    const nk_kv* properties;
+    size_t property_count;
+    int32_t has_timestamp;    /* 0: no timestamp (Nakama leaves it nil) */
+    int32_t timestamp_nanos;
+    int64_t timestamp_seconds;
+    int32_t external;         /* 1 when sent by a client */
+    int32_t reserved;
+} nk_event;
+
+/* ---- logger (host implemented) ------------------------------------------- */
+
+typedef struct nk_logger nk_logger;
+typedef struct nk_module nk_module;
+typedef struct nk_initializer nk_initializer;
+
+typedef enum nk_log_level {
+    NK_LOG_DEBUG = 0,
+    NK_LOG_INFO = 1,
+    NK_LOG_WARN = 2,
+    NK_LOG_ERROR = 3
+} nk_log_level;
+
+/* Writes one line tagged with the module's name. `fields` (may be NULL when
+ * `field_count` is 0) are structured key/value pairs. Thread-safe; callable
+ * from any thread while the module is loaded. */
+typedef void (*nk_log_fn)(const struct nk_logger* self, nk_str message, const nk_kv* fields,
+                          size_t field_count);
+
+struct nk_logger {
+    uint32_t size;
+    void* host; /* opaque */
+    nk_log_fn debug;
+    nk_log_fn info;
+    nk_log_fn warn;
+    nk_log_fn error;
+    /* True when `level` would be written: skip expensive formatting otherwise. */
+    int (*enabled)(const struct nk_logger* self, int32_t level);
+};
+
+/* ---- module: what plugin code may ask of the host (host implemented) ------ */
+
+/* All functions are thread-safe and callable from any callback (not from
+ * static constructors). `ctx` may be NULL (an empty background context).
+ * `r_error` may be NULL; on failure the host writes a message into it. */
+struct nk_module {
+    uint32_t size;
+    void* host; /* opaque */
+
+    /* Enqueues a custom event for the event handlers, with the caller's
+     * context and `external` as given. Never blocks. NK_OK also when the
+     * queue was full and the event dropped (Nakama's behaviour);
+     * NK_RESOURCE_EXHAUSTED when the host's policy is to reject,
+     * NK_UNAVAILABLE when the host is shutting down. */
+    nk_status (*event)(const struct nk_module* self, const nk_context* ctx, const nk_event* evt,
+                       nk_sink* r_error);
+
+    /* Writes the account of `user_id` as Nakama's Account JSON
+     * ({"user":{...},"wallet":"{}",...}) into `r_account`. May block. */
+    nk_status (*account_get_id)(const struct nk_module* self, const nk_context* ctx,
+                                nk_str user_id, nk_sink* r_account, nk_sink* r_error);
+
+    /* Updates the account of `user_id` from an UpdateAccountRequest JSON
+     * ({"username":..,"display_name":..,...}, absent = untouched). May block. */
+    nk_status (*account_update_id)(const struct nk_module* self, const nk_context* ctx,
+                                   nk_str user_id, nk_str update_json, nk_sink* r_error);
+};
+
+/* ---- plugin callbacks (plugin implemented) -------------------------------- */
+
+/* Frees a registration's user_data. Called once, see THREADING above. */
+typedef void (*nk_on_destroy_fn)(void* user_data);
+
+/* Event handler: no return value, like Nakama's. */
+typedef void (*nk_on_event_fn)(void* user_data, const nk_context* ctx, const nk_logger* logger,
+                               const nk_module* nk, const nk_event* evt);
+
+/* Before-hook. `in_json` is the request as the REST API received it. To
+ * rewrite it, write the complete new JSON into `r_in_json`; write nothing to
+ * keep it unchanged. A non-OK status rejects the request with that code and
+ * the message written to `r_error` (or a default message). */
+typedef nk_status (*nk_on_before_fn)(void* user_data, const nk_context* ctx,
+                                     const nk_logger* logger, const nk_module* nk,
+                                     nk_str in_json, nk_sink* r_in_json, nk_sink* r_error);
+
+/* After-hook: runs after the core operation succeeded, before the response.
+ * `out_json` is empty for endpoints without a response body (UpdateAccount,
+ * Event, SessionLogout, DeleteAccount), `in_json` empty for those without a
+ * request body (GetAccount, DeleteAccount). A non-OK status is counted and
+ * logged; it never changes the response. */
+typedef nk_status (*nk_on_after_fn)(void* user_data, const nk_context* ctx,
+                                    const nk_logger* logger, const nk_module* nk,
+                                    nk_str out_json, nk_str in_json, nk_sink* r_error);
+
+/* RPC function: `payload` in, reply written to `r_payload`. A non-OK status
+ * becomes the HTTP error with the message written to `r_error`. */
+typedef nk_status (*nk_on_rpc_fn)(void* user_data, const nk_context* ctx,
+                                  const nk_logger* logger, const nk_module* nk, nk_str payload,
+                                  nk_sink* r_payload, nk_sink* r_error);
+
+/* Shutdown handler: runs during graceful shutdown; should return within
+ * `grace_seconds`. */
+typedef void (*nk_on_shutdown_fn)(void* user_data, const nk_context* ctx,
+                                  const nk_logger* logger, const nk_module* nk,
+                                  int64_t grace_seconds);
+
+/* Hook ids (Nakama's API method names) for register_before/register_after. */
+#define NK_API_AUTHENTICATE_DEVICE "AuthenticateDevice"
+#define NK_API_AUTHENTICATE_CUSTOM "AuthenticateCustom"
+#define NK_API_AUTHENTICATE_EMAIL "AuthenticateEmail"
+#define NK_API_SESSION_REFRESH "SessionRefresh"
+#define NK_API_SESSION_LOGOUT "SessionLogout"
+#define NK_API_GET_ACCOUNT "GetAccount"
+#define NK_API_UPDATE_ACCOUNT "UpdateAccount"
+#define NK_API_DELETE_ACCOUNT "DeleteAccount"
+#define NK_API_EVENT "Event"
+
+/* ---- initializer (host implemented) ------------------------------------- */
+
+/* Registration works ONLY during InitModule, on the thread that called it.
+ * Outside it every function returns NK_FAILED_PRECONDITION (and the host logs
+ * it). On NK_OK the host owns user_data and calls destroy at unload. On any
+ * other status the registration was refused and the host has called
+ * destroy(user_data) before returning: either way the host owns user_data
+ * once a register_* function is called.
+ * Event registrations are additive; before/after hooks and RPCs with an id
+ * already registered replace the earlier one (Nakama: last wins). Unknown hook
+ * ids and empty RPC ids give NK_INVALID_ARGUMENT. */
+struct nk_initializer {
+    uint32_t size;
+    void* host; /* opaque */
+    nk_status (*register_event)(const struct nk_initializer* self, nk_on_event_fn fn,
+                                void* user_data, nk_on_destroy_fn destroy);
+    nk_status (*register_event_session_start)(const struct nk_initializer* self,
+                                              nk_on_event_fn fn, void* user_data,
+                                              nk_on_destroy_fn destroy);
+    nk_status (*register_event_session_end)(const struct nk_initializer* self, nk_on_event_fn fn,
+                                            void* user_data, nk_on_destroy_fn destroy);
+    nk_status (*register_before)(const struct nk_initializer* self, nk_str api_id,
+                                 nk_on_before_fn fn, void* user_data, nk_on_destroy_fn destroy);
+    nk_status (*register_after)(const struct nk_initializer* self, nk_str api_id,
+                                nk_on_after_fn fn, void* user_data, nk_on_destroy_fn destroy);
+    nk_status (*register_rpc)(const struct nk_initializer* self, nk_str id, nk_on_rpc_fn fn,
+                              void* user_data, nk_on_destroy_fn destroy);
+    nk_status (*register_shutdown)(const struct nk_initializer* self, nk_on_shutdown_fn fn,
+                                   void* user_data, nk_on_destroy_fn destroy);
+    /* Says why InitModule is about to fail: the host puts `message` in its
+     * one-line refusal. Only meaningful during InitModule; the last call wins. */
+    void (*set_init_error)(const struct nk_initializer* self, nk_str message);
+};
+
+/* ---- plugin entry points --------------------------------------------------- */
+
+/* Signature of the plugin's InitModule export. `ctx` has execution_mode
+ * "run_once" plus env and node. Returning non-OK aborts the load (startup
+ * fails unless runtime.skip_failed_modules); registrations made so far are
+ * dropped and their destroy functions called. */
+typedef nk_status (*nk_init_module_fn)(const nk_context* ctx, const nk_logger* logger,
+                                       const nk_module* nk, const nk_initializer* initializer);
+typedef nk_abi_version (*nk_plugin_abi_fn)(void);
+
+/* Declares InitModule with the right linkage and visibility:
+ *   NK_INIT_MODULE_C(ctx, logger, nk, initializer) { ... return NK_OK; } */
+#define NK_INIT_MODULE_C(ctx, logger, nk, initializer)                                  \
+    NK_EXTERN_C NK_EXPORT nk_status InitModule(const nk_context* ctx, const nk_logger* logger, \
+                                               const nk_module* nk,                     \
+                                               const nk_initializer* initializer)
+
+/* Small helpers (header-only, no allocation). */
+static inline nk_str nk_str_from(const char* p, size_t n) {
+    nk_str s;
+    s.ptr = p;
+    s.len = n;
+    return s;
+}
+static inline nk_str nk_str_c(const char* z) {
+    size_t n = 0;
+    if (z != NULL) {
+        while (z[n] != '\0') ++n;
+    }
+    return nk_str_from(z, n);
+}
+static inline void nk_sink_write(nk_sink* sink, const char* p, size_t n) {
+    if (sink != NULL && sink->write != NULL) sink->write(sink->host, p, n);
+}
+static inline void nk_sink_write_c(nk_sink* sink, const char* z) {
+    nk_str s = nk_str_c(z);
+    nk_sink_write(sink, s.ptr, s.len);
+}
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* NK_SDK_H */

@@ -1,0 +1,941 @@
+// nk/sdk.hpp — header-only C++17 wrapper over nk/sdk.h, compiled into the plugin.
+//
+// It makes a plugin read like Nakama's Go runtime:
+//
+//   nk::Error afterUpdateAccount(const nk::Context& ctx, nk::Logger& logger, nk::Module& nk,
+//                                const nk::UpdateAccountRequest& in) {
+//       nk::Event evt;
+//       evt.name = "account_updated";
+//       evt.external = false;
+//       return nk.Event(nk::Context::Background(), evt);
+//   }
+//   NK_INIT_MODULE(ctx, logger, nk, initializer) {
+//       if (auto err = initializer.RegisterAfterUpdateAccount(afterUpdateAccount)) return err;
+//       logger.Info("Server loaded.");
+//       return {};
+//   }
+//
+// Only C types from sdk.h cross the boundary: the std::function objects
+// registered here live in the plugin and are deleted by the plugin (through
+// the registration's destroy callback, called by the host at unload).
+// Every trampoline catches every exception, logs it and returns a status.
+// Threading: see sdk.h. nk::Logger, nk::Module are cheap handles over the
+// host's tables, valid (and thread-safe) while the module is loaded.
+#pragma once
+
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "nk/sdk.h"
+
+namespace nk {
+
+// ---- errors ---------------------------------------------------------------
+
+// Go's `error`: default-constructed = no error; `if (auto err = f()) return err;`.
+class Error {
+public:
+    Error() = default;
+    Error(nk_status code, std::string message) : code_(code), message_(std::move(message)) {}
+    static Error InvalidArgument(std::string m) { return {NK_INVALID_ARGUMENT, std::move(m)}; }
+    static Error NotFound(std::string m) { return {NK_NOT_FOUND, std::move(m)}; }
+    static Error PermissionDenied(std::string m) { return {NK_PERMISSION_DENIED, std::move(m)}; }
+    static Error Internal(std::string m) { return {NK_INTERNAL, std::move(m)}; }
+
+    explicit operator bool() const { return code_ != NK_OK; }  // true = there is an error
+    nk_status code() const { return code_; }
+    const std::string& message() const { return message_; }
+
+private:
+    nk_status code_ = NK_OK;
+    std::string message_;
+};
+
+namespace detail {
+inline nk_str view(const std::string& s) { return nk_str_from(s.data(), s.size()); }
+inline std::string copy(nk_str s) { return s.len ? std::string(s.ptr, s.len) : std::string(); }
+inline std::map<std::string, std::string> copy_map(const nk_kv* kv, size_t n) {
+    std::map<std::string, std::string> m;
+    for (size_t i = 0; i < n; ++i) m[copy(kv[i].key)] = copy(kv[i].value);
+    return m;
+}
+inline void string_sink_write(void* host, const char* p, size_t n) {
+    static_cast<std::string*>(host)->append(p, n);
+}
+// A sink that appends into a std::string owned by the plugin.
+inline nk_sink string_sink(std::string& s) { return nk_sink{&s, &string_sink_write}; }
+}  // namespace detail
+
+// ---- context ----------------------------------------------------------------
+
+// A copy of the host's nk_context (Nakama's runtime context keys).
+struct Context {
+    std::string execution_mode;
+    std::string node;
+    std::string version;
+    std::map<std::string, std::string> env;
+    std::string user_id;
+    std::string username;
+    std::map<std::string, std::string> vars;
+    std::int64_t user_session_exp = 0;
+    std::string session_id;
+    std::string lang;
+    std::string client_ip;
+    std::string client_port;
+
+    // Go's context.Background(): no user, no session.
+    static Context Background() { return Context{}; }
+
+    static Context FromC(const nk_context* c) {
+        Context x;
+        if (c == nullptr) return x;
+        x.execution_mode = detail::copy(c->execution_mode);
+        x.node = detail::copy(c->node);
+        x.version = detail::copy(c->version);
+        x.env = detail::copy_map(c->env, c->env_count);
+        x.user_id = detail::copy(c->user_id);
+        x.username = detail::copy(c->username);
+        x.vars = detail::copy_map(c->vars, c->vars_count);
+        x.user_session_exp = c->user_session_exp;
+        x.session_id = detail::copy(c->session_id);
+        x.lang = detail::copy(c->lang);
+        x.client_ip = detail::copy(c->client_ip);
+        x.client_port = detail::copy(c->client_port);
+        return x;
+    }
+};
+
+namespace detail {
+// Borrowed C view of a Context; valid while both objects live.
+struct CContext {
+    explicit CContext(const Context& x) {
+        for (const auto& [k, v] : x.env) env.push_back({view(k), view(v)});
+        for (const auto& [k, v] : x.vars) vars.push_back({view(k), view(v)});
+        c.size = sizeof(nk_context);
+        c.execution_mode = view(x.execution_mode);
+        c.node = view(x.node);
+        c.version = view(x.version);
+        c.env = env.data();
+        c.env_count = env.size();
+        c.user_id = view(x.user_id);
+        c.username = view(x.username);
+        c.vars = vars.data();
+        c.vars_count = vars.size();
+        c.user_session_exp = x.user_session_exp;
+        c.session_id = view(x.session_id);
+        c.lang = view(x.lang);
+        c.client_ip = view(x.client_ip);
+        c.client_port = view(x.client_port);
+    }
+    std::vector<nk_kv> env, vars;
+    nk_context c{};
+};
+}  // namespace detail
+
+// ---- events ---------------------------------------------------------------
+
+struct Event {
+    std::string name;
+    std::map<std::string, std::string> properties;
+    bool external = false;
+    bool has_timestamp = false;       // Nakama leaves it nil when the client omits it
+    std::int64_t timestamp_seconds = 0;
+    std::int32_t timestamp_nanos = 0;
+    nk_event_kind kind = NK_EVENT_CUSTOM;
+
+    const std::string& GetName() const { return name; }
+
+    static Event FromC(const nk_event* e) {
+        Event x;
+        if (e == nullptr) return x;
+        x.name = detail::copy(e->name);
+        x.properties = detail::copy_map(e->properties, e->property_count);
+        x.external = e->external != 0;
+        x.has_timestamp = e->has_timestamp != 0;
+        x.timestamp_seconds = e->timestamp_seconds;
+        x.timestamp_nanos = e->timestamp_nanos;
+        x.kind = static_cast<nk_event_kind>(e->kind);
+        return x;
+    }
+
+    // Like Go's %+v: name:... properties:map[...] external:...
+    std::string ToString() const {
+        std::string s = "name:" + name + " properties:map[";
+        bool first = true;
+        for (const auto& [k, v] : properties) {
+            if (!first) s += ' ';
+            first = false;
+            s += k + ":" + v;
+        }
+        s += "]";
+        if (has_timestamp) s += " timestamp:" + std::to_string(timestamp_seconds);
+        s += external ? " external:true" : " external:false";
+        return s;
+    }
+};
+
+// ---- typed hook messages (the REST API's JSON) --------------------------------
+
+// Absent fields stay empty / nullopt.
+struct UpdateAccountRequest {
+    std::optional<std::string> username, display_name, avatar_url, lang_tag, location, timezone;
+};
+struct User {
+    std::string id, username, display_name, avatar_url, lang_tag, location, timezone, metadata;
+    std::string create_time, update_time;
+    bool online = false;
+    std::int64_t edge_count = 0;
+};
+struct AccountDevice {
+    std::string id;
+};
+struct Account {
+    User user;
+    std::string wallet, email, custom_id, verify_time;
+    std::vector<AccountDevice> devices;
+};
+struct Session {
+    std::string token, refresh_token;
+    bool created = false;
+};
+struct AccountDeviceRequest {  // AccountDevice / AccountCustom
+    std::string id;
+    std::map<std::string, std::string> vars;
+};
+struct AccountEmailRequest {
+    std::string email, password;
+    std::map<std::string, std::string> vars;
+};
+struct AuthenticateDeviceRequest {
+    AccountDeviceRequest account;
+    std::optional<bool> create;
+    std::string username;
+};
+struct AuthenticateCustomRequest {
+    AccountDeviceRequest account;
+    std::optional<bool> create;
+    std::string username;
+};
+struct AuthenticateEmailRequest {
+    AccountEmailRequest account;
+    std::optional<bool> create;
+    std::string username;
+};
+struct SessionRefreshRequest {
+    std::string token;
+    std::map<std::string, std::string> vars;
+};
+struct SessionLogoutRequest {
+    std::string token, refresh_token;
+};
+struct Empty {};
+
+namespace json {
+using Value = rapidjson::Value;
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+inline void get(const Value& o, const char* k, std::string& out) {
+    auto it = o.FindMember(k);
+    if (it != o.MemberEnd() && it->value.IsString())
+        out.assign(it->value.GetString(), it->value.GetStringLength());
+}
+inline void get(const Value& o, const char* k, std::optional<std::string>& out) {
+    auto it = o.FindMember(k);
+    if (it != o.MemberEnd() && it->value.IsString())
+        out = std::string(it->value.GetString(), it->value.GetStringLength());
+}
+inline void get(const Value& o, const char* k, bool& out) {
+    auto it = o.FindMember(k);
+    if (it != o.MemberEnd() && it->value.IsBool()) out = it->value.GetBool();
+}
+inline void get(const Value& o, const char* k, std::optional<bool>& out) {
+    auto it = o.FindMember(k);
+    if (it != o.MemberEnd() && it->value.IsBool()) out = it->value.GetBool();
+}
+inline void get(const Value& o, const char* k, std::int64_t& out) {
+    auto it = o.FindMember(k);
+    if (it == o.MemberEnd()) return;
+    if (it->value.IsInt64()) out = it->value.GetInt64();
+    if (it->value.IsString()) out = std::strtoll(it->value.GetString(), nullptr, 10);  // proto int64
+}
+inline void get(const Value& o, const char* k, std::map<std::string, std::string>& out) {
+    auto it = o.FindMember(k);
+    if (it == o.MemberEnd() || !it->value.IsObject()) return;
+    for (auto m = it->value.MemberBegin(); m != it->value.MemberEnd(); ++m)
+        if (m->value.IsString()) out[m->name.GetString()] = m->value.GetString();
+}
+inline void put(Writer& w, const char* k, const std::string& v, bool omit_empty = true) {
+    if (omit_empty && v.empty()) return;
+    w.Key(k);
+    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+}
+inline void put(Writer& w, const char* k, const std::optional<std::string>& v) {
+    if (v) put(w, k, *v, false);
+}
+inline void put(Writer& w, const char* k, const std::map<std::string, std::string>& m) {
+    if (m.empty()) return;
+    w.Key(k);
+    w.StartObject();
+    for (const auto& [key, v] : m) {
+        w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
+        w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+    }
+    w.EndObject();
+}
+// A sub-object, or the object itself when the key is absent (lenient input).
+inline const Value& sub(const Value& o, const char* k) {
+    auto it = o.FindMember(k);
+    return it != o.MemberEnd() && it->value.IsObject() ? it->value : o;
+}
+
+inline void read(const Value&, Empty&) {}
+inline void write(Writer& w, const Empty&) { w.StartObject(); w.EndObject(); }
+
+inline void read(const Value& o, UpdateAccountRequest& r) {
+    get(o, "username", r.username);
+    get(o, "display_name", r.display_name);
+    get(o, "avatar_url", r.avatar_url);
+    get(o, "lang_tag", r.lang_tag);
+    get(o, "location", r.location);
+    get(o, "timezone", r.timezone);
+}
+inline void write(Writer& w, const UpdateAccountRequest& r) {
+    w.StartObject();
+    put(w, "username", r.username);
+    put(w, "display_name", r.display_name);
+    put(w, "avatar_url", r.avatar_url);
+    put(w, "lang_tag", r.lang_tag);
+    put(w, "location", r.location);
+    put(w, "timezone", r.timezone);
+    w.EndObject();
+}
+inline void read(const Value& o, Account& a) {
+    const Value& u = sub(o, "user");
+    if (&u != &o) {
+        get(u, "id", a.user.id);
+        get(u, "username", a.user.username);
+        get(u, "display_name", a.user.display_name);
+        get(u, "avatar_url", a.user.avatar_url);
+        get(u, "lang_tag", a.user.lang_tag);
+        get(u, "location", a.user.location);
+        get(u, "timezone", a.user.timezone);
+        get(u, "metadata", a.user.metadata);
+        get(u, "create_time", a.user.create_time);
+        get(u, "update_time", a.user.update_time);
+        get(u, "online", a.user.online);
+        get(u, "edge_count", a.user.edge_count);
+    }
+    get(o, "wallet", a.wallet);
+    get(o, "email", a.email);
+    get(o, "custom_id", a.custom_id);
+    get(o, "verify_time", a.verify_time);
+    auto d = o.FindMember("devices");
+    if (d != o.MemberEnd() && d->value.IsArray())
+        for (const auto& dev : d->value.GetArray())
+            if (dev.IsObject()) {
+                AccountDevice ad;
+                get(dev, "id", ad.id);
+                a.devices.push_back(ad);
+            }
+}
+inline void read(const Value& o, Session& s) {
+    get(o, "token", s.token);
+    get(o, "refresh_token", s.refresh_token);
+    get(o, "created", s.created);
+}
+inline void read(const Value& o, AccountDeviceRequest& a) {
+    get(o, "id", a.id);
+    get(o, "vars", a.vars);
+}
+inline void read(const Value& o, AccountEmailRequest& a) {
+    get(o, "email", a.email);
+    get(o, "password", a.password);
+    get(o, "vars", a.vars);
+}
+inline void write(Writer& w, const AccountDeviceRequest& a) {
+    w.StartObject();
+    put(w, "id", a.id);
+    put(w, "vars", a.vars);
+    w.EndObject();
+}
+inline void write(Writer& w, const AccountEmailRequest& a) {
+    w.StartObject();
+    put(w, "email", a.email);
+    put(w, "password", a.password);
+    put(w, "vars", a.vars);
+    w.EndObject();
+}
+// Authenticate*Request: {"account":{...},"create":true,"username":"..."}.
+template <class Req>
+inline void read_auth(const Value& o, Req& r) {
+    read(sub(o, "account"), r.account);
+    get(o, "create", r.create);
+    get(o, "username", r.username);
+}
+template <class Req>
+inline void write_auth(Writer& w, const Req& r) {
+    w.StartObject();
+    w.Key("account");
+    write(w, r.account);
+    if (r.create) {
+        w.Key("create");
+        w.Bool(*r.create);
+    }
+    put(w, "username", r.username);
+    w.EndObject();
+}
+inline void read(const Value& o, AuthenticateDeviceRequest& r) { read_auth(o, r); }
+inline void read(const Value& o, AuthenticateCustomRequest& r) { read_auth(o, r); }
+inline void read(const Value& o, AuthenticateEmailRequest& r) { read_auth(o, r); }
+inline void write(Writer& w, const AuthenticateDeviceRequest& r) { write_auth(w, r); }
+inline void write(Writer& w, const AuthenticateCustomRequest& r) { write_auth(w, r); }
+inline void write(Writer& w, const AuthenticateEmailRequest& r) { write_auth(w, r); }
+inline void read(const Value& o, SessionRefreshRequest& r) {
+    get(o, "token", r.token);
+    get(o, "vars", r.vars);
+}
+inline void write(Writer& w, const SessionRefreshRequest& r) {
+    w.StartObject();
+    put(w, "token", r.token);
+    put(w, "vars", r.vars);
+    w.EndObject();
+}
+inline void read(const Value& o, SessionLogoutRequest& r) {
+    get(o, "token", r.token);
+    get(o, "refresh_token", r.refresh_token);
+}
+inline void write(Writer& w, const SessionLogoutRequest& r) {
+    w.StartObject();
+    put(w, "token", r.token);
+    put(w, "refresh_token", r.refresh_token);
+    w.EndObject();
+}
+// Event JSON as /v2/event speaks it (timestamp as RFC 3339 is kept opaque).
+inline void read(const Value& o, Event& e) {
+    get(o, "name", e.name);
+    get(o, "properties", e.properties);
+    get(o, "external", e.external);
+}
+inline void write(Writer& w, const Event& e) {
+    w.StartObject();
+    put(w, "name", e.name, false);
+    put(w, "properties", e.properties);
+    w.Key("external");
+    w.Bool(e.external);
+    w.EndObject();
+}
+
+// Parses `text` into `out`; an empty text leaves `out` default. False on bad JSON.
+template <class T>
+inline bool parse(nk_str text, T& out) {
+    if (text.len == 0) return true;
+    rapidjson::Document d;
+    d.Parse(text.ptr, text.len);
+    if (d.HasParseError() || !d.IsObject()) return false;
+    read(d, out);
+    return true;
+}
+template <class T>
+inline std::string serialize(const T& v) {
+    rapidjson::StringBuffer sb;
+    Writer w(sb);
+    write(w, v);
+    return std::string(sb.GetString(), sb.GetSize());
+}
+}  // namespace json
+
+// ---- logger ---------------------------------------------------------------
+
+class Logger {
+public:
+    explicit Logger(const nk_logger* raw) : raw_(raw) {}
+#if defined(__GNUC__)
+#define NK_PRINTF_FORMAT __attribute__((format(printf, 2, 3)))
+#else
+#define NK_PRINTF_FORMAT
+#endif
+    // printf-style formatting.
+    void Debug(const char* fmt, ...) const NK_PRINTF_FORMAT {
+        va_list ap;
+        va_start(ap, fmt);
+        vlog(NK_LOG_DEBUG, fmt, ap);
+        va_end(ap);
+    }
+    void Info(const char* fmt, ...) const NK_PRINTF_FORMAT {
+        va_list ap;
+        va_start(ap, fmt);
+        vlog(NK_LOG_INFO, fmt, ap);
+        va_end(ap);
+    }
+    void Warn(const char* fmt, ...) const NK_PRINTF_FORMAT {
+        va_list ap;
+        va_start(ap, fmt);
+        vlog(NK_LOG_WARN, fmt, ap);
+        va_end(ap);
+    }
+    void Error(const char* fmt, ...) const NK_PRINTF_FORMAT {
+        va_list ap;
+        va_start(ap, fmt);
+        vlog(NK_LOG_ERROR, fmt, ap);
+        va_end(ap);
+    }
+#undef NK_PRINTF_FORMAT
+    // One line with structured fields.
+    void Log(nk_log_level level, const std::string& message,
+             const std::map<std::string, std::string>& fields = {}) const {
+        std::vector<nk_kv> kv;
+        for (const auto& [k, v] : fields) kv.push_back({detail::view(k), detail::view(v)});
+        nk_log_fn fn = level_fn(level);
+        if (fn != nullptr) fn(raw_, detail::view(message), kv.data(), kv.size());
+    }
+    bool Enabled(nk_log_level level) const {
+        return raw_ != nullptr && (raw_->enabled == nullptr || raw_->enabled(raw_, level) != 0);
+    }
+    const nk_logger* raw() const { return raw_; }
+
+private:
+    nk_log_fn level_fn(nk_log_level level) const {
+        if (raw_ == nullptr) return nullptr;
+        switch (level) {
+            case NK_LOG_DEBUG: return raw_->debug;
+            case NK_LOG_INFO: return raw_->info;
+            case NK_LOG_WARN: return raw_->warn;
+            default: return raw_->error;
+        }
+    }
+    void vlog(nk_log_level level, const char* fmt, va_list ap) const {
+        if (!Enabled(level)) return;
+        char small[512];
+        va_list copy;
+        va_copy(copy, ap);
+        int n = std::vsnprintf(small, sizeof small, fmt, copy);
+        va_end(copy);
+        if (n < 0) return;
+        std::string msg;
+        if (static_cast<size_t>(n) < sizeof small) {
+            msg.assign(small, static_cast<size_t>(n));
+        } else {
+            msg.resize(static_cast<size_t>(n) + 1);
+            std::vsnprintf(msg.data(), msg.size(), fmt, ap);
+            msg.resize(static_cast<size_t>(n));
+        }
+        nk_log_fn fn = level_fn(level);
+        if (fn != nullptr) fn(raw_, detail::view(msg), nullptr, 0);
+    }
+    const nk_logger* raw_;
+};
+
+// ---- module -----------------------------------------------------------------
+
+class Module {
+public:
+    explicit Module(const nk_module* raw) : raw_(raw) {}
+
+    // Go's nk.Event(ctx, evt): enqueues a custom event with ctx and evt.external as given.
+    Error Event(const Context& ctx, const ::nk::Event& evt) const {
+        if (!NK_HAS_FIELD(raw_, nk_module, event) || raw_->event == nullptr)
+            return {NK_UNIMPLEMENTED, "nk.event is not available"};
+        detail::CContext c(ctx);
+        std::vector<nk_kv> props;
+        for (const auto& [k, v] : evt.properties) props.push_back({detail::view(k), detail::view(v)});
+        nk_event e{};
+        e.size = sizeof(nk_event);
+        e.kind = NK_EVENT_CUSTOM;
+        e.name = detail::view(evt.name);
+        e.properties = props.data();
+        e.property_count = props.size();
+        e.has_timestamp = evt.has_timestamp ? 1 : 0;
+        e.timestamp_seconds = evt.timestamp_seconds;
+        e.timestamp_nanos = evt.timestamp_nanos;
+        e.external = evt.external ? 1 : 0;
+        std::string err;
+        nk_sink es = detail::string_sink(err);
+        nk_status st = raw_->event(raw_, &c.c, &e, &es);
+        return st == NK_OK ? Error() : Error(st, err);
+    }
+
+    Error AccountGetId(const Context& ctx, const std::string& user_id, Account& out) const {
+        if (!NK_HAS_FIELD(raw_, nk_module, account_get_id) || raw_->account_get_id == nullptr)
+            return {NK_UNIMPLEMENTED, "nk.account_get_id is not available"};
+        detail::CContext c(ctx);
+        std::string body, err;
+        nk_sink bs = detail::string_sink(body), es = detail::string_sink(err);
+        nk_status st = raw_->account_get_id(raw_, &c.c, detail::view(user_id), &bs, &es);
+        if (st != NK_OK) return {st, err};
+        if (!json::parse(detail::view(body), out)) return Error::Internal("bad account JSON");
+        return {};
+    }
+
+    Error AccountUpdateId(const Context& ctx, const std::string& user_id,
+                          const UpdateAccountRequest& update) const {
+        if (!NK_HAS_FIELD(raw_, nk_module, account_update_id) || raw_->account_update_id == nullptr)
+            return {NK_UNIMPLEMENTED, "nk.account_update_id is not available"};
+        detail::CContext c(ctx);
+        std::string body = json::serialize(update), err;
+        nk_sink es = detail::string_sink(err);
+        nk_status st =
+            raw_->account_update_id(raw_, &c.c, detail::view(user_id), detail::view(body), &es);
+        return st == NK_OK ? Error() : Error(st, err);
+    }
+
+    const nk_module* raw() const { return raw_; }
+
+private:
+    const nk_module* raw_;
+};
+
+// ---- trampolines ----------------------------------------------------------
+
+namespace detail {
+// Runs `f`, turning any exception into a status and an error log line.
+template <class F>
+inline nk_status guarded(const nk_logger* logger, nk_sink* r_error, const char* what, F&& f) {
+    std::string message;
+    try {
+        Error err = f();
+        if (!err) return NK_OK;
+        nk_sink_write(r_error, err.message().data(), err.message().size());
+        return err.code();
+    } catch (const Error& err) {  // a thrown nk::Error keeps its code
+        nk_sink_write(r_error, err.message().data(), err.message().size());
+        return err.code() == NK_OK ? NK_INTERNAL : err.code();
+    } catch (const std::exception& e) {
+        message = std::string(what) + " threw: " + e.what();
+    } catch (...) {
+        message = std::string(what) + " threw a non-standard exception";
+    }
+    try {
+        Logger(logger).Log(NK_LOG_ERROR, message);
+        nk_sink_write(r_error, message.data(), message.size());
+    } catch (...) {
+    }
+    return NK_INTERNAL;
+}
+
+template <class Fn>
+inline void destroy_fn(void* p) {
+    delete static_cast<Fn*>(p);
+}
+
+using EventFn = std::function<void(const Context&, Logger&, Module&, const Event&)>;
+
+inline void on_event(void* ud, const nk_context* ctx, const nk_logger* logger, const nk_module* nk,
+                     const nk_event* evt) {
+    guarded(logger, nullptr, "event handler", [&] {
+        Logger l(logger);
+        Module m(nk);
+        (*static_cast<EventFn*>(ud))(Context::FromC(ctx), l, m, Event::FromC(evt));
+        return Error();
+    });
+}
+
+// Before-hook over a typed request: parsed in, handler may modify it, written back.
+template <class Req>
+struct Before {
+    using Fn = std::function<Error(const Context&, Logger&, Module&, Req&)>;
+    static nk_status call(void* ud, const nk_context* ctx, const nk_logger* logger,
+                          const nk_module* nk, nk_str in_json, nk_sink* r_in_json,
+                          nk_sink* r_error) {
+        return guarded(logger, r_error, "before-hook", [&] {
+            Req req{};
+            if (!json::parse(in_json, req)) return Error::InvalidArgument("bad request JSON");
+            Logger l(logger);
+            Module m(nk);
+            Error err = (*static_cast<Fn*>(ud))(Context::FromC(ctx), l, m, req);
+            if (!err) {
+                std::string out = json::serialize(req);
+                nk_sink_write(r_in_json, out.data(), out.size());
+            }
+            return err;
+        });
+    }
+};
+
+template <class Out, class In>
+struct After {
+    using Fn = std::function<Error(const Context&, Logger&, Module&, const Out&, const In&)>;
+    static nk_status call(void* ud, const nk_context* ctx, const nk_logger* logger,
+                          const nk_module* nk, nk_str out_json, nk_str in_json,
+                          nk_sink* r_error) {
+        return guarded(logger, r_error, "after-hook", [&] {
+            Out out{};
+            In in{};
+            if (!json::parse(out_json, out) || !json::parse(in_json, in))
+                return Error::InvalidArgument("bad hook JSON");
+            Logger l(logger);
+            Module m(nk);
+            return (*static_cast<Fn*>(ud))(Context::FromC(ctx), l, m, out, in);
+        });
+    }
+};
+
+using RpcFn = std::function<Error(const Context&, Logger&, Module&, const std::string& payload,
+                                  std::string& out)>;
+inline nk_status on_rpc(void* ud, const nk_context* ctx, const nk_logger* logger,
+                        const nk_module* nk, nk_str payload, nk_sink* r_payload,
+                        nk_sink* r_error) {
+    return guarded(logger, r_error, "rpc function", [&] {
+        Logger l(logger);
+        Module m(nk);
+        std::string out;
+        Error err = (*static_cast<RpcFn*>(ud))(Context::FromC(ctx), l, m, copy(payload), out);
+        if (!err) nk_sink_write(r_payload, out.data(), out.size());
+        return err;
+    });
+}
+
+using ShutdownFn = std::function<void(const Context&, Logger&, Module&, std::int64_t)>;
+inline void on_shutdown(void* ud, const nk_context* ctx, const nk_logger* logger,
+                        const nk_module* nk, int64_t grace) {
+    guarded(logger, nullptr, "shutdown handler", [&] {
+        Logger l(logger);
+        Module m(nk);
+        (*static_cast<ShutdownFn*>(ud))(Context::FromC(ctx), l, m, grace);
+        return Error();
+    });
+}
+}  // namespace detail
+
+// ---- initializer ------------------------------------------------------------
+
+class Initializer {
+public:
+    explicit Initializer(const nk_initializer* raw) : raw_(raw) {}
+
+    using EventHandler = std::function<void(const Context&, Logger&, Module&, const Event&)>;
+
+    // Handlers take (ctx, logger, evt) like Go's, or (ctx, logger, nk, evt).
+    template <class F>
+    Error RegisterEvent(F fn) {
+        return event(raw_->register_event, adapt_event(std::move(fn)));
+    }
+    template <class F>
+    Error RegisterEventSessionStart(F fn) {
+        return event(raw_->register_event_session_start, adapt_event(std::move(fn)));
+    }
+    template <class F>
+    Error RegisterEventSessionEnd(F fn) {
+        return event(raw_->register_event_session_end, adapt_event(std::move(fn)));
+    }
+
+    // RPC: payload in, `out` is the reply.
+    using RpcHandler = detail::RpcFn;
+    Error RegisterRpc(const std::string& id, RpcHandler fn) {
+        auto* ud = new RpcHandler(std::move(fn));
+        return status(raw_->register_rpc(raw_, detail::view(id), &detail::on_rpc, ud,
+                                         &detail::destroy_fn<RpcHandler>),
+                      "register_rpc " + id);
+    }
+
+    using ShutdownHandler = detail::ShutdownFn;
+    Error RegisterShutdown(ShutdownHandler fn) {
+        auto* ud = new ShutdownHandler(std::move(fn));
+        return status(raw_->register_shutdown(raw_, &detail::on_shutdown, ud,
+                                              &detail::destroy_fn<ShutdownHandler>),
+                      "register_shutdown");
+    }
+
+    // Generic typed hooks (any api id the host knows).
+    template <class Req>
+    Error RegisterBefore(const char* api_id, typename detail::Before<Req>::Fn fn) {
+        using Fn = typename detail::Before<Req>::Fn;
+        auto* ud = new Fn(std::move(fn));
+        return status(raw_->register_before(raw_, nk_str_c(api_id), &detail::Before<Req>::call,
+                                            ud, &detail::destroy_fn<Fn>),
+                      std::string("register_before ") + api_id);
+    }
+    template <class Out, class In>
+    Error RegisterAfter(const char* api_id, typename detail::After<Out, In>::Fn fn) {
+        using Fn = typename detail::After<Out, In>::Fn;
+        auto* ud = new Fn(std::move(fn));
+        return status(raw_->register_after(raw_, nk_str_c(api_id), &detail::After<Out, In>::call,
+                                           ud, &detail::destroy_fn<Fn>),
+                      std::string("register_after ") + api_id);
+    }
+
+    // Nakama's named hooks. Before-hooks may modify the request in place or
+    // return an error to reject it.
+    template <class F>
+    Error RegisterBeforeAuthenticateDevice(F fn) {
+        return RegisterBefore<AuthenticateDeviceRequest>(NK_API_AUTHENTICATE_DEVICE, std::move(fn));
+    }
+    template <class F>
+    Error RegisterBeforeAuthenticateCustom(F fn) {
+        return RegisterBefore<AuthenticateCustomRequest>(NK_API_AUTHENTICATE_CUSTOM, std::move(fn));
+    }
+    template <class F>
+    Error RegisterBeforeAuthenticateEmail(F fn) {
+        return RegisterBefore<AuthenticateEmailRequest>(NK_API_AUTHENTICATE_EMAIL, std::move(fn));
+    }
+    template <class F>
+    Error RegisterBeforeSessionRefresh(F fn) {
+        return RegisterBefore<SessionRefreshRequest>(NK_API_SESSION_REFRESH, std::move(fn));
+    }
+    template <class F>
+    Error RegisterBeforeSessionLogout(F fn) {
+        return RegisterBefore<SessionLogoutRequest>(NK_API_SESSION_LOGOUT, std::move(fn));
+    }
+    template <class F>
+    Error RegisterBeforeUpdateAccount(F fn) {
+        return RegisterBefore<UpdateAccountRequest>(NK_API_UPDATE_ACCOUNT, std::move(fn));
+    }
+    template <class F>
+    Error RegisterBeforeEvent(F fn) {
+        return RegisterBefore<Event>(NK_API_EVENT, std::move(fn));
+    }
+    // GetAccount and DeleteAccount have no request body: fn(ctx, logger, nk).
+    template <class F>
+    Error RegisterBeforeGetAccount(F fn) {
+        return RegisterBefore<Empty>(NK_API_GET_ACCOUNT, no_body_before(std::move(fn)));
+    }
+    template <class F>
+    Error RegisterBeforeDeleteAccount(F fn) {
+        return RegisterBefore<Empty>(NK_API_DELETE_ACCOUNT, no_body_before(std::move(fn)));
+    }
+
+    // After-hooks, with Nakama's arguments: (out, in) when both exist.
+    using AfterAuthDevice = std::function<Error(const Context&, Logger&, Module&, const Session&,
+                                                const AuthenticateDeviceRequest&)>;
+    Error RegisterAfterAuthenticateDevice(AfterAuthDevice fn) {
+        return RegisterAfter<Session, AuthenticateDeviceRequest>(NK_API_AUTHENTICATE_DEVICE,
+                                                                 std::move(fn));
+    }
+    using AfterAuthCustom = std::function<Error(const Context&, Logger&, Module&, const Session&,
+                                                const AuthenticateCustomRequest&)>;
+    Error RegisterAfterAuthenticateCustom(AfterAuthCustom fn) {
+        return RegisterAfter<Session, AuthenticateCustomRequest>(NK_API_AUTHENTICATE_CUSTOM,
+                                                                 std::move(fn));
+    }
+    using AfterAuthEmail = std::function<Error(const Context&, Logger&, Module&, const Session&,
+                                               const AuthenticateEmailRequest&)>;
+    Error RegisterAfterAuthenticateEmail(AfterAuthEmail fn) {
+        return RegisterAfter<Session, AuthenticateEmailRequest>(NK_API_AUTHENTICATE_EMAIL,
+                                                                std::move(fn));
+    }
+    using AfterSessionRefreshFn = std::function<Error(const Context&, Logger&, Module&,
+                                                      const Session&, const SessionRefreshRequest&)>;
+    Error RegisterAfterSessionRefresh(AfterSessionRefreshFn fn) {
+        return RegisterAfter<Session, SessionRefreshRequest>(NK_API_SESSION_REFRESH, std::move(fn));
+    }
+    // In-only hooks: fn(ctx, logger, nk, in).
+    Error RegisterAfterSessionLogout(
+        std::function<Error(const Context&, Logger&, Module&, const SessionLogoutRequest&)> fn) {
+        return in_only<SessionLogoutRequest>(NK_API_SESSION_LOGOUT, std::move(fn));
+    }
+    Error RegisterAfterUpdateAccount(
+        std::function<Error(const Context&, Logger&, Module&, const UpdateAccountRequest&)> fn) {
+        return in_only<UpdateAccountRequest>(NK_API_UPDATE_ACCOUNT, std::move(fn));
+    }
+    Error RegisterAfterEvent(
+        std::function<Error(const Context&, Logger&, Module&, const Event&)> fn) {
+        return in_only<Event>(NK_API_EVENT, std::move(fn));
+    }
+    // GetAccount: fn(ctx, logger, nk, out).
+    Error RegisterAfterGetAccount(
+        std::function<Error(const Context&, Logger&, Module&, const Account&)> fn) {
+        return RegisterAfter<Account, Empty>(
+            NK_API_GET_ACCOUNT,
+            [fn = std::move(fn)](const Context& c, Logger& l, Module& m, const Account& out,
+                                 const Empty&) { return fn(c, l, m, out); });
+    }
+    // DeleteAccount: fn(ctx, logger, nk).
+    Error RegisterAfterDeleteAccount(std::function<Error(const Context&, Logger&, Module&)> fn) {
+        return RegisterAfter<Empty, Empty>(
+            NK_API_DELETE_ACCOUNT,
+            [fn = std::move(fn)](const Context& c, Logger& l, Module& m, const Empty&,
+                                 const Empty&) { return fn(c, l, m); });
+    }
+
+    const nk_initializer* raw() const { return raw_; }
+
+private:
+    using RegisterEventFn = nk_status (*)(const nk_initializer*, nk_on_event_fn, void*,
+                                          nk_on_destroy_fn);
+    Error event(RegisterEventFn reg, EventHandler fn) {
+        auto* ud = new detail::EventFn(std::move(fn));
+        return status(reg(raw_, &detail::on_event, ud, &detail::destroy_fn<detail::EventFn>),
+                      "register_event");
+    }
+    template <class F>
+    static EventHandler adapt_event(F fn) {
+        if constexpr (std::is_invocable_v<F&, const Context&, Logger&, Module&, const Event&>) {
+            return EventHandler(std::move(fn));
+        } else {
+            static_assert(std::is_invocable_v<F&, const Context&, Logger&, const Event&>,
+                          "event handler: void(ctx, logger, evt) or void(ctx, logger, nk, evt)");
+            return [fn = std::move(fn)](const Context& c, Logger& l, Module&, const Event& e) {
+                fn(c, l, e);
+            };
+        }
+    }
+    template <class In, class F>
+    Error in_only(const char* api_id, F fn) {
+        return RegisterAfter<Empty, In>(
+            api_id, [fn = std::move(fn)](const Context& c, Logger& l, Module& m, const Empty&,
+                                         const In& in) { return fn(c, l, m, in); });
+    }
+    template <class F>
+    static typename detail::Before<Empty>::Fn no_body_before(F fn) {
+        return [fn = std::move(fn)](const Context& c, Logger& l, Module& m, Empty&) {
+            return fn(c, l, m);
+        };
+    }
+    static Error status(nk_status st, const std::string& what) {
+        // On refusal the host has already destroyed user_data.
+        return st == NK_OK ? Error() : Error(st, what + " refused by the host");
+    }
+    const nk_initializer* raw_;
+};
+
+namespace detail {
+using InitFn = Error (*)(const Context&, Logger&, Module&, Initializer&);
+inline nk_status run_init(const nk_context* ctx, const nk_logger* logger, const nk_module* nk,
+                          const nk_initializer* initializer, InitFn fn) {
+    std::string reason;
+    nk_sink sink = string_sink(reason);
+    nk_status st = guarded(logger, &sink, "InitModule", [&] {
+        Logger l(logger);
+        Module m(nk);
+        Initializer i(initializer);
+        return fn(Context::FromC(ctx), l, m, i);
+    });
+    if (st != NK_OK && NK_HAS_FIELD(initializer, nk_initializer, set_init_error) &&
+        initializer->set_init_error != nullptr)
+        initializer->set_init_error(initializer, view(reason));
+    return st;
+}
+}  // namespace detail
+
+}  // namespace nk
+
+// Defines the plugin's exports (the ABI info symbol and InitModule) around a
+// C++ body that returns nk::Error:
+//   NK_INIT_MODULE(ctx, logger, nk, initializer) { ...; return {}; }
+#define NK_INIT_MODULE(ctx, logger, nk, initializer)                                          \
+    static ::nk::Error nk_init_module_body(const ::nk::Context&, ::nk::Logger&, ::nk::Module&, \
+                                           ::nk::Initializer&);                               \
+    NK_PLUGIN_ABI()                                                                           \
+    extern "C" NK_EXPORT nk_status InitModule(const nk_context* c_ctx,                        \
+                                              const nk_logger* c_logger,                      \
+                                              const nk_module* c_nk,                          \
+                                              const nk_initializer* c_initializer) {          \
+        return ::nk::detail::run_init(c_ctx, c_logger, c_nk, c_initializer,                   \
+                                      &nk_init_module_body);                                  \
+    }                                                                                         \
+    static ::nk::Error nk_init_module_body(                                                   \
+        [[maybe_unused]] const ::nk::Context& ctx, [[maybe_unused]] ::nk::Logger& logger,      \
+        [[maybe_unused]] ::nk::Module& nk, [[maybe_unused]] ::nk::Initializer& initializer)

@@ -1,0 +1,331 @@
+// The registry and bridges with real plugins and the real event pipeline:
+// event handlers, nk.event, before/after hooks, RPCs, shutdown handlers, and
+// the failure fixtures (handler throws, after-hook fails, before-hook rejects,
+// slow handler, registration outside InitModule).
+#include <doctest/doctest.h>
+
+#include "events/pipeline.hpp"
+#include "metrics/registry.hpp"
+#include "runtime/runtime.hpp"
+#include "nk/sdk.h"
+#include "runtime_support.hpp"
+
+using namespace nk;
+using namespace nk::test;
+
+namespace {
+
+// Runtime + pipeline wired like main does; plugins' nk.event goes through `sink`.
+struct Host {
+    explicit Host(const std::vector<fs::path>& plugins, bool skip_failed = false) {
+        install(tmp / "modules", plugins);
+        runtime::Options o;
+        o.path = (tmp / "modules").string();
+        o.data_dir = tmp.path().string();
+        o.node = "node-a";
+        o.env = {{"region", "eu"}};
+        o.skip_failed_modules = skip_failed;
+        runtime::Dependencies deps;
+        deps.metrics = &metrics;
+        rt = std::make_unique<runtime::Runtime>(o, deps);
+        events::Options eo;
+        eo.workers = 2;
+        eo.queue_size = 1024;
+        pipeline = std::make_unique<events::EventPipeline>(eo, *rt, &metrics);
+        sink.set_next(pipeline.get());
+        rt->set_event_sink(&sink);
+        status = rt->load_all();
+        pipeline->start();
+    }
+    ~Host() {
+        pipeline->drain(std::chrono::seconds(20));
+        pipeline.reset();
+        rt.reset();
+    }
+    events::Event event(const std::string& name, events::Kind kind = events::Kind::custom) {
+        events::Event e;
+        e.kind = kind;
+        e.name = name;
+        e.external = true;
+        e.context.execution_mode = "event";
+        e.context.user_id = "u-1";
+        e.context.username = "alice";
+        return e;
+    }
+
+    TempDir tmp;
+    metrics::Registry metrics{"nakama", "node-a"};
+    RecordingSink sink;
+    std::unique_ptr<runtime::Runtime> rt;
+    std::unique_ptr<events::EventPipeline> pipeline;
+    Status status;
+};
+
+RequestContext user_ctx() {
+    RequestContext c;
+    c.user_id = "u-1";
+    c.username = "alice";
+    c.vars = {{"tier", "gold"}};
+    c.session_expiry = 1900000000;
+    c.client_ip = "10.0.0.7";
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("event handlers get the event and its context; nk.event re-enters the pipeline") {
+    Host h({fixture("events_good")});
+    REQUIRE(h.status.is_ok());
+    auto e = h.event("ping");
+    e.properties = {{"level", "3"}};
+    CHECK(h.pipeline->submit(std::move(e)) == events::SubmitResult::accepted);
+    events::Event pong;
+    REQUIRE(h.sink.wait_for("pong", pong));
+    CHECK(prop(pong, "level") == "3");
+    CHECK(prop(pong, "seen_user") == "u-1");
+    CHECK(prop(pong, "seen_mode") == "event");
+    CHECK(prop(pong, "seen_external") == "true");
+    CHECK_FALSE(pong.external);               // as the plugin gave it
+    CHECK(pong.context.user_id == "u-1");     // the caller's context travels with it
+    CHECK(pong.kind == events::Kind::custom);
+}
+
+TEST_CASE("session start and end handlers") {
+    Host h({fixture("events_good")});
+    REQUIRE(h.status.is_ok());
+    auto start = h.event("session_start", events::Kind::session_start);
+    start.context.session_id = "s-42";
+    auto end = h.event("session_end", events::Kind::session_end);
+    end.context.session_id = "s-42";
+    end.properties = {{"reason", ""}};
+    h.pipeline->submit(std::move(start));
+    h.pipeline->submit(std::move(end));
+    events::Event seen;
+    REQUIRE(h.sink.wait_for("saw_session_start", seen));
+    CHECK(prop(seen, "session_id") == "s-42");
+    CHECK(prop(seen, "kind") == "1");
+    REQUIRE(h.sink.wait_for("saw_session_end", seen));
+    CHECK(prop(seen, "kind") == "2");
+    CHECK(prop(seen, "p_reason") == "");
+}
+
+TEST_CASE("RPC calls: payload, context (mode, user, node, env), errors, unknown ids") {
+    Host h({fixture("events_good")});
+    REQUIRE(h.status.is_ok());
+    std::string out;
+    CHECK(h.rt->rpc("echo", user_ctx(), "{\"a\":1}", out).is_ok());
+    CHECK(out == "{\"a\":1}");
+    CHECK(h.rt->rpc("EcHo", user_ctx(), "x", out).is_ok());
+    CHECK(out == "x");
+    CHECK(h.rt->rpc("whoami", user_ctx(), "", out).is_ok());
+    CHECK(out == "rpc|u-1|alice|node-a|eu");
+    Status st = h.rt->rpc("denied", user_ctx(), "", out);
+    CHECK(st.code() == Code::permission_denied);
+    CHECK(st.message() == "not for you");
+    st = h.rt->rpc("nope", user_ctx(), "", out);
+    CHECK(st.code() == Code::not_found);
+    CHECK(st.message() == "RPC function not found");
+    // nk.event from an RPC keeps the caller's context and `external` as given.
+    CHECK(h.rt->rpc("emit", user_ctx(), "from_rpc", out).is_ok());
+    events::Event e;
+    REQUIRE(h.sink.wait_for("from_rpc", e));
+    CHECK(e.external);
+    CHECK(e.context.user_id == "u-1");
+    CHECK(e.context.execution_mode == "rpc");
+    CHECK(prop(e, "from") == "rpc");
+    // No account store wired: unimplemented, not a crash.
+    st = h.rt->rpc("account", user_ctx(), "u-1", out);
+    CHECK(st.code() == Code::unimplemented);
+}
+
+TEST_CASE("after-hooks receive Nakama's arguments and the after context") {
+    Host h({fixture("events_good")});
+    REQUIRE(h.status.is_ok());
+    h.rt->after("UpdateAccount", user_ctx(), "", "{\"display_name\":\"Bob\"}");
+    events::Event e;
+    REQUIRE(h.sink.wait_for("after_update", e));
+    CHECK(prop(e, "display_name") == "Bob");
+    CHECK(prop(e, "user") == "u-1");
+    CHECK(prop(e, "mode") == "after");
+    h.rt->after("AuthenticateDevice", user_ctx(), "{\"token\":\"t\",\"created\":true}",
+                "{\"account\":{\"id\":\"device-123456\"},\"create\":true}");
+    REQUIRE(h.sink.wait_for("after_auth", e));
+    CHECK(prop(e, "device") == "device-123456");
+    CHECK(prop(e, "created") == "true");
+    // No hook registered for that id: nothing happens.
+    h.rt->after("DeleteAccount", user_ctx(), "", "");
+}
+
+TEST_CASE("shutdown handlers run with mode shutdown") {
+    Host h({fixture("events_good")});
+    REQUIRE(h.status.is_ok());
+    h.rt->run_shutdown_handlers(std::chrono::seconds(20));
+    events::Event e;
+    REQUIRE(h.sink.wait_for("shutdown", e));
+    CHECK(prop(e, "mode") == "shutdown");
+    CHECK(prop(e, "grace") == "20");
+}
+
+TEST_CASE("fixture handler_throws: exceptions are contained, never crash the host") {
+    LogCapture logs("info");
+    Host h({fixture("handler_throws"), fixture("events_good")});
+    REQUIRE(h.status.is_ok());
+    h.pipeline->submit(h.event("boom"));
+    h.pipeline->submit(h.event("ping"));
+    events::Event e;
+    REQUIRE(h.sink.wait_for("pong", e));  // the other module's handler still runs
+    CHECK(logs.wait_for("event handler threw: handler failure"));
+    // The raw handler's exception reaches the pipeline, which counts it.
+    CHECK(wait_until([&] { return h.pipeline->stats().handler_errors >= 2; }));
+    std::string out;
+    Status st = h.rt->rpc("throws", user_ctx(), "", out);
+    CHECK(st.code() == Code::internal);
+    CHECK(st.message() == "rpc function threw: rpc failure");
+    st = h.rt->rpc("throws_raw", user_ctx(), "", out);
+    CHECK(st.code() == Code::internal);
+    CHECK(st.message() == "Error calling RPC function.");
+    CHECK(logs.contains("RPC throws_raw threw an exception"));
+}
+
+TEST_CASE("fixture after_fails: counted and logged, nothing surfaces") {
+    LogCapture logs("info");
+    Host h({fixture("after_fails")});
+    REQUIRE(h.status.is_ok());
+    h.rt->after("UpdateAccount", user_ctx(), "", "{}");
+    h.rt->after("UpdateAccount", user_ctx(), "", "{}");
+    h.rt->after("GetAccount", user_ctx(), "{\"user\":{\"id\":\"u-1\"}}", "");
+    auto& update_errors = h.metrics.counter("after_hook_errors", "", {{"api", "UpdateAccount"}});
+    auto& get_errors = h.metrics.counter("after_hook_errors", "", {{"api", "GetAccount"}});
+    CHECK(update_errors.value() == 2);
+    CHECK(get_errors.value() == 1);
+    CHECK(logs.contains("after-hook UpdateAccount failed with code 13: analytics backend down"));
+    CHECK(logs.contains("after GetAccount exploded"));
+    CHECK(h.metrics.render().find("nakama_after_hook_errors{") != std::string::npos);
+}
+
+TEST_CASE("fixture before_rejects: reject with code and message, or rewrite the input") {
+    Host h({fixture("before_rejects")});
+    REQUIRE(h.status.is_ok());
+    CHECK(h.rt->has_before("UpdateAccount"));
+    std::string in = "{\"username\":\"admin\"}";
+    Status st = h.rt->before("UpdateAccount", user_ctx(), in);
+    CHECK(st.code() == Code::permission_denied);
+    CHECK(st.message() == "Username admin is reserved.");
+    CHECK(st.http_status() == 403);
+    in = "{\"display_name\":\"bob\"}";
+    REQUIRE(h.rt->before("UpdateAccount", user_ctx(), in).is_ok());
+    CHECK(in == "{\"display_name\":\"[bob]\"}");
+    std::string none;
+    st = h.rt->before("GetAccount", user_ctx(), none);
+    CHECK(st.code() == Code::unavailable);
+    CHECK(st.message() == "Request rejected by before hook.");
+    // No hook for this id: input untouched.
+    std::string ev = "{\"name\":\"x\"}";
+    CHECK(h.rt->before("Event", user_ctx(), ev).is_ok());
+    CHECK(ev == "{\"name\":\"x\"}");
+}
+
+TEST_CASE("fixture slow_handler: other events keep flowing; shutdown grace is bounded") {
+    LogCapture logs("info");
+    Host h({fixture("slow_handler")});
+    REQUIRE(h.status.is_ok());
+    for (int i = 0; i < 4; ++i) {
+        auto e = h.event("slow");
+        e.properties = {{"sleep_ms", "50"}};
+        h.pipeline->submit(std::move(e));
+    }
+    CHECK(wait_until([&] { return h.sink.count("slow_done") == 4; }));
+    // The shutdown handler sleeps 3 s; with a tiny grace, shutdown goes on without it.
+    h.rt->run_shutdown_handlers(std::chrono::milliseconds(50));
+    CHECK(logs.contains("shutdown handler still running after the grace period"));
+    // The detached handler keeps its module mapped until it returns; then the
+    // private copy disappears (the generation is unloaded).
+    h.pipeline->drain(std::chrono::seconds(20));
+    h.rt.reset();
+    CHECK(wait_until(
+        [&] {
+            std::error_code ec;
+            return fs::is_empty(h.tmp / ".modules", ec);
+        },
+        std::chrono::seconds(30)));
+}
+
+TEST_CASE("fixture register_outside: registration after InitModule is refused, user data destroyed") {
+    LogCapture logs("info");
+    Host h({fixture("register_outside")});
+    REQUIRE(h.status.is_ok());
+    std::string out;
+    REQUIRE(h.rt->rpc("register_late", user_ctx(), "", out).is_ok());
+    CHECK(out == std::to_string(NK_FAILED_PRECONDITION) + " 1");  // refused, destroy called once
+    CHECK_FALSE(h.rt->has_rpc("late"));
+    CHECK(logs.contains("register_rpc refused: registration is only allowed inside InitModule"));
+}
+
+TEST_CASE("last registration wins across modules for hooks and RPCs; events are additive") {
+    // c_minimal and events_good both register an UpdateAccount after-hook; c_minimal loads first.
+    Host h({sample("c_minimal"), fixture("events_good")});
+    REQUIRE(h.status.is_ok());
+    CHECK(h.rt->handlers()->custom.size() == 2);
+    h.rt->after("UpdateAccount", user_ctx(), "", "{}");
+    events::Event e;
+    REQUIRE(h.sink.wait_for("after_update", e));
+    CHECK(h.sink.count("account_updated") == 0);
+}
+
+TEST_CASE("quickstart: after UpdateAccount emits account_updated; processEvent receives it") {
+    LogCapture logs("debug");
+    Host h({sample("quickstart")});
+    REQUIRE(h.status.is_ok());
+    CHECK(logs.contains("Server loaded."));
+    h.rt->after("UpdateAccount", user_ctx(), "", "{\"display_name\":\"Bob\"}");
+    events::Event e;
+    REQUIRE(h.sink.wait_for("account_updated", e));
+    CHECK_FALSE(e.external);
+    CHECK(e.properties.empty());
+    CHECK(logs.wait_for("process evt: name:account_updated properties:map[] external:false"));
+    h.pipeline->submit(h.event("something_else"));
+    CHECK(logs.wait_for("unrecognised evt: name:something_else"));
+    auto start = h.event("session_start", events::Kind::session_start);
+    start.context.session_id = "s-1";
+    h.pipeline->submit(std::move(start));
+    CHECK(logs.wait_for("process event session start: name:session_start"));
+    std::string out;
+    REQUIRE(h.rt->rpc("hello", user_ctx(), "{\"x\":1}", out).is_ok());
+    CHECK(out == "{\"hello\":\"alice\",\"payload\":{\"x\":1}}");
+}
+
+TEST_CASE("c_minimal (plain C): events counted, nk->event from an after-hook, RPCs") {
+    Host h({sample("c_minimal")});
+    REQUIRE(h.status.is_ok());
+    h.rt->after("UpdateAccount", user_ctx(), "", "{}");
+    events::Event e;
+    REQUIRE(h.sink.wait_for("account_updated", e));
+    CHECK_FALSE(e.external);
+    CHECK(e.context.user_id.empty());  // NULL ctx = background
+    std::string out;
+    CHECK(wait_until([&] {
+        return h.rt->rpc("c_count", user_ctx(), "", out).is_ok() && out == "1";
+    }));
+    REQUIRE(h.rt->rpc("c_echo", user_ctx(), "hi", out).is_ok());
+    CHECK(out == "hi");
+}
+
+TEST_CASE("concurrent calls while events flow (TSan target)") {
+    Host h({fixture("events_good")});
+    REQUIRE(h.status.is_ok());
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&h, t] {
+            for (int i = 0; i < 50; ++i) {
+                std::string out;
+                h.rt->rpc("echo", user_ctx(), std::to_string(t * 100 + i), out);
+                h.rt->after("UpdateAccount", user_ctx(), "", "{}");
+                h.pipeline->submit(h.event("ping"));
+                (void)h.rt->has_rpc("echo");
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(wait_until([&] { return h.sink.count("pong") == 200; }));
+    CHECK(h.sink.count("after_update") == 200);
+}
