@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <strings.h>
 #include <thread>
+#include <utility>
 #include <unordered_map>
 #include <vector>
 

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <functional>
+#include <utility>
 #include <variant>
 
 #include <boost/beast/core/flat_buffer.hpp>

@@ -1,0 +1,596 @@
+// Server tests: real sockets on loopback, ephemeral ports.
+#include <doctest/doctest.h>
+#include <utility>  // Boost 1.74 asio/awaitable.hpp needs std::exchange (C++20)
+#include <httplib.h>
+#include <sys/socket.h>
+#include <zlib.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "core/blocking_pool.hpp"
+#include "metrics/registry.hpp"
+#include "net/server.hpp"
+
+using namespace nk::net;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+namespace {
+
+Options test_options() {
+    Options o;
+    o.address = "127.0.0.1";
+    o.port = 0;
+    o.io_threads = 2;
+    o.max_request_size_bytes = 4096;
+    o.proxy_count = 0;
+    return o;
+}
+
+// Echo handler: answers with body, path, query and captures as plain text lines.
+void add_echo_routes(Router& router) {
+    router.add(Method::post, "/echo", [](Request&& req, Responder respond) {
+        Response r;
+        r.content_type = "text/plain";
+        r.body = req.body;
+        respond(std::move(r));
+    });
+    router.add(Method::get, "/v2/rpc/{id}", [](Request&& req, Responder respond) {
+        std::string out = "id=" + std::string(req.path_param("id"));
+        for (auto& [k, v] : req.query) out += ";" + k + "=" + v;
+        respond(Response::json(200, out));
+    });
+    router.add(Method::get, "/client", [](Request&& req, Responder respond) {
+        respond(Response::json(200, req.client_ip + "|" + req.client_port));
+    });
+}
+
+struct TestServer {
+    explicit TestServer(Options o = test_options(), std::function<void(Router&)> setup = add_echo_routes)
+        : registry("nakama", "node1") {
+        setup(router);
+        server = std::make_unique<Server>(o, router, &registry);
+        server->start();
+    }
+    std::unique_ptr<httplib::Client> client() {
+        auto c = std::make_unique<httplib::Client>("127.0.0.1", server->port());
+        c->set_read_timeout(20, 0);
+        c->set_write_timeout(20, 0);
+        c->set_connection_timeout(20, 0);
+        return c;
+    }
+    Router router;
+    nk::metrics::Registry registry;
+    std::unique_ptr<Server> server;
+};
+
+// A blocking loopback socket with a safety-net receive timeout.
+struct RawSocket {
+    asio::io_context io;
+    tcp::socket socket{io};
+    beast::flat_buffer buffer;
+
+    explicit RawSocket(std::uint16_t port) {
+        socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+        timeval tv{20, 0};
+        ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    void send(std::string_view data) { asio::write(socket, asio::buffer(data.data(), data.size())); }
+    // Writes and ignores a peer that closed early.
+    std::size_t send_lenient(std::string_view data) {
+        boost::system::error_code ec;
+        return asio::write(socket, asio::buffer(data.data(), data.size()), ec);
+    }
+    http::response<http::string_body> read_response() {
+        http::response<http::string_body> res;
+        http::read(socket, buffer, res);
+        return res;
+    }
+    // True when the peer closed (EOF or reset) before the safety net expired.
+    bool closed_by_peer() {
+        char c;
+        boost::system::error_code ec;
+        std::size_t n = socket.read_some(asio::buffer(&c, 1), ec);
+        return n == 0 && (ec == asio::error::eof || ec == asio::error::connection_reset);
+    }
+};
+
+std::string compress(std::string_view data, int window_bits) {
+    z_stream zs{};
+    REQUIRE(deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+    std::string out(deflateBound(&zs, data.size()) + 64, '\0');
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+    zs.avail_in = static_cast<uInt>(data.size());
+    zs.next_out = reinterpret_cast<Bytef*>(out.data());
+    zs.avail_out = static_cast<uInt>(out.size());
+    REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+    out.resize(zs.total_out);
+    deflateEnd(&zs);
+    return out;
+}
+
+template <typename Pred>
+bool wait_until(Pred pred, std::chrono::milliseconds limit = 20s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(5ms);
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("server: routing with captures, trailing '?' and '&'") {
+    TestServer t;
+    auto c = t.client();
+    c->set_url_encode(false);  // send the target exactly as written
+    auto res = c->Get("/v2/rpc/hello%20world?http_key=k+1&&unwrap&");
+    REQUIRE(res);
+    CHECK(res->status == 200);
+    CHECK(res->body == "id=hello world;http_key=k 1;unwrap=");
+    res = c->Get("/v2/rpc/x?");
+    REQUIRE(res);
+    CHECK(res->body == "id=x");
+}
+
+TEST_CASE("server: 404 and 501 JSON shapes") {
+    TestServer t;
+    auto c = t.client();
+    auto res = c->Get("/nowhere");
+    REQUIRE(res);
+    CHECK(res->status == 404);
+    CHECK(res->body == R"({"code":5,"message":"Not Found"})");
+    CHECK(res->get_header_value("Content-Type") == "application/json");
+    res = c->Delete("/echo");
+    REQUIRE(res);
+    CHECK(res->status == 501);
+    CHECK(res->body == R"({"code":12,"message":"Method Not Allowed"})");
+}
+
+TEST_CASE("server: CORS and Cache-Control on normal responses, OPTIONS preflight") {
+    TestServer t;
+    auto c = t.client();
+    auto res = c->Post("/echo", "hi", "text/plain");
+    REQUIRE(res);
+    CHECK(res->status == 200);
+    CHECK(res->body == "hi");
+    CHECK(res->get_header_value("Cache-Control") == "no-store, no-cache, must-revalidate");
+    CHECK(res->get_header_value("Access-Control-Allow-Origin") == "*");
+    CHECK(res->get_header_value("Content-Type") == "text/plain");
+
+    res = c->Options("/v2/rpc/anything");
+    REQUIRE(res);
+    CHECK(res->status == 200);
+    CHECK(res->body.empty());
+    CHECK(res->get_header_value("Access-Control-Allow-Origin") == "*");
+    CHECK(res->get_header_value("Access-Control-Allow-Headers") == "Authorization, Content-Type, User-Agent");
+    CHECK(res->get_header_value("Access-Control-Allow-Methods").find("POST") != std::string::npos);
+    res = c->Options("/not/a/route");
+    REQUIRE(res);
+    CHECK(res->status == 200);
+}
+
+TEST_CASE("server: HEAD answers like GET without a body") {
+    TestServer t;
+    RawSocket s(t.server->port());
+    s.send("HEAD /v2/rpc/abc HTTP/1.1\r\nHost: x\r\n\r\n");
+    http::response_parser<http::empty_body> p;
+    p.skip(true);
+    http::read_header(s.socket, s.buffer, p);
+    CHECK(p.get().result_int() == 200);
+    CHECK(p.get()[http::field::content_length] == "6");  // "id=abc"
+    // The connection is still usable: nothing but the header was sent.
+    s.send("GET /v2/rpc/next HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto res = s.read_response();
+    CHECK(res.body() == "id=next");
+}
+
+TEST_CASE("server: body over the limit gets 413 (raw socket, large body)") {
+    TestServer t;
+    RawSocket s(t.server->port());
+    std::string body(200000, 'x');
+    s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n");
+    s.send_lenient(body);
+    auto res = s.read_response();
+    CHECK(res.result_int() == 413);
+    CHECK(res.body() == R"({"code":3,"message":"Request body too large"})");
+    CHECK(res[http::field::connection] == "close");
+}
+
+TEST_CASE("server: chunked body over the limit gets 413") {
+    TestServer t;
+    RawSocket s(t.server->port());
+    s.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    std::string chunk(3000, 'y');
+    for (int i = 0; i < 5; ++i) s.send_lenient("BB8\r\n" + chunk + "\r\n");
+    auto res = s.read_response();
+    CHECK(res.result_int() == 413);
+}
+
+TEST_CASE("server: body over the limit gets 413 (httplib)") {
+    TestServer t;
+    auto c = t.client();
+    auto res = c->Post("/echo", std::string(300000, 'z'), "text/plain");
+    REQUIRE(res);
+    CHECK(res->status == 413);
+    CHECK(res->body == R"({"code":3,"message":"Request body too large"})");
+}
+
+TEST_CASE("server: gzip and deflate bodies are decompressed") {
+    TestServer t;
+    auto c = t.client();
+    std::string text;
+    for (int i = 0; i < 200; ++i) text += "event number " + std::to_string(i) + "; ";
+    REQUIRE(text.size() < 4096);
+    httplib::Headers gz{{"Content-Encoding", "gzip"}};
+    auto res = c->Post("/echo", gz, compress(text, 15 + 16), "application/json");
+    REQUIRE(res);
+    CHECK(res->status == 200);
+    CHECK(res->body == text);
+
+    httplib::Headers df{{"Content-Encoding", "deflate"}};
+    res = c->Post("/echo", df, compress(text, 15), "application/json");
+    REQUIRE(res);
+    CHECK(res->status == 200);
+    CHECK(res->body == text);
+    res = c->Post("/echo", df, compress(text, -15), "application/json");  // raw deflate
+    REQUIRE(res);
+    CHECK(res->body == text);
+}
+
+TEST_CASE("server: gzip bomb gets 413, corrupt gzip and unknown encodings get 400") {
+    TestServer t;
+    auto c = t.client();
+    std::string bomb = compress(std::string(3 << 20, '\0'), 15 + 16);  // 3 MiB in ~3 KiB
+    REQUIRE(bomb.size() < 4096);
+    auto res = c->Post("/echo", httplib::Headers{{"Content-Encoding", "gzip"}}, bomb, "application/json");
+    REQUIRE(res);
+    CHECK(res->status == 413);
+    CHECK(res->body.find("\"code\":3") != std::string::npos);
+
+    std::string corrupt = compress("hello hello hello hello", 15 + 16);
+    corrupt[corrupt.size() / 2] ^= 0x5a;
+    corrupt.resize(corrupt.size() - 3);
+    res = c->Post("/echo", httplib::Headers{{"Content-Encoding", "gzip"}}, corrupt, "application/json");
+    REQUIRE(res);
+    CHECK(res->status == 400);
+    CHECK(res->body.find("\"code\":3") != std::string::npos);
+
+    res = c->Post("/echo", httplib::Headers{{"Content-Encoding", "zstd"}}, "abc", "application/json");
+    REQUIRE(res);
+    CHECK(res->status == 400);
+    CHECK(res->body.find("\"code\":3") != std::string::npos);
+}
+
+TEST_CASE("server: oversized headers get 431") {
+    TestServer t;
+    RawSocket s(t.server->port());
+    s.send("GET /v2/rpc/x HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(8000, 'h') + "\r\n\r\n");
+    auto res = s.read_response();
+    CHECK(res.result_int() == 431);
+    CHECK(res.body() == R"({"code":3,"message":"Request header fields too large"})");
+}
+
+TEST_CASE("server: malformed HTTP gets 400 and close") {
+    TestServer t;
+    RawSocket s(t.server->port());
+    s.send("THIS IS NOT HTTP\r\n\r\n");
+    auto res = s.read_response();
+    CHECK(res.result_int() == 400);
+    CHECK(s.closed_by_peer());
+}
+
+TEST_CASE("server: Expect 100-continue") {
+    TestServer t;
+    RawSocket s(t.server->port());
+    s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    http::response_parser<http::empty_body> interim;
+    http::read_header(s.socket, s.buffer, interim);
+    CHECK(interim.get().result_int() == 100);
+    s.send("hello");
+    auto res = s.read_response();
+    CHECK(res.result_int() == 200);
+    CHECK(res.body() == "hello");
+}
+
+TEST_CASE("server: keep-alive reuses one connection") {
+    TestServer t;
+    auto& open = t.registry.gauge("http_connections_open", "");
+    RawSocket s(t.server->port());
+    s.send("GET /client HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto first = s.read_response();
+    s.send("GET /client HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto second = s.read_response();
+    CHECK(first.result_int() == 200);
+    CHECK(second.result_int() == 200);
+    CHECK(first.body() == second.body());  // same client port: same connection
+    CHECK(first.body().rfind("127.0.0.1|", 0) == 0);
+    CHECK(open.value() == 1);
+    s.socket.close();
+    CHECK(wait_until([&] { return open.value() == 0; }));
+}
+
+TEST_CASE("server: X-Forwarded-For with proxy_count") {
+    auto get_client = [](unsigned proxy_count, std::string xff) {
+        Options o = test_options();
+        o.proxy_count = proxy_count;
+        TestServer t(o);
+        auto c = t.client();
+        auto res = c->Get("/client", httplib::Headers{{"X-Forwarded-For", xff}});
+        REQUIRE(res);
+        return res->body;
+    };
+    CHECK(get_client(1, "10.0.0.1, 10.0.0.2") == "10.0.0.2|");
+    CHECK(get_client(2, "10.0.0.1, 10.0.0.2") == "10.0.0.1|");
+    CHECK(get_client(1, "10.0.0.1:4567") == "10.0.0.1|4567");
+    CHECK(get_client(1, "[2001:db8::1]:80") == "2001:db8::1|80");
+    CHECK(get_client(3, "10.0.0.1, 10.0.0.2").rfind("127.0.0.1|", 0) == 0);
+    CHECK(get_client(0, "10.0.0.1").rfind("127.0.0.1|", 0) == 0);
+    CHECK(get_client(1, "not-an-ip").rfind("127.0.0.1|", 0) == 0);
+}
+
+TEST_CASE("server: responder called from a BlockingPool thread") {
+    nk::BlockingPool pool(2);
+    TestServer t(test_options(), [&](Router& r) {
+        r.add(Method::post, "/slow", [&](Request&& req, Responder respond) {
+            pool.post([req = std::move(req), respond]() mutable {
+                respond(Response::json(200, "{\"got\":\"" + req.body + "\"}"));
+            });
+        });
+    });
+    auto c = t.client();
+    for (int i = 0; i < 20; ++i) {
+        auto res = c->Post("/slow", std::to_string(i), "text/plain");
+        REQUIRE(res);
+        CHECK(res->status == 200);
+        CHECK(res->body == "{\"got\":\"" + std::to_string(i) + "\"}");
+    }
+    pool.stop();
+}
+
+TEST_CASE("server: responder dropped uncalled answers 500; a throwing handler too") {
+    nk::BlockingPool pool(1);
+    TestServer t(test_options(), [&](Router& r) {
+        r.add(Method::get, "/drop", [](Request&&, Responder) {});
+        r.add(Method::get, "/drop-later", [&](Request&&, Responder respond) {
+            pool.post([respond] { (void)respond; });
+        });
+        r.add(Method::get, "/throw", [](Request&&, Responder) { throw std::runtime_error("boom"); });
+    });
+    auto c = t.client();
+    for (const char* path : {"/drop", "/drop-later", "/throw"}) {
+        auto res = c->Get(path);
+        REQUIRE(res);
+        CHECK(res->status == 500);
+        CHECK(res->body.find("\"code\":13") != std::string::npos);
+    }
+    pool.stop();
+}
+
+TEST_CASE("server: read timeout closes a slow client") {
+    Options o = test_options();
+    o.read_timeout_ms = 200;
+    TestServer t(o);
+    RawSocket s(t.server->port());
+    s.send("GET /v2/rpc/x HTTP/1.1\r\nHost: x\r\n");  // never finishes the header
+    CHECK(s.closed_by_peer());
+}
+
+TEST_CASE("server: idle keep-alive connections are closed after idle_timeout_ms") {
+    Options o = test_options();
+    o.idle_timeout_ms = 200;
+    TestServer t(o);
+    RawSocket s(t.server->port());
+    s.send("GET /v2/rpc/x HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(s.read_response().result_int() == 200);
+    CHECK(s.closed_by_peer());
+}
+
+TEST_CASE("server: max_connections closes connections over the limit") {
+    Options o = test_options();
+    o.max_connections = 1;
+    TestServer t(o);
+    RawSocket first(t.server->port());
+    first.send("GET /v2/rpc/x HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(first.read_response().result_int() == 200);
+    RawSocket second(t.server->port());
+    CHECK(second.closed_by_peer());
+    CHECK(t.registry.counter("http_connections_rejected", "").value() == 1);
+    // The first connection still works.
+    first.send("GET /v2/rpc/y HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(first.read_response().body() == "id=y");
+}
+
+TEST_CASE("server: shutdown lets in-flight requests finish") {
+    nk::BlockingPool pool(8);
+    TestServer t(test_options(), [&](Router& r) {
+        r.add(Method::post, "/slow", [&](Request&& req, Responder respond) {
+            pool.post([body = std::move(req.body), respond] {
+                std::this_thread::sleep_for(300ms);  // the slow work itself, not synchronisation
+                respond(Response::json(200, body));
+            });
+        });
+    });
+    constexpr int kRequests = 6;
+    std::vector<std::future<std::pair<int, std::string>>> results;
+    for (int i = 0; i < kRequests; ++i) {
+        results.push_back(std::async(std::launch::async, [&, i] {
+            httplib::Client c("127.0.0.1", t.server->port());
+            c.set_read_timeout(20, 0);
+            auto res = c.Post("/slow", std::to_string(i), "text/plain");
+            return res ? std::make_pair(res->status, res->body) : std::make_pair(-1, std::string());
+        }));
+    }
+    REQUIRE(wait_until([&] { return t.server->in_flight() == kRequests; }));
+    std::uint16_t port = t.server->port();
+    t.server->shutdown(20s);
+    for (int i = 0; i < kRequests; ++i) {
+        auto [status, body] = results[i].get();
+        CHECK(status == 200);
+        CHECK(body == std::to_string(i));
+    }
+    boost::system::error_code ec;
+    asio::io_context io;
+    tcp::socket s(io);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    CHECK(ec);  // refused
+    pool.stop();
+}
+
+TEST_CASE("server: stop_accepting refuses new connections, existing ones keep working") {
+    TestServer t;
+    RawSocket existing(t.server->port());
+    existing.send("GET /v2/rpc/a HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(existing.read_response().result_int() == 200);
+    t.server->stop_accepting();
+    boost::system::error_code ec;
+    asio::io_context io;
+    tcp::socket s(io);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), t.server->port()), ec);
+    CHECK(ec);
+    existing.send("GET /v2/rpc/b HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(existing.read_response().body() == "id=b");
+}
+
+TEST_CASE("server: start fails clearly when the port is taken") {
+    TestServer t;
+    Options o = test_options();
+    o.port = t.server->port();
+    Router r;
+    Server second(o, r);
+    CHECK_THROWS_WITH_AS(second.start(), doctest::Contains("cannot listen on"), std::runtime_error);
+}
+
+TEST_CASE("server: metrics count requests per route, method and status") {
+    TestServer t;
+    auto c = t.client();
+    REQUIRE(c->Get("/v2/rpc/one"));
+    REQUIRE(c->Get("/v2/rpc/two"));
+    REQUIRE(c->Get("/missing"));
+    std::string text;
+    REQUIRE(wait_until([&] {
+        text = t.registry.render();
+        return text.find("route=\"unmatched\"") != std::string::npos;
+    }));
+    CHECK(text.find("nakama_http_requests") != std::string::npos);
+    CHECK(text.find("route=\"/v2/rpc/{id}\"") != std::string::npos);
+    CHECK(text.find("status=\"404\"") != std::string::npos);
+    CHECK(text.find("nakama_http_request_latency_ms") != std::string::npos);
+    CHECK(text.find("nakama_http_connections_open") != std::string::npos);
+    CHECK(t.registry.counter("http_requests", "",
+                             {{"route", "/v2/rpc/{id}"}, {"method", "GET"}, {"status", "200"}})
+              .value() == 2);
+}
+
+TEST_CASE("server: TLS on the same port") {
+    Options o = test_options();
+    o.ssl_certificate = NK_NET_TEST_DATA "/cert.pem";
+    o.ssl_private_key = NK_NET_TEST_DATA "/key.pem";
+    TestServer t(o);
+    httplib::SSLClient c("127.0.0.1", t.server->port());
+    c.enable_server_certificate_verification(false);
+    c.set_read_timeout(20, 0);
+    auto res = c.Get("/v2/rpc/secure?x=1");
+    REQUIRE(res);
+    CHECK(res->status == 200);
+    CHECK(res->body == "id=secure;x=1");
+    res = c.Post("/echo", std::string(100000, 'q'), "text/plain");
+    REQUIRE(res);
+    CHECK(res->status == 413);
+
+    o.ssl_private_key = NK_NET_TEST_DATA "/missing.pem";
+    Router r;
+    Server bad(o, r);
+    CHECK_THROWS_WITH_AS(bad.start(), doctest::Contains("TLS private key"), std::runtime_error);
+}
+
+namespace {
+
+// A websocket echo session on a taken connection (what realtime does).
+template <typename Stream>
+void run_echo(Stream&& stream, BeastRequest request, beast::flat_buffer buffered) {
+    using Ws = beast::websocket::stream<std::decay_t<Stream>>;
+    struct Session : std::enable_shared_from_this<Session> {
+        explicit Session(Stream&& s) : ws(std::move(s)) {}
+        Ws ws;
+        beast::flat_buffer buffer;
+        void read() {
+            ws.async_read(buffer, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                if (ec) return;
+                self->ws.text(self->ws.got_text());
+                self->ws.async_write(self->buffer.data(),
+                                     [self](beast::error_code ec2, std::size_t) {
+                                         if (ec2) return;
+                                         self->buffer.consume(self->buffer.size());
+                                         self->read();
+                                     });
+            });
+        }
+    };
+    (void)buffered;
+    auto session = std::make_shared<Session>(std::move(stream));
+    session->ws.async_accept(request, [session](beast::error_code ec) {
+        if (!ec) session->read();
+    });
+}
+
+}  // namespace
+
+TEST_CASE("server: websocket upgrade seam (take and echo, reject)") {
+    TestServer t(test_options(), [](Router& r) {
+        r.add_upgrade("/ws", [](Request&& req, Upgrade& upgrade) {
+            if (req.query_param("token") != std::optional<std::string_view>("good")) {
+                Response res;
+                res.status = 401;
+                res.content_type = "text/plain";
+                res.body = "Missing or invalid token";
+                upgrade.reject(std::move(res));
+                return;
+            }
+            UpgradedConnection conn = upgrade.take();
+            std::visit(
+                [&](auto& stream) {
+                    run_echo(std::move(stream), std::move(conn.request), std::move(conn.buffered));
+                },
+                conn.stream);
+        });
+    });
+
+    asio::io_context io;
+    beast::websocket::stream<tcp::socket> ws(io);
+    ws.next_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), t.server->port()));
+    ws.handshake("127.0.0.1", "/ws?token=good&");
+    ws.write(asio::buffer(std::string("ping over websocket")));
+    beast::flat_buffer buf;
+    ws.read(buf);
+    CHECK(beast::buffers_to_string(buf.data()) == "ping over websocket");
+    ws.close(beast::websocket::close_code::normal);
+
+    // Upgraded connections are not HTTP requests: shutdown does not wait for them.
+    CHECK(t.server->in_flight() == 0);
+
+    RawSocket rejected(t.server->port());
+    rejected.send(
+        "GET /ws?token=bad HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    auto res = rejected.read_response();
+    CHECK(res.result_int() == 401);
+    CHECK(res[http::field::content_type] == "text/plain");
+    CHECK(res.body() == "Missing or invalid token");
+    CHECK(rejected.closed_by_peer());
+}
