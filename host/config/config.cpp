@@ -34,18 +34,20 @@ namespace fs = std::filesystem;
 // reference, INI/YAML/CLI parsing) is derived from it.
 
 struct Key {
-    std::string name;             // dotted, e.g. "socket.port"
-    std::string type;             // shown in --help and the docs
-    std::string description;      // one sentence or two
-    std::string default_text;     // set when the default is derived; otherwise from Config{}
-    bool is_bool = false;         // "--key" alone means true
-    bool repeatable = false;      // values accumulate (runtime.env)
+    std::string name;          // dotted, e.g. "socket.port"
+    std::string type;          // shown in --help and the docs
+    std::string description;   // one sentence or two
+    std::string default_text;  // set when the default is derived; otherwise from Config{}
+    bool is_bool = false;      // "--key" alone means true
+    bool repeatable = false;   // values accumulate (runtime.env)
     std::function<std::string(const Config&)> show;
     // Applies one textual value; returns the reason it is invalid, or "" when it was applied.
     std::function<std::string(Config&, const std::string&)> set;
 };
 
-std::string got(const std::string& value) { return " (got " + value + ")"; }
+std::string got(const std::string& value) {
+    return " (got " + value + ")";
+}
 
 template <class Access>
 Key integer_key(std::string name, Access access, std::int64_t min, std::int64_t max,
@@ -61,7 +63,8 @@ Key integer_key(std::string name, Access access, std::int64_t min, std::int64_t 
         std::int64_t n = 0;
         const char* begin = value.data();
         const char* end = value.data() + value.size();
-        if (begin != end && *begin == '+') ++begin;
+        if (begin != end && *begin == '+')
+            ++begin;
         const auto [ptr, ec] = std::from_chars(begin, end, n);
         if (value.empty() || ptr != end || ec == std::errc::invalid_argument) {
             return "must be an integer" + got(value);
@@ -69,7 +72,8 @@ Key integer_key(std::string name, Access access, std::int64_t min, std::int64_t 
         if (ec == std::errc::result_out_of_range || n > max) {
             return "must be <= " + std::to_string(max) + got(value);
         }
-        if (n < min) return "must be >= " + std::to_string(min) + got(value);
+        if (n < min)
+            return "must be >= " + std::to_string(min) + got(value);
         access(c) = static_cast<T>(n);
         return "";
     };
@@ -127,12 +131,14 @@ Key choice_key(std::string name, Access access, std::vector<std::pair<std::strin
     Key key;
     key.name = std::move(name);
     std::string list;
-    for (const auto& [text, v] : values) list += (list.empty() ? "" : "|") + text;
+    for (const auto& [text, v] : values)
+        list += (list.empty() ? "" : "|") + text;
     key.type = list;
     key.description = std::move(description);
     key.show = [access, values](const Config& c) {
         for (const auto& [text, v] : values) {
-            if (access(const_cast<Config&>(c)) == v) return text;
+            if (access(const_cast<Config&>(c)) == v)
+                return text;
         }
         return std::string("?");
     };
@@ -148,7 +154,8 @@ Key choice_key(std::string name, Access access, std::vector<std::pair<std::strin
         std::string pretty;
         for (std::size_t i = 0; i < one_of.size(); ++i) {
             pretty += one_of[i];
-            if (one_of[i] == ',') pretty += ' ';
+            if (one_of[i] == ',')
+                pretty += ' ';
         }
         return "must be one of " + pretty + got(value);
     };
@@ -157,7 +164,8 @@ Key choice_key(std::string name, Access access, std::vector<std::pair<std::strin
 
 std::vector<std::pair<std::string, std::string>> same_names(std::initializer_list<const char*> v) {
     std::vector<std::pair<std::string, std::string>> out;
-    for (const char* s : v) out.emplace_back(s, s);
+    for (const char* s : v)
+        out.emplace_back(s, s);
     return out;
 }
 
@@ -173,166 +181,181 @@ std::vector<Key> build_keys() {
 
     // General.
     {
-        Key key = string_key("name", [](Config& c) -> auto& { return c.name; },
-                             "Node name, 1-16 characters; the runtime context's node and the "
-                             "metrics node_name label.");
+        Key key = string_key(
+            "name", [](Config & c) -> auto& { return c.name; },
+            "Node name, 1-16 characters; the runtime context's node and the "
+            "metrics node_name label.");
         key.set = [](Config& c, const std::string& value) -> std::string {
-            if (value.empty() || value.size() > 16) return "must be 1-16 characters" + got(value);
+            if (value.empty() || value.size() > 16)
+                return "must be 1-16 characters" + got(value);
             c.name = value;
             return "";
         };
         k.push_back(std::move(key));
     }
     {
-        Key key = string_key("data_dir", [](Config& c) -> auto& { return c.data_dir; },
-                             "Directory for the database, modules and private module copies; "
-                             "relative paths are made absolute.");
+        Key key = string_key(
+            "data_dir", [](Config & c) -> auto& { return c.data_dir; },
+            "Directory for the database, modules and private module copies; "
+            "relative paths are made absolute.");
         key.default_text = "<cwd>/data";
         k.push_back(std::move(key));
     }
-    k.push_back(integer_key("shutdown_grace_sec",
-                            [](Config& c) -> auto& { return c.shutdown_grace_sec; }, 0, 3600,
-                            "Seconds to let in-flight requests and queued events finish on "
-                            "shutdown."));
+    k.push_back(integer_key(
+        "shutdown_grace_sec", [](Config & c) -> auto& { return c.shutdown_grace_sec; }, 0, 3600,
+        "Seconds to let in-flight requests and queued events finish on "
+        "shutdown."));
 
     // logger.*
-    k.push_back(choice_key("logger.level", [](Config& c) -> auto& { return c.logger.level; },
-                           same_names({"debug", "info", "warn", "error"}),
-                           "Minimum level of log lines."));
-    k.push_back(choice_key("logger.format", [](Config& c) -> auto& { return c.logger.format; },
-                           same_names({"text", "json"}),
-                           "Log line format: text, or JSON objects one per line."));
+    k.push_back(choice_key(
+        "logger.level", [](Config & c) -> auto& { return c.logger.level; },
+        same_names({"debug", "info", "warn", "error"}), "Minimum level of log lines."));
+    k.push_back(choice_key(
+        "logger.format", [](Config & c) -> auto& { return c.logger.format; },
+        same_names({"text", "json"}), "Log line format: text, or JSON objects one per line."));
     {
-        Key key = string_key("logger.file", [](Config& c) -> auto& { return c.logger.file; },
-                             "Also append log lines to this file (\"\" = stdout only).");
+        Key key = string_key(
+            "logger.file", [](Config & c) -> auto& { return c.logger.file; },
+            "Also append log lines to this file (\"\" = stdout only).");
         key.type = "path";
         k.push_back(std::move(key));
     }
 
     // socket.*
-    k.push_back(string_key("socket.address", [](Config& c) -> auto& { return c.socket.address; },
-                           "IP address to listen on (\"\" = all interfaces)."));
-    k.push_back(integer_key("socket.port", [](Config& c) -> auto& { return c.socket.port; }, 0,
-                            kMaxU16, "Port of the HTTP API and the realtime socket (/ws)."));
-    k.push_back(string_key("socket.server_key",
-                           [](Config& c) -> auto& { return c.session.server_key; },
-                           "Server key that clients send (Basic auth) to authenticate."));
-    k.push_back(integer_key("socket.max_request_size_bytes",
-                            [](Config& c) -> auto& { return c.socket.max_request_size_bytes; }, 1,
-                            kMaxBytes,
-                            "Maximum HTTP request body size, compressed and decompressed."));
-    k.push_back(integer_key("socket.max_header_size_bytes",
-                            [](Config& c) -> auto& { return c.socket.max_header_size_bytes; }, 1,
-                            kMaxBytes, "Maximum size of the HTTP request headers (431 over it)."));
-    k.push_back(integer_key("socket.read_timeout_ms",
-                            [](Config& c) -> auto& { return c.socket.read_timeout_ms; }, 1,
-                            kMaxU32, "Time allowed to read a whole HTTP request."));
-    k.push_back(integer_key("socket.write_timeout_ms",
-                            [](Config& c) -> auto& { return c.socket.write_timeout_ms; }, 1,
-                            kMaxU32, "Time allowed to write a whole HTTP response."));
-    k.push_back(integer_key("socket.idle_timeout_ms",
-                            [](Config& c) -> auto& { return c.socket.idle_timeout_ms; }, 1,
-                            kMaxU32, "Idle time before a keep-alive connection is closed."));
+    k.push_back(string_key(
+        "socket.address", [](Config & c) -> auto& { return c.socket.address; },
+        "IP address to listen on (\"\" = all interfaces)."));
+    k.push_back(integer_key(
+        "socket.port", [](Config & c) -> auto& { return c.socket.port; }, 0, kMaxU16,
+        "Port of the HTTP API and the realtime socket (/ws)."));
+    k.push_back(string_key(
+        "socket.server_key", [](Config & c) -> auto& { return c.session.server_key; },
+        "Server key that clients send (Basic auth) to authenticate."));
+    k.push_back(integer_key(
+        "socket.max_request_size_bytes",
+        [](Config & c) -> auto& { return c.socket.max_request_size_bytes; }, 1, kMaxBytes,
+        "Maximum HTTP request body size, compressed and decompressed."));
+    k.push_back(integer_key(
+        "socket.max_header_size_bytes",
+        [](Config & c) -> auto& { return c.socket.max_header_size_bytes; }, 1, kMaxBytes,
+        "Maximum size of the HTTP request headers (431 over it)."));
+    k.push_back(integer_key(
+        "socket.read_timeout_ms", [](Config & c) -> auto& { return c.socket.read_timeout_ms; }, 1,
+        kMaxU32, "Time allowed to read a whole HTTP request."));
+    k.push_back(integer_key(
+        "socket.write_timeout_ms", [](Config & c) -> auto& { return c.socket.write_timeout_ms; }, 1,
+        kMaxU32, "Time allowed to write a whole HTTP response."));
+    k.push_back(integer_key(
+        "socket.idle_timeout_ms", [](Config & c) -> auto& { return c.socket.idle_timeout_ms; }, 1,
+        kMaxU32, "Idle time before a keep-alive connection is closed."));
     {
-        Key key = string_key("socket.ssl_certificate",
-                             [](Config& c) -> auto& { return c.socket.ssl_certificate; },
-                             "PEM certificate file; enables TLS together with "
-                             "socket.ssl_private_key.");
+        Key key = string_key(
+            "socket.ssl_certificate", [](Config & c) -> auto& { return c.socket.ssl_certificate; },
+            "PEM certificate file; enables TLS together with "
+            "socket.ssl_private_key.");
         key.type = "path";
         k.push_back(std::move(key));
     }
     {
-        Key key = string_key("socket.ssl_private_key",
-                             [](Config& c) -> auto& { return c.socket.ssl_private_key; },
-                             "PEM private key file; enables TLS together with "
-                             "socket.ssl_certificate.");
+        Key key = string_key(
+            "socket.ssl_private_key", [](Config & c) -> auto& { return c.socket.ssl_private_key; },
+            "PEM private key file; enables TLS together with "
+            "socket.ssl_certificate.");
         key.type = "path";
         k.push_back(std::move(key));
     }
-    k.push_back(integer_key("socket.proxy_count",
-                            [](Config& c) -> auto& { return c.socket.proxy_count; }, 0, 64,
-                            "Number of trusted proxies in front of the server (X-Forwarded-For "
-                            "hops used to find the client IP)."));
-    k.push_back(integer_key("socket.io_threads",
-                            [](Config& c) -> auto& { return c.socket.io_threads; }, 0, kMaxThreads,
-                            "Network I/O threads (0 = number of cores)."));
-    k.push_back(integer_key("socket.blocking_threads",
-                            [](Config& c) -> auto& { return c.socket.blocking_threads; }, 0,
-                            kMaxThreads,
-                            "Threads for database, bcrypt and plugin calls (0 = max(4, 2 x "
-                            "cores))."));
-    k.push_back(integer_key("socket.max_connections",
-                            [](Config& c) -> auto& { return c.socket.max_connections; }, 0,
-                            kMaxU32, "Maximum simultaneous connections (0 = unlimited)."));
-    k.push_back(integer_key("socket.max_message_size_bytes",
-                            [](Config& c) -> auto& { return c.realtime.max_message_size_bytes; },
-                            1, kMaxBytes, "Maximum size of one realtime (WebSocket) message."));
-    k.push_back(integer_key("socket.ping_period_ms",
-                            [](Config& c) -> auto& { return c.realtime.ping_period_ms; }, 1,
-                            kMaxU32,
-                            "Interval of WebSocket pings to realtime clients; must be less than "
-                            "socket.pong_wait_ms."));
-    k.push_back(integer_key("socket.pong_wait_ms",
-                            [](Config& c) -> auto& { return c.realtime.pong_wait_ms; }, 1, kMaxU32,
-                            "Time without a pong or message before a realtime socket is closed."));
-    k.push_back(integer_key("socket.write_wait_ms",
-                            [](Config& c) -> auto& { return c.realtime.write_wait_ms; }, 1,
-                            kMaxU32, "Time allowed to write one realtime message."));
-    k.push_back(integer_key("socket.close_ack_wait_ms",
-                            [](Config& c) -> auto& { return c.realtime.close_ack_wait_ms; }, 0,
-                            kMaxU32, "Time to wait for the client's close frame on disconnect."));
-    k.push_back(integer_key("socket.ping_backoff_threshold",
-                            [](Config& c) -> auto& { return c.realtime.ping_backoff_threshold; },
-                            1, kMaxU32,
-                            "Messages received in a ping period that make the server skip its "
-                            "ping."));
-    k.push_back(integer_key("socket.outgoing_queue_size",
-                            [](Config& c) -> auto& { return c.realtime.outgoing_queue_size; }, 1,
-                            kMaxQueue,
-                            "Messages queued to one realtime client; overflow disconnects it."));
+    k.push_back(integer_key(
+        "socket.proxy_count", [](Config & c) -> auto& { return c.socket.proxy_count; }, 0, 64,
+        "Number of trusted proxies in front of the server (X-Forwarded-For "
+        "hops used to find the client IP)."));
+    k.push_back(integer_key(
+        "socket.io_threads", [](Config & c) -> auto& { return c.socket.io_threads; }, 0,
+        kMaxThreads, "Network I/O threads (0 = number of cores)."));
+    k.push_back(integer_key(
+        "socket.blocking_threads", [](Config & c) -> auto& { return c.socket.blocking_threads; }, 0,
+        kMaxThreads,
+        "Threads for database, bcrypt and plugin calls (0 = max(4, 2 x "
+        "cores))."));
+    k.push_back(integer_key(
+        "socket.max_connections", [](Config & c) -> auto& { return c.socket.max_connections; }, 0,
+        kMaxU32, "Maximum simultaneous connections (0 = unlimited)."));
+    k.push_back(integer_key(
+        "socket.max_message_size_bytes",
+        [](Config & c) -> auto& { return c.realtime.max_message_size_bytes; }, 1, kMaxBytes,
+        "Maximum size of one realtime (WebSocket) message."));
+    k.push_back(integer_key(
+        "socket.ping_period_ms", [](Config & c) -> auto& { return c.realtime.ping_period_ms; }, 1,
+        kMaxU32,
+        "Interval of WebSocket pings to realtime clients; must be less than "
+        "socket.pong_wait_ms."));
+    k.push_back(integer_key(
+        "socket.pong_wait_ms", [](Config & c) -> auto& { return c.realtime.pong_wait_ms; }, 1,
+        kMaxU32, "Time without a pong or message before a realtime socket is closed."));
+    k.push_back(integer_key(
+        "socket.write_wait_ms", [](Config & c) -> auto& { return c.realtime.write_wait_ms; }, 1,
+        kMaxU32, "Time allowed to write one realtime message."));
+    k.push_back(integer_key(
+        "socket.close_ack_wait_ms",
+        [](Config & c) -> auto& { return c.realtime.close_ack_wait_ms; }, 0, kMaxU32,
+        "Time to wait for the client's close frame on disconnect."));
+    k.push_back(integer_key(
+        "socket.ping_backoff_threshold",
+        [](Config & c) -> auto& { return c.realtime.ping_backoff_threshold; }, 1, kMaxU32,
+        "Messages received in a ping period that make the server skip its "
+        "ping."));
+    k.push_back(integer_key(
+        "socket.outgoing_queue_size",
+        [](Config & c) -> auto& { return c.realtime.outgoing_queue_size; }, 1, kMaxQueue,
+        "Messages queued to one realtime client; overflow disconnects it."));
 
     // session.*
-    k.push_back(string_key("session.encryption_key",
-                           [](Config& c) -> auto& { return c.session.encryption_key; },
-                           "Key that signs session tokens; must differ from "
-                           "session.refresh_encryption_key."));
-    k.push_back(string_key("session.refresh_encryption_key",
-                           [](Config& c) -> auto& { return c.session.refresh_encryption_key; },
-                           "Key that signs refresh tokens."));
-    k.push_back(integer_key("session.token_expiry_sec",
-                            [](Config& c) -> auto& { return c.session.token_expiry_sec; }, 1,
-                            kMaxU32, "Lifetime of session tokens in seconds."));
-    k.push_back(integer_key("session.refresh_token_expiry_sec",
-                            [](Config& c) -> auto& { return c.session.refresh_token_expiry_sec; },
-                            1, kMaxU32, "Lifetime of refresh tokens in seconds."));
-    k.push_back(bool_key("session.single_socket",
-                         [](Config& c) -> auto& { return c.realtime.single_socket; },
-                         "Allow one realtime socket per user: a new one disconnects the older."));
-    k.push_back(bool_key("session.single_session",
-                         [](Config& c) -> auto& { return c.session.single_session; },
-                         "Allow one session per user: a new authentication invalidates older "
-                         "tokens."));
+    k.push_back(string_key(
+        "session.encryption_key", [](Config & c) -> auto& { return c.session.encryption_key; },
+        "Key that signs session tokens; must differ from "
+        "session.refresh_encryption_key."));
+    k.push_back(string_key(
+        "session.refresh_encryption_key",
+        [](Config & c) -> auto& { return c.session.refresh_encryption_key; },
+        "Key that signs refresh tokens."));
+    k.push_back(integer_key(
+        "session.token_expiry_sec", [](Config & c) -> auto& { return c.session.token_expiry_sec; },
+        1, kMaxU32, "Lifetime of session tokens in seconds."));
+    k.push_back(integer_key(
+        "session.refresh_token_expiry_sec",
+        [](Config & c) -> auto& { return c.session.refresh_token_expiry_sec; }, 1, kMaxU32,
+        "Lifetime of refresh tokens in seconds."));
+    k.push_back(bool_key(
+        "session.single_socket", [](Config & c) -> auto& { return c.realtime.single_socket; },
+        "Allow one realtime socket per user: a new one disconnects the older."));
+    k.push_back(bool_key(
+        "session.single_session", [](Config & c) -> auto& { return c.session.single_session; },
+        "Allow one session per user: a new authentication invalidates older "
+        "tokens."));
 
     // database.*
     {
-        Key key = string_key("database.address",
-                             [](Config& c) -> auto& { return c.database.address; },
-                             "SQLite database file (\":memory:\" for a throwaway database).");
+        Key key = string_key(
+            "database.address", [](Config & c) -> auto& { return c.database.address; },
+            "SQLite database file (\":memory:\" for a throwaway database).");
         key.type = "path";
         key.default_text = "<data_dir>/nkhost.db";
         k.push_back(std::move(key));
     }
-    k.push_back(integer_key("database.busy_timeout_ms",
-                            [](Config& c) -> auto& { return c.database.busy_timeout_ms; }, 0,
-                            kMaxU32, "How long SQLite waits for a locked database."));
-    k.push_back(integer_key("database.bcrypt_cost",
-                            [](Config& c) -> auto& { return c.database.bcrypt_cost; }, 4, 31,
-                            "bcrypt cost of stored passwords."));
+    k.push_back(integer_key(
+        "database.busy_timeout_ms", [](Config & c) -> auto& { return c.database.busy_timeout_ms; },
+        0, kMaxU32, "How long SQLite waits for a locked database."));
+    k.push_back(integer_key(
+        "database.max_open_conns", [](Config & c) -> auto& { return c.database.max_open_conns; }, 1,
+        kMaxThreads, "SQLite connections in the pool."));
+    k.push_back(integer_key(
+        "database.bcrypt_cost", [](Config & c) -> auto& { return c.database.bcrypt_cost; }, 4, 31,
+        "bcrypt cost of stored passwords."));
 
     // runtime.*
     {
-        Key key = string_key("runtime.path", [](Config& c) -> auto& { return c.runtime.path; },
-                             "Directory searched (recursively) for plugin modules (.so).");
+        Key key = string_key(
+            "runtime.path", [](Config & c) -> auto& { return c.runtime.path; },
+            "Directory searched (recursively) for plugin modules (.so).");
         key.type = "path";
         key.default_text = "<data_dir>/modules";
         k.push_back(std::move(key));
@@ -341,8 +364,9 @@ std::vector<Key> build_keys() {
         Key key;
         key.name = "runtime.env";
         key.type = "KEY=VALUE, repeatable";
-        key.description = "Value passed to plugins in the runtime environment; repeat for more "
-                          "keys. Later sources override the same KEY.";
+        key.description =
+            "Value passed to plugins in the runtime environment; repeat for more "
+            "keys. Later sources override the same KEY.";
         key.repeatable = true;
         key.show = [](const Config& c) {
             std::string out;
@@ -353,57 +377,62 @@ std::vector<Key> build_keys() {
         };
         key.set = [](Config& c, const std::string& value) -> std::string {
             const auto eq = value.find('=');
-            if (eq == std::string::npos) return "must be KEY=VALUE" + got(value);
-            if (eq == 0) return "KEY must not be empty" + got(value);
+            if (eq == std::string::npos)
+                return "must be KEY=VALUE" + got(value);
+            if (eq == 0)
+                return "KEY must not be empty" + got(value);
             c.runtime.env[value.substr(0, eq)] = value.substr(eq + 1);
             return "";
         };
         k.push_back(std::move(key));
     }
-    k.push_back(string_key("runtime.http_key",
-                           [](Config& c) -> auto& { return c.session.http_key; },
-                           "Key for server-to-server RPC calls (?http_key=)."));
-    k.push_back(bool_key("runtime.skip_failed_modules",
-                         [](Config& c) -> auto& { return c.runtime.skip_failed_modules; },
-                         "Log and skip modules that fail to load instead of stopping startup."));
-    k.push_back(bool_key("runtime.hot_reload",
-                         [](Config& c) -> auto& { return c.runtime.hot_reload; },
-                         "Reload modules when their files change (development)."));
-    k.push_back(integer_key("runtime.event_queue_size",
-                            [](Config& c) -> auto& { return c.events.queue_size; }, 1, kMaxQueue,
-                            "Capacity of the event queue."));
-    k.push_back(integer_key("runtime.event_queue_workers",
-                            [](Config& c) -> auto& { return c.events.workers; }, 1, kMaxThreads,
-                            "Worker threads that run event handlers."));
-    k.push_back(choice_key("runtime.event_queue_full_policy",
-                           [](Config& c) -> auto& { return c.events.full_policy; },
-                           std::vector<std::pair<std::string, events::FullPolicy>>{
-                               {"drop", events::FullPolicy::drop},
-                               {"reject", events::FullPolicy::reject}},
-                           "When the event queue is full: drop the event (Nakama: client still "
-                           "gets 200) or reject it with 503 and Retry-After."));
-    k.push_back(integer_key("runtime.event_reject_retry_after_sec",
-                            [](Config& c) -> auto& { return c.events.reject_retry_after_sec; }, 0,
-                            86400, "Retry-After seconds sent with a rejected event (503)."));
-    k.push_back(integer_key("runtime.event_max_properties",
-                            [](Config& c) -> auto& { return c.events.max_properties; }, 0,
-                            kMaxQueue, "Maximum number of properties of one event."));
-    k.push_back(integer_key("runtime.event_max_name_bytes",
-                            [](Config& c) -> auto& { return c.events.max_name_bytes; }, 1,
-                            kMaxBytes, "Maximum size of an event name."));
-    k.push_back(integer_key("runtime.event_max_key_bytes",
-                            [](Config& c) -> auto& { return c.events.max_key_bytes; }, 1,
-                            kMaxBytes, "Maximum size of one property key."));
-    k.push_back(integer_key("runtime.event_max_value_bytes",
-                            [](Config& c) -> auto& { return c.events.max_value_bytes; }, 0,
-                            kMaxBytes, "Maximum size of one property value."));
+    k.push_back(string_key(
+        "runtime.http_key", [](Config & c) -> auto& { return c.session.http_key; },
+        "Key for server-to-server RPC calls (?http_key=)."));
+    k.push_back(bool_key(
+        "runtime.skip_failed_modules",
+        [](Config & c) -> auto& { return c.runtime.skip_failed_modules; },
+        "Log and skip modules that fail to load instead of stopping startup."));
+    k.push_back(bool_key(
+        "runtime.hot_reload", [](Config & c) -> auto& { return c.runtime.hot_reload; },
+        "Reload modules when their files change (development)."));
+    k.push_back(integer_key(
+        "runtime.event_queue_size", [](Config & c) -> auto& { return c.events.queue_size; }, 1,
+        kMaxQueue, "Capacity of the event queue."));
+    k.push_back(integer_key(
+        "runtime.event_queue_workers", [](Config & c) -> auto& { return c.events.workers; }, 1,
+        kMaxThreads, "Worker threads that run event handlers."));
+    k.push_back(choice_key(
+        "runtime.event_queue_full_policy", [](Config & c) -> auto& { return c.events.full_policy; },
+        std::vector<std::pair<std::string, events::FullPolicy>>{
+            {"drop", events::FullPolicy::drop}, {"reject", events::FullPolicy::reject}},
+        "When the event queue is full: drop the event (Nakama: client still "
+        "gets 200) or reject it with 503 and Retry-After."));
+    k.push_back(integer_key(
+        "runtime.event_reject_retry_after_sec",
+        [](Config & c) -> auto& { return c.events.reject_retry_after_sec; }, 0, 86400,
+        "Retry-After seconds sent with a rejected event (503)."));
+    k.push_back(integer_key(
+        "runtime.event_max_properties", [](Config & c) -> auto& { return c.events.max_properties; },
+        0, kMaxQueue, "Maximum number of properties of one event."));
+    k.push_back(integer_key(
+        "runtime.event_max_name_bytes", [](Config & c) -> auto& { return c.events.max_name_bytes; },
+        1, kMaxBytes, "Maximum size of an event name."));
+    k.push_back(integer_key(
+        "runtime.event_max_key_bytes", [](Config & c) -> auto& { return c.events.max_key_bytes; },
+        1, kMaxBytes, "Maximum size of one property key."));
+    k.push_back(integer_key(
+        "runtime.event_max_value_bytes",
+        [](Config & c) -> auto& { return c.events.max_value_bytes; }, 0, kMaxBytes,
+        "Maximum size of one property value."));
 
     // metrics.*
-    k.push_back(integer_key("metrics.prometheus_port",
-                            [](Config& c) -> auto& { return c.metrics.prometheus_port; }, 0,
-                            kMaxU16, "Port of the Prometheus endpoint (0 = off)."));
-    k.push_back(string_key("metrics.prefix", [](Config& c) -> auto& { return c.metrics.prefix; },
-                           "Prefix of metric names."));
+    k.push_back(integer_key(
+        "metrics.prometheus_port", [](Config & c) -> auto& { return c.metrics.prometheus_port; }, 0,
+        kMaxU16, "Port of the Prometheus endpoint (0 = off)."));
+    k.push_back(string_key(
+        "metrics.prefix", [](Config & c) -> auto& { return c.metrics.prefix; },
+        "Prefix of metric names."));
     return k;
 }
 
@@ -414,13 +443,15 @@ const std::vector<Key>& keys() {
 
 const Key* find_key(std::string_view name) {
     for (const auto& key : keys()) {
-        if (key.name == name) return &key;
+        if (key.name == name)
+            return &key;
     }
     return nullptr;
 }
 
 std::string default_of(const Key& key) {
-    if (!key.default_text.empty()) return key.default_text;
+    if (!key.default_text.empty())
+        return key.default_text;
     return key.show(Config{});
 }
 
@@ -432,13 +463,17 @@ struct ConfigError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-[[noreturn]] void fail(const std::string& line) { throw ConfigError("nkhost: " + line); }
+[[noreturn]] void fail(const std::string& line) {
+    throw ConfigError("nkhost: " + line);
+}
 
 void apply(Config& config, const std::string& name, const std::string& value) {
     const Key* key = find_key(name);
-    if (key == nullptr) fail("unknown configuration key " + name);
+    if (key == nullptr)
+        fail("unknown configuration key " + name);
     const std::string reason = key->set(config, value);
-    if (!reason.empty()) fail("invalid value for " + name + ": " + reason);
+    if (!reason.empty())
+        fail("invalid value for " + name + ": " + reason);
 }
 
 po::options_description file_options() {
@@ -464,7 +499,8 @@ po::options_description command_line_options() {
 
 std::string option_name(const po::error_with_option_name& e) {
     std::string name = e.get_option_name();
-    while (!name.empty() && name.front() == '-') name.erase(0, 1);
+    while (!name.empty() && name.front() == '-')
+        name.erase(0, 1);
     return name;
 }
 
@@ -494,24 +530,26 @@ void apply_ini(Config& config, const std::string& path) {
     } catch (const po::error& e) {
         fail("invalid config file " + path + ": " + e.what());
     }
-    for (const auto& option : parsed.options) apply(config, option.string_key, value_of(option));
+    for (const auto& option : parsed.options)
+        apply(config, option.string_key, value_of(option));
 }
 
 // A Nakama database.address entry that names a PostgreSQL/CockroachDB server, not a file.
 bool is_server_dsn(const std::string& address) {
-    if (address == ":memory:") return false;
+    if (address == ":memory:")
+        return false;
     if (address.find("://") != std::string::npos || address.find('@') != std::string::npos) {
         return true;
     }
     // host:port[/db]
     const auto colon = address.find(':');
-    if (colon == std::string::npos || colon == 0) return false;
+    if (colon == std::string::npos || colon == 0)
+        return false;
     const auto slash = address.find('/', colon);
-    const std::string port = address.substr(colon + 1, slash == std::string::npos
-                                                           ? std::string::npos
-                                                           : slash - colon - 1);
-    return !port.empty() && std::all_of(port.begin(), port.end(),
-                                        [](unsigned char ch) { return std::isdigit(ch); });
+    const std::string port = address.substr(
+        colon + 1, slash == std::string::npos ? std::string::npos : slash - colon - 1);
+    return !port.empty() &&
+           std::all_of(port.begin(), port.end(), [](unsigned char ch) { return std::isdigit(ch); });
 }
 
 struct YamlState {
@@ -520,7 +558,8 @@ struct YamlState {
 
 void apply_yaml_node(Config& config, const YAML::Node& node, const std::string& prefix,
                      YamlState& state) {
-    if (node.IsNull()) return;
+    if (node.IsNull())
+        return;
     const Key* key = prefix.empty() ? nullptr : find_key(prefix);
     if (key == nullptr) {
         if (node.IsMap()) {
@@ -538,7 +577,8 @@ void apply_yaml_node(Config& config, const YAML::Node& node, const std::string& 
         std::vector<std::string> addresses;
         if (node.IsSequence()) {
             for (const auto& item : node) {
-                if (!item.IsScalar()) fail("invalid value for database.address: must be a path");
+                if (!item.IsScalar())
+                    fail("invalid value for database.address: must be a path");
                 addresses.push_back(item.Scalar());
             }
         } else if (node.IsScalar()) {
@@ -558,7 +598,8 @@ void apply_yaml_node(Config& config, const YAML::Node& node, const std::string& 
         }
         if (!servers.empty()) {
             std::string list;
-            for (const auto& s : servers) list += (list.empty() ? "" : ", ") + s;
+            for (const auto& s : servers)
+                list += (list.empty() ? "" : ", ") + s;
             state.unsupported.push_back("database.address (" + list +
                                         ": nkhost uses SQLite, not a database server)");
         }
@@ -569,7 +610,8 @@ void apply_yaml_node(Config& config, const YAML::Node& node, const std::string& 
             apply(config, key->name, node.Scalar());
             return;
         }
-        if (!node.IsSequence()) fail("invalid value for " + key->name + ": must be a list");
+        if (!node.IsSequence())
+            fail("invalid value for " + key->name + ": must be a list");
         for (const auto& item : node) {
             if (!item.IsScalar()) {
                 fail("invalid value for " + key->name + ": must be a list of KEY=VALUE strings");
@@ -578,7 +620,8 @@ void apply_yaml_node(Config& config, const YAML::Node& node, const std::string& 
         }
         return;
     }
-    if (!node.IsScalar()) fail("invalid value for " + key->name + ": must be a single value");
+    if (!node.IsScalar())
+        fail("invalid value for " + key->name + ": must be a single value");
     apply(config, key->name, node.Scalar());
 }
 
@@ -590,8 +633,10 @@ void apply_yaml(Config& config, const std::string& path, YamlState& state) {
     } catch (const YAML::Exception& e) {
         fail("invalid config file " + path + ": " + e.what());
     }
-    if (root.IsNull()) return;
-    if (!root.IsMap()) fail("invalid config file " + path + ": the top level must be a map");
+    if (root.IsNull())
+        return;
+    if (!root.IsMap())
+        fail("invalid config file " + path + ": the top level must be a map");
     try {
         apply_yaml_node(config, root, "", state);
     } catch (const YAML::Exception& e) {
@@ -607,8 +652,9 @@ bool is_yaml(const std::string& path) {
 // Checks that need more than one key, then the derived values.
 void finish(Config& config, const YamlState& yaml) {
     if (config.session.encryption_key == config.session.refresh_encryption_key) {
-        fail("invalid value for session.refresh_encryption_key: must differ from "
-             "session.encryption_key");
+        fail(
+            "invalid value for session.refresh_encryption_key: must differ from "
+            "session.encryption_key");
     }
     if (config.realtime.ping_period_ms >= config.realtime.pong_wait_ms) {
         fail("invalid value for socket.ping_period_ms: must be less than socket.pong_wait_ms (" +
@@ -618,9 +664,8 @@ void finish(Config& config, const YamlState& yaml) {
     if (config.socket.ssl_certificate.empty() != config.socket.ssl_private_key.empty()) {
         const bool has_cert = !config.socket.ssl_certificate.empty();
         fail(std::string("invalid value for ") +
-             (has_cert ? "socket.ssl_certificate" : "socket.ssl_private_key") +
-             ": requires " + (has_cert ? "socket.ssl_private_key" : "socket.ssl_certificate") +
-             " as well");
+             (has_cert ? "socket.ssl_certificate" : "socket.ssl_private_key") + ": requires " +
+             (has_cert ? "socket.ssl_private_key" : "socket.ssl_certificate") + " as well");
     }
 
     std::error_code ec;
@@ -629,7 +674,8 @@ void finish(Config& config, const YamlState& yaml) {
         return (fs::path(p).is_absolute() ? fs::path(p) : cwd / p).lexically_normal().string();
     };
     config.data_dir = absolute(config.data_dir.empty() ? std::string("data") : config.data_dir);
-    while (config.data_dir.size() > 1 && config.data_dir.back() == '/') config.data_dir.pop_back();
+    while (config.data_dir.size() > 1 && config.data_dir.back() == '/')
+        config.data_dir.pop_back();
     config.runtime.path = config.runtime.path.empty()
                               ? (fs::path(config.data_dir) / "modules").string()
                               : absolute(config.runtime.path);
@@ -661,9 +707,12 @@ void finish(Config& config, const YamlState& yaml) {
     }
     if (!yaml.unsupported.empty()) {
         std::string list;
-        for (const auto& name : yaml.unsupported) list += (list.empty() ? "" : ", ") + name;
-        config.warnings.push_back("ignoring Nakama configuration keys that nkhost does not "
-                                  "support: " + list);
+        for (const auto& name : yaml.unsupported)
+            list += (list.empty() ? "" : ", ") + name;
+        config.warnings.push_back(
+            "ignoring Nakama configuration keys that nkhost does not "
+            "support: " +
+            list);
     }
 }
 
@@ -687,11 +736,16 @@ ParseResult parse_or_throw(int argc, const char* const* argv) {
 
     std::vector<std::string> config_files;
     for (const auto& option : parsed.options) {
-        if (option.string_key == "help") return {std::nullopt, 0, help_text()};
-        if (option.string_key == "version") return {std::nullopt, 0, version_text() + "\n"};
-        if (option.string_key == "help-markdown") return {std::nullopt, 0, markdown_reference()};
-        if (option.string_key == kPositional) fail("unexpected argument " + value_of(option));
-        if (option.string_key == "config") config_files.push_back(value_of(option));
+        if (option.string_key == "help")
+            return {std::nullopt, 0, help_text()};
+        if (option.string_key == "version")
+            return {std::nullopt, 0, version_text() + "\n"};
+        if (option.string_key == "help-markdown")
+            return {std::nullopt, 0, markdown_reference()};
+        if (option.string_key == kPositional)
+            fail("unexpected argument " + value_of(option));
+        if (option.string_key == "config")
+            config_files.push_back(value_of(option));
     }
 
     Config config;
@@ -705,7 +759,8 @@ ParseResult parse_or_throw(int argc, const char* const* argv) {
         }
     }
     for (const auto& option : parsed.options) {
-        if (option.string_key == "config") continue;
+        if (option.string_key == "config")
+            continue;
         apply(config, option.string_key, value_of(option));
     }
     finish(config, yaml);
@@ -743,7 +798,9 @@ ParseResult parse(int argc, const char* const* argv) {
     }
 }
 
-std::string version_text() { return std::string("nkhost ") + NK_VERSION; }
+std::string version_text() {
+    return std::string("nkhost ") + NK_VERSION;
+}
 
 std::string help_text() {
     std::ostringstream out;

@@ -28,17 +28,26 @@ struct FieldsScope {
 
 using Buffer = spdlog::memory_buf_t;
 
-void append(Buffer& out, std::string_view s) { out.append(s.data(), s.data() + s.size()); }
+void append(Buffer& out, std::string_view s) {
+    out.append(s.data(), s.data() + s.size());
+}
 
 std::string_view level_name(spdlog::level::level_enum level) {
     switch (level) {
-        case spdlog::level::trace: return "trace";
-        case spdlog::level::debug: return "debug";
-        case spdlog::level::info: return "info";
-        case spdlog::level::warn: return "warn";
-        case spdlog::level::err: return "error";
-        case spdlog::level::critical: return "fatal";
-        default: return "off";
+        case spdlog::level::trace:
+            return "trace";
+        case spdlog::level::debug:
+            return "debug";
+        case spdlog::level::info:
+            return "info";
+        case spdlog::level::warn:
+            return "warn";
+        case spdlog::level::err:
+            return "error";
+        case spdlog::level::critical:
+            return "fatal";
+        default:
+            return "off";
     }
 }
 
@@ -71,13 +80,16 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     } else {
         return 0;
     }
-    if (i + len > s.size()) return 0;
+    if (i + len > s.size())
+        return 0;
     std::uint32_t cp = c & (0x7F >> len);
     for (std::size_t k = 1; k < len; ++k) {
-        if ((byte(i + k) & 0xC0) != 0x80) return 0;
+        if ((byte(i + k) & 0xC0) != 0x80)
+            return 0;
         cp = (cp << 6) | (byte(i + k) & 0x3F);
     }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
     return len;
 }
 
@@ -91,13 +103,27 @@ void append_json_string(Buffer& out, std::string_view s) {
         const unsigned char c = static_cast<unsigned char>(s[i]);
         if (c < 0x80) {
             switch (c) {
-                case '"': append(out, "\\\""); break;
-                case '\\': append(out, "\\\\"); break;
-                case '\n': append(out, "\\n"); break;
-                case '\r': append(out, "\\r"); break;
-                case '\t': append(out, "\\t"); break;
-                case '\b': append(out, "\\b"); break;
-                case '\f': append(out, "\\f"); break;
+                case '"':
+                    append(out, "\\\"");
+                    break;
+                case '\\':
+                    append(out, "\\\\");
+                    break;
+                case '\n':
+                    append(out, "\\n");
+                    break;
+                case '\r':
+                    append(out, "\\r");
+                    break;
+                case '\t':
+                    append(out, "\\t");
+                    break;
+                case '\b':
+                    append(out, "\\b");
+                    break;
+                case '\f':
+                    append(out, "\\f");
+                    break;
                 default:
                     if (c < 0x20 || c == 0x7F) {
                         append(out, "\\u00");
@@ -140,11 +166,21 @@ void append_text_value(Buffer& out, std::string_view s) {
     for (const char ch : s) {
         const unsigned char c = static_cast<unsigned char>(ch);
         switch (c) {
-            case '"': append(out, "\\\""); break;
-            case '\\': append(out, "\\\\"); break;
-            case '\n': append(out, "\\n"); break;
-            case '\r': append(out, "\\r"); break;
-            case '\t': append(out, "\\t"); break;
+            case '"':
+                append(out, "\\\"");
+                break;
+            case '\\':
+                append(out, "\\\\");
+                break;
+            case '\n':
+                append(out, "\\n");
+                break;
+            case '\r':
+                append(out, "\\r");
+                break;
+            case '\t':
+                append(out, "\\t");
+                break;
             default:
                 if (c < 0x20 || c == 0x7F) {
                     fmt::format_to(std::back_inserter(out), "\\x{:02x}", c);
@@ -174,7 +210,7 @@ std::string_view payload(const spdlog::details::log_msg& msg) {
 }
 
 class TextFormatter final : public spdlog::formatter {
-public:
+  public:
     void format(const spdlog::details::log_msg& msg, Buffer& out) override {
         append_timestamp(out, msg.time);
         out.push_back(' ');
@@ -206,7 +242,7 @@ public:
 };
 
 class JsonFormatter final : public spdlog::formatter {
-public:
+  public:
     void format(const spdlog::details::log_msg& msg, Buffer& out) override {
         append(out, "{\"level\":\"");
         append(out, level_name(msg.level));
@@ -232,12 +268,16 @@ public:
 void install(const Options& options, spdlog::sink_ptr console) {
     const auto level = parse_level(options.level);
     if (!level) {
-        throw std::invalid_argument("invalid value for logger.level: must be one of debug, info, "
-                                    "warn, error (got " + options.level + ")");
+        throw std::invalid_argument(
+            "invalid value for logger.level: must be one of debug, info, "
+            "warn, error (got " +
+            options.level + ")");
     }
     if (options.format != "text" && options.format != "json") {
-        throw std::invalid_argument("invalid value for logger.format: must be one of text, json "
-                                    "(got " + options.format + ")");
+        throw std::invalid_argument(
+            "invalid value for logger.format: must be one of text, json "
+            "(got " +
+            options.format + ")");
     }
     std::vector<spdlog::sink_ptr> sinks{std::move(console)};
     if (!options.file.empty()) {
@@ -257,17 +297,24 @@ void install(const Options& options, spdlog::sink_ptr console) {
 }  // namespace
 
 std::optional<spdlog::level::level_enum> parse_level(std::string_view name) {
-    if (name == "debug") return spdlog::level::debug;
-    if (name == "info") return spdlog::level::info;
-    if (name == "warn") return spdlog::level::warn;
-    if (name == "error") return spdlog::level::err;
-    if (name == "trace") return spdlog::level::trace;
-    if (name == "fatal") return spdlog::level::critical;
+    if (name == "debug")
+        return spdlog::level::debug;
+    if (name == "info")
+        return spdlog::level::info;
+    if (name == "warn")
+        return spdlog::level::warn;
+    if (name == "error")
+        return spdlog::level::err;
+    if (name == "trace")
+        return spdlog::level::trace;
+    if (name == "fatal")
+        return spdlog::level::critical;
     return std::nullopt;
 }
 
 std::unique_ptr<spdlog::formatter> make_formatter(std::string_view format) {
-    if (format == "json") return std::make_unique<JsonFormatter>();
+    if (format == "json")
+        return std::make_unique<JsonFormatter>();
     return std::make_unique<TextFormatter>();
 }
 
@@ -281,11 +328,14 @@ void init(const Options& options, std::ostream& out) {
 
 void write(spdlog::level::level_enum level, std::string_view msg, const Fields& fields) {
     const auto logger = spdlog::default_logger();
-    if (!logger->should_log(level)) return;
+    if (!logger->should_log(level))
+        return;
     FieldsScope scope(&fields);
     logger->log(level, spdlog::string_view_t(msg.data(), msg.size()));
 }
 
-void flush() { spdlog::default_logger()->flush(); }
+void flush() {
+    spdlog::default_logger()->flush();
+}
 
 }  // namespace nk::log

@@ -19,7 +19,8 @@ ParseResult run(std::initializer_list<std::string> args) {
     std::vector<std::string> storage{"nkhost"};
     storage.insert(storage.end(), args.begin(), args.end());
     std::vector<const char*> argv;
-    for (const auto& s : storage) argv.push_back(s.c_str());
+    for (const auto& s : storage)
+        argv.push_back(s.c_str());
     return nk::config::parse(static_cast<int>(argv.size()), argv.data());
 }
 
@@ -41,33 +42,70 @@ void fails(std::initializer_list<std::string> args, const std::string& key,
     CHECK(result.output.rfind("nkhost: ", 0) == 0);
     CHECK(result.output.find('\n') == std::string::npos);
     CHECK(result.output.find(key) != std::string::npos);
-    if (!also.empty()) CHECK(result.output.find(also) != std::string::npos);
+    if (!also.empty())
+        CHECK(result.output.find(also) != std::string::npos);
 }
 
 bool has_warning_containing(const Config& c, const std::string& text) {
     for (const auto& w : c.warnings) {
-        if (w.find(text) != std::string::npos) return true;
+        if (w.find(text) != std::string::npos)
+            return true;
     }
     return false;
 }
 
-const std::vector<std::string> all_keys = {
-    "name", "data_dir", "shutdown_grace_sec", "logger.level", "logger.format", "logger.file",
-    "socket.address", "socket.port", "socket.server_key", "socket.max_request_size_bytes",
-    "socket.max_header_size_bytes", "socket.read_timeout_ms", "socket.write_timeout_ms",
-    "socket.idle_timeout_ms", "socket.ssl_certificate", "socket.ssl_private_key",
-    "socket.proxy_count", "socket.io_threads", "socket.blocking_threads",
-    "socket.max_connections", "socket.max_message_size_bytes", "socket.ping_period_ms",
-    "socket.pong_wait_ms", "socket.write_wait_ms", "socket.close_ack_wait_ms",
-    "socket.ping_backoff_threshold", "socket.outgoing_queue_size", "session.encryption_key",
-    "session.refresh_encryption_key", "session.token_expiry_sec",
-    "session.refresh_token_expiry_sec", "session.single_socket", "session.single_session",
-    "database.address", "database.busy_timeout_ms", "database.bcrypt_cost", "runtime.path",
-    "runtime.env", "runtime.http_key", "runtime.skip_failed_modules", "runtime.hot_reload",
-    "runtime.event_queue_size", "runtime.event_queue_workers", "runtime.event_queue_full_policy",
-    "runtime.event_reject_retry_after_sec", "runtime.event_max_properties",
-    "runtime.event_max_name_bytes", "runtime.event_max_key_bytes",
-    "runtime.event_max_value_bytes", "metrics.prometheus_port", "metrics.prefix"};
+const std::vector<std::string> all_keys = {"name",
+                                           "data_dir",
+                                           "shutdown_grace_sec",
+                                           "logger.level",
+                                           "logger.format",
+                                           "logger.file",
+                                           "socket.address",
+                                           "socket.port",
+                                           "socket.server_key",
+                                           "socket.max_request_size_bytes",
+                                           "socket.max_header_size_bytes",
+                                           "socket.read_timeout_ms",
+                                           "socket.write_timeout_ms",
+                                           "socket.idle_timeout_ms",
+                                           "socket.ssl_certificate",
+                                           "socket.ssl_private_key",
+                                           "socket.proxy_count",
+                                           "socket.io_threads",
+                                           "socket.blocking_threads",
+                                           "socket.max_connections",
+                                           "socket.max_message_size_bytes",
+                                           "socket.ping_period_ms",
+                                           "socket.pong_wait_ms",
+                                           "socket.write_wait_ms",
+                                           "socket.close_ack_wait_ms",
+                                           "socket.ping_backoff_threshold",
+                                           "socket.outgoing_queue_size",
+                                           "session.encryption_key",
+                                           "session.refresh_encryption_key",
+                                           "session.token_expiry_sec",
+                                           "session.refresh_token_expiry_sec",
+                                           "session.single_socket",
+                                           "session.single_session",
+                                           "database.address",
+                                           "database.busy_timeout_ms",
+                                           "database.max_open_conns",
+                                           "database.bcrypt_cost",
+                                           "runtime.path",
+                                           "runtime.env",
+                                           "runtime.http_key",
+                                           "runtime.skip_failed_modules",
+                                           "runtime.hot_reload",
+                                           "runtime.event_queue_size",
+                                           "runtime.event_queue_workers",
+                                           "runtime.event_queue_full_policy",
+                                           "runtime.event_reject_retry_after_sec",
+                                           "runtime.event_max_properties",
+                                           "runtime.event_max_name_bytes",
+                                           "runtime.event_max_key_bytes",
+                                           "runtime.event_max_value_bytes",
+                                           "metrics.prometheus_port",
+                                           "metrics.prefix"};
 
 }  // namespace
 
@@ -129,31 +167,55 @@ TEST_CASE("derived values: absolute data_dir, module path, database, node names"
 }
 
 TEST_CASE("every key can be set from the command line") {
-    const Config c = ok({"--name=n1", "--shutdown_grace_sec=5", "--logger.level=debug",
-                         "--logger.format=json", "--logger.file=/tmp/x.log",
-                         "--socket.address=127.0.0.1", "--socket.port=0",
-                         "--socket.server_key=sk", "--socket.max_request_size_bytes=1000",
-                         "--socket.max_header_size_bytes=2000", "--socket.read_timeout_ms=11",
-                         "--socket.write_timeout_ms=12", "--socket.idle_timeout_ms=13",
-                         "--socket.ssl_certificate=c.pem", "--socket.ssl_private_key=k.pem",
-                         "--socket.proxy_count=2", "--socket.io_threads=3",
-                         "--socket.blocking_threads=4", "--socket.max_connections=5",
-                         "--socket.max_message_size_bytes=6", "--socket.ping_period_ms=7",
-                         "--socket.pong_wait_ms=8", "--socket.write_wait_ms=9",
-                         "--socket.close_ack_wait_ms=10", "--socket.ping_backoff_threshold=11",
-                         "--socket.outgoing_queue_size=12", "--session.encryption_key=e1",
-                         "--session.refresh_encryption_key=e2", "--session.token_expiry_sec=70",
+    const Config c = ok({"--name=n1",
+                         "--shutdown_grace_sec=5",
+                         "--logger.level=debug",
+                         "--logger.format=json",
+                         "--logger.file=/tmp/x.log",
+                         "--socket.address=127.0.0.1",
+                         "--socket.port=0",
+                         "--socket.server_key=sk",
+                         "--socket.max_request_size_bytes=1000",
+                         "--socket.max_header_size_bytes=2000",
+                         "--socket.read_timeout_ms=11",
+                         "--socket.write_timeout_ms=12",
+                         "--socket.idle_timeout_ms=13",
+                         "--socket.ssl_certificate=c.pem",
+                         "--socket.ssl_private_key=k.pem",
+                         "--socket.proxy_count=2",
+                         "--socket.io_threads=3",
+                         "--socket.blocking_threads=4",
+                         "--socket.max_connections=5",
+                         "--socket.max_message_size_bytes=6",
+                         "--socket.ping_period_ms=7",
+                         "--socket.pong_wait_ms=8",
+                         "--socket.write_wait_ms=9",
+                         "--socket.close_ack_wait_ms=10",
+                         "--socket.ping_backoff_threshold=11",
+                         "--socket.outgoing_queue_size=12",
+                         "--session.encryption_key=e1",
+                         "--session.refresh_encryption_key=e2",
+                         "--session.token_expiry_sec=70",
                          "--session.refresh_token_expiry_sec=7000",
-                         "--session.single_socket=true", "--session.single_session=yes",
-                         "--database.busy_timeout_ms=99", "--database.bcrypt_cost=4",
-                         "--runtime.env=A=1", "--runtime.http_key=hk",
-                         "--runtime.skip_failed_modules", "--runtime.hot_reload=1",
-                         "--runtime.event_queue_size=10", "--runtime.event_queue_workers=2",
+                         "--session.single_socket=true",
+                         "--session.single_session=yes",
+                         "--database.busy_timeout_ms=99",
+                         "--database.max_open_conns=3",
+                         "--database.bcrypt_cost=4",
+                         "--runtime.env=A=1",
+                         "--runtime.http_key=hk",
+                         "--runtime.skip_failed_modules",
+                         "--runtime.hot_reload=1",
+                         "--runtime.event_queue_size=10",
+                         "--runtime.event_queue_workers=2",
                          "--runtime.event_queue_full_policy=reject",
                          "--runtime.event_reject_retry_after_sec=3",
-                         "--runtime.event_max_properties=4", "--runtime.event_max_name_bytes=5",
-                         "--runtime.event_max_key_bytes=6", "--runtime.event_max_value_bytes=7",
-                         "--metrics.prometheus_port=9100", "--metrics.prefix=pre"});
+                         "--runtime.event_max_properties=4",
+                         "--runtime.event_max_name_bytes=5",
+                         "--runtime.event_max_key_bytes=6",
+                         "--runtime.event_max_value_bytes=7",
+                         "--metrics.prometheus_port=9100",
+                         "--metrics.prefix=pre"});
     CHECK(c.name == "n1");
     CHECK(c.shutdown_grace_sec == 5);
     CHECK(c.logger.level == "debug");
@@ -187,6 +249,7 @@ TEST_CASE("every key can be set from the command line") {
     CHECK(c.realtime.single_socket);
     CHECK(c.session.single_session);
     CHECK(c.database.busy_timeout_ms == 99);
+    CHECK(c.database.max_open_conns == 3);
     CHECK(c.database.bcrypt_cost == 4);
     CHECK(c.runtime.env == std::map<std::string, std::string>{{"A", "1"}});
     CHECK(c.session.http_key == "hk");
@@ -317,13 +380,14 @@ TEST_CASE("Nakama YAML file: nested keys, env list, unsupported keys, DSN addres
 
     std::vector<std::string> unsupported;
     for (const auto& w : c.warnings) {
-        if (w.find("logger.stdout") != std::string::npos) unsupported.push_back(w);
+        if (w.find("logger.stdout") != std::string::npos)
+            unsupported.push_back(w);
     }
     REQUIRE(unsupported.size() == 1);  // ONE warning listing all of them
     const std::string& w = unsupported[0];
-    for (const char* key : {"logger.stdout", "runtime.js_entrypoint", "console.port",
-                            "console.username", "social.steam.app_id", "match.labels",
-                            "database.address", "root@localhost:26257"}) {
+    for (const char* key :
+         {"logger.stdout", "runtime.js_entrypoint", "console.port", "console.username",
+          "social.steam.app_id", "match.labels", "database.address", "root@localhost:26257"}) {
         CHECK_MESSAGE(w.find(key) != std::string::npos, key << " missing from: " << w);
     }
     CHECK(w.find("socket.port") == std::string::npos);
@@ -358,9 +422,9 @@ TEST_CASE("runtime.env merges per KEY across YAML, INI and CLI") {
     nk::test::TempDir dir;
     nk::test::write_file(dir / "a.yaml", "runtime:\n  env:\n    - A=yaml\n    - B=yaml\n");
     nk::test::write_file(dir / "b.ini", "[runtime]\nenv = B=ini\nenv = C=ini\n");
-    const Config c = ok({"--config", (dir / "a.yaml").string(), "--config",
-                         (dir / "b.ini").string(), "--runtime.env", "C=cli", "--runtime.env",
-                         "D=x=y", "--runtime.env", "E="});
+    const Config c =
+        ok({"--config", (dir / "a.yaml").string(), "--config", (dir / "b.ini").string(),
+            "--runtime.env", "C=cli", "--runtime.env", "D=x=y", "--runtime.env", "E="});
     CHECK(c.runtime.env == std::map<std::string, std::string>{
                                {"A", "yaml"}, {"B", "ini"}, {"C", "cli"}, {"D", "x=y"}, {"E", ""}});
     fails({"--runtime.env", "NOEQUALS"}, "runtime.env", "KEY=VALUE");
@@ -396,6 +460,7 @@ TEST_CASE("invalid values: exit 2 and one line naming the key") {
     fails({"--socket.ssl_private_key", "key.pem"}, "socket.ssl_private_key",
           "socket.ssl_certificate");
     fails({"--database.bcrypt_cost", "3"}, "database.bcrypt_cost");
+    fails({"--database.max_open_conns", "0"}, "database.max_open_conns", ">= 1");
     fails({"--socket.port"}, "socket.port");  // value missing
 }
 
@@ -430,7 +495,8 @@ TEST_CASE("--help lists every key with its default; --version") {
     for (const auto& key : all_keys) {
         const auto pos = help.output.find("--" + key + " <");
         CHECK_MESSAGE(pos != std::string::npos, key);
-        if (pos == std::string::npos) continue;
+        if (pos == std::string::npos)
+            continue;
         const auto line_end = help.output.find('\n', help.output.find('\n', pos) + 1);
         const std::string entry = help.output.substr(pos, line_end - pos);
         CHECK_MESSAGE(entry.find("Default: ") != std::string::npos, entry);

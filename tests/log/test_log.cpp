@@ -29,7 +29,8 @@ struct CapturedStream : std::ostringstream {
 std::vector<std::string> lines_of(const std::string& text) {
     std::vector<std::string> lines;
     std::istringstream in(text);
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    for (std::string line; std::getline(in, line);)
+        lines.push_back(line);
     return lines;
 }
 
@@ -44,16 +45,20 @@ rapidjson::Document parse_json(const std::string& line) {
 // Member names of a JSON object, in order.
 std::vector<std::string> keys_of(const rapidjson::Document& doc) {
     std::vector<std::string> keys;
-    for (const auto& m : doc.GetObject()) keys.emplace_back(m.name.GetString(), m.name.GetStringLength());
+    for (const auto& m : doc.GetObject())
+        keys.emplace_back(m.name.GetString(), m.name.GetStringLength());
     return keys;
 }
 
-std::string str(const rapidjson::Value& v) { return {v.GetString(), v.GetStringLength()}; }
+std::string str(const rapidjson::Value& v) {
+    return {v.GetString(), v.GetStringLength()};
+}
 
 // 2026-11-27T18:00:00.123Z
 bool is_timestamp(const std::string& s) {
     const std::string shape = "dddd-dd-ddTdd:dd:dd.dddZ";
-    if (s.size() != shape.size()) return false;
+    if (s.size() != shape.size())
+        return false;
     for (std::size_t i = 0; i < s.size(); ++i) {
         if (shape[i] == 'd' ? !std::isdigit(static_cast<unsigned char>(s[i])) : s[i] != shape[i]) {
             return false;
@@ -65,7 +70,8 @@ bool is_timestamp(const std::string& s) {
 // Splits a text line into its timestamp and the rest (after the space).
 std::pair<std::string, std::string> split_text_line(const std::string& line) {
     const auto space = line.find(' ');
-    if (space == std::string::npos) return {line, ""};
+    if (space == std::string::npos)
+        return {line, ""};
     return {line.substr(0, space), line.substr(space + 1)};
 }
 
@@ -146,7 +152,9 @@ TEST_CASE("json escaping keeps one valid object per line") {
     CHECK(str(doc["level"]) == "error");
     CHECK(str(doc["msg"]) == tricky);
     CHECK(str(doc["k\"ey"]) == tricky);
-    CHECK(str(doc["bad"]) == "a\xef\xbf\xbd" "b\xef\xbf\xbd");  // U+FFFD for each bad byte
+    CHECK(str(doc["bad"]) ==
+          "a\xef\xbf\xbd"
+          "b\xef\xbf\xbd");  // U+FFFD for each bad byte
     CHECK(lines[0].find("\\u0001") != std::string::npos);
 }
 
@@ -154,8 +162,13 @@ TEST_CASE("text lines: timestamp, level, message, key=value fields") {
     CapturedStream out;
     nk::log::init({.level = "info", .format = "text", .file = ""}, out);
     nk::log::write(spdlog::level::info, "Runtime event queue processor started",
-                   {{"size", "65536"}, {"workers", "8"}, {"note", "two words"}, {"empty", ""},
-                    {"quote", "a\"b"}, {"eq", "a=b"}, {"nl", "x\ny"}});
+                   {{"size", "65536"},
+                    {"workers", "8"},
+                    {"note", "two words"},
+                    {"empty", ""},
+                    {"quote", "a\"b"},
+                    {"eq", "a=b"},
+                    {"nl", "x\ny"}});
     spdlog::error("failed: {}", "boom");
     nk::log::flush();
 
@@ -198,7 +211,8 @@ TEST_CASE("level filtering follows logger.level") {
         nk::log::write(spdlog::level::err, "e", {});
         nk::log::flush();
         std::vector<std::string> got;
-        for (const auto& line : lines_of(out.str())) got.push_back(str(parse_json(line)["level"]));
+        for (const auto& line : lines_of(out.str()))
+            got.push_back(str(parse_json(line)["level"]));
         CHECK(got == expected);
     }
 }
@@ -252,7 +266,8 @@ TEST_CASE("concurrent writers produce whole lines with their own fields") {
             }
         });
     }
-    for (auto& w : workers) w.join();
+    for (auto& w : workers)
+        w.join();
     nk::log::flush();
 
     const auto lines = lines_of(out.str());
