@@ -6,8 +6,9 @@
 //   popped but not yet release()d. Consumers call release(n) once they are done with n values,
 //   so memory held by queued and in-flight events never exceeds `capacity`.
 // - Consumers pop in batches (try_pop_bulk) and, when there is nothing to pop, sleep in
-//   wait_for_work() on a futex (std::atomic::wait) without spinning. A producer pays one fence
-//   and one load to learn whether anyone sleeps, and wakes exactly one sleeper if so.
+//   wait_for_work() on a futex after a short bounded spin. A producer pays one fence
+//   and one load to learn whether anyone sleeps, and wakes one sleeper if so (and no earlier
+//   wake is still on its way).
 // - close(): later pushes and reservations fail with Push::closed; values already accepted
 //   stay poppable, so consumers can drain them.
 //
@@ -32,6 +33,14 @@
 #include <type_traits>
 #include <utility>
 
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+#endif
+
 namespace nk::events {
 
 namespace detail {
@@ -48,6 +57,29 @@ inline void store_load_barrier() {
 }
 
 inline constexpr std::size_t cache_line = 64;
+
+// Sleep on / wake a 32-bit word. On Linux a raw futex: libstdc++ 12's std::atomic::wait spins
+// with sched_yield before it sleeps, which costs CPU and defeats the eventcount (measured in
+// bench/queue). Elsewhere std::atomic::wait/notify.
+inline void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) {
+#if defined(__linux__)
+    static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected,
+              nullptr, nullptr, 0);
+#else
+    word.wait(expected, std::memory_order_acquire);
+#endif
+}
+
+inline void futex_wake(std::atomic<std::uint32_t>& word, bool all) {
+#if defined(__linux__)
+    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE,
+              all ? INT32_MAX : 1, nullptr, nullptr, 0);
+#else
+    if (all) word.notify_all();
+    else word.notify_one();
+#endif
+}
 
 }  // namespace detail
 
@@ -154,14 +186,39 @@ public:
     // is ready, or when `done()` (checked after registering as a sleeper) says so. No spinning.
     template <class Done>
     void wait_for_work(Done&& done) {
+        // A short, bounded spin first: when producers are just a little slower than consumers,
+        // it saves a futex sleep + wake (two syscalls and a context switch) per event. It only
+        // runs right after a consumer ran out of work, so an idle queue still costs no CPU.
+        // The spin watches the positions, not the cell: reading the cell line while the producer
+        // writes the value into it would bounce that line on every store.
+        for (unsigned i = 0; i < spin_before_sleep; ++i) {
+            if (maybe_ready() && has_ready()) return;
+            if (done()) return;
+            cpu_relax();
+        }
         waiters_.fetch_add(1, std::memory_order_relaxed);
         detail::store_load_barrier();
+        // Every registration and every exit clears wake_pending_ with an RMW. A producer that
+        // skipped its wake because a wake was pending did an RMW on the flag after its push; our
+        // clear reads that write (or a later one), so its value is visible to has_ready() below or
+        // to our next pop. Clearing here also means a flag left set after its target already
+        // left can never stop the wake of a consumer that is about to sleep.
+        wake_pending_.exchange(false, std::memory_order_acq_rel);
         const std::uint32_t key = epoch_.load(std::memory_order_acquire);
         if (!has_ready() && !done()) {
             sleeps_.fetch_add(1, std::memory_order_relaxed);
-            epoch_.wait(key, std::memory_order_acquire);
+            while (epoch_.load(std::memory_order_acquire) == key) detail::futex_wait(epoch_, key);
         }
         waiters_.fetch_sub(1, std::memory_order_relaxed);
+        // The wake in flight has reached a consumer: later pushes may wake another. acq_rel, so
+        // the pushes of producers that skipped their wake because of it are visible to our pop.
+        wake_pending_.exchange(false, std::memory_order_acq_rel);
+    }
+
+    // For a consumer that just took a batch: when more is ready and someone sleeps, wake one
+    // more consumer, so a burst fans out over the workers without waiting for producers.
+    void wake_helper_if_ready() {
+        if (has_ready()) wake_one_sleeper();
     }
 
     // Refuses every later push; values already accepted stay poppable.
@@ -173,7 +230,7 @@ public:
 
     void wake_all() {
         epoch_.fetch_add(1, std::memory_order_release);
-        epoch_.notify_all();
+        detail::futex_wake(epoch_, true);
     }
 
     std::size_t capacity() const { return capacity_; }
@@ -187,7 +244,23 @@ public:
     std::uint64_t sleeps() const { return sleeps_.load(std::memory_order_relaxed); }
     std::uint64_t wakes() const { return wakes_.load(std::memory_order_relaxed); }
 
+    // A value was claimed (perhaps not yet written) beyond the consumers' position.
+    bool maybe_ready() const {
+        return enqueue_pos_.load(std::memory_order_relaxed) !=
+               dequeue_pos_.load(std::memory_order_relaxed);
+    }
+
+    static constexpr unsigned spin_before_sleep = 4096;
+
 private:
+    static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        asm volatile("yield");
+#endif
+    }
+
     static constexpr std::uint64_t closed_bit = std::uint64_t{1} << 62;
 
     struct alignas(detail::cache_line) Cell {
@@ -204,12 +277,17 @@ private:
         return n;
     }
 
+    // Wakes one sleeping consumer unless a wake is already in flight: a woken consumer that the
+    // scheduler has not run yet still counts as a waiter, and waking again for every push
+    // until it runs would turn each push into a futex syscall on a busy machine.
     void wake_one_sleeper() {
         detail::store_load_barrier();  // our cell write before the waiters_ read (Dekker)
         if (waiters_.load(std::memory_order_relaxed) == 0) return;
+        // An RMW, not a load: a consumer's later clear must read it (see wait_for_work).
+        if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
         wakes_.fetch_add(1, std::memory_order_relaxed);
         epoch_.fetch_add(1, std::memory_order_release);
-        epoch_.notify_one();
+        detail::futex_wake(epoch_, false);
     }
 
     const std::size_t capacity_;
@@ -221,6 +299,7 @@ private:
     alignas(detail::cache_line) std::atomic<std::size_t> dequeue_pos_{0};
     alignas(detail::cache_line) std::atomic<std::uint32_t> waiters_{0};
     std::atomic<std::uint32_t> epoch_{0};
+    std::atomic<bool> wake_pending_{false};
     alignas(detail::cache_line) std::atomic<std::uint64_t> sleeps_{0};
     std::atomic<std::uint64_t> wakes_{0};
 };

@@ -120,8 +120,9 @@ TEST_CASE("handlers of the kind run in registration order, once per event, error
     CHECK(text.find("nktest_dropped_events") != std::string::npos);
     CHECK(text.find("nktest_event_queue_capacity") != std::string::npos);
     CHECK(text.find("nktest_event_handler_latency_ms") != std::string::npos);
+    // Sampled: the handlers of one event in 16 are timed.
     CHECK(registry.histogram("event_handler_latency_ms", "", nk::metrics::latency_ms_buckets())
-              .count() == 2 * events);
+              .count() >= 2 * (events / 16));
 }
 
 TEST_CASE("many producers and workers: every accepted event handled exactly once") {
