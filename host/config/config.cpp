@@ -742,8 +742,14 @@ ParseResult parse_or_throw(int argc, const char* const* argv) {
             return {std::nullopt, 0, version_text() + "\n"};
         if (option.string_key == "help-markdown")
             return {std::nullopt, 0, markdown_reference()};
-        if (option.string_key == kPositional)
-            fail("unexpected argument " + value_of(option));
+        if (option.string_key == kPositional) {
+            const std::string value = value_of(option);
+            const std::string v = lower(value);
+            // Go-style flags: a boolean takes its value only with '=' (--key=false).
+            const bool looks_boolean = v == "true" || v == "false";
+            fail("unexpected argument " + value +
+                 (looks_boolean ? " (boolean options take --key=true or --key=false)" : ""));
+        }
         if (option.string_key == "config")
             config_files.push_back(value_of(option));
     }

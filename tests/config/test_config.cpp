@@ -268,6 +268,15 @@ TEST_CASE("every key can be set from the command line") {
     CHECK(c.warnings.empty());  // every key changed from its default
 }
 
+TEST_CASE("boolean flags: alone mean true, or take a value") {
+    CHECK(ok({"--session.single_socket"}).realtime.single_socket);
+    CHECK(ok({"--session.single_socket", "--name", "x"}).realtime.single_socket);
+    CHECK(!ok({"--session.single_socket", "false"}).realtime.single_socket);
+    CHECK(ok({"--session.single_socket", "true"}).realtime.single_socket);
+    CHECK(!ok({"--session.single_socket=off"}).realtime.single_socket);
+    fails({"--session.single_socket", "stray"}, "session.single_socket", "true or false");
+}
+
 TEST_CASE("--key value and --key=value; last value wins on the command line") {
     const Config c = ok({"--socket.port", "7000", "--socket.port=7001", "--name", "a", "--name",
                          "b", "--runtime.hot_reload", "--runtime.hot_reload=false"});
@@ -468,6 +477,7 @@ TEST_CASE("unknown keys, stray arguments and unreadable files: exit 2") {
     fails({"--no.such.key", "1"}, "no.such.key", "unknown");
     fails({"--socket.por", "7350"}, "socket.por", "unknown");  // no prefix guessing
     fails({"stray"}, "stray", "unexpected argument");
+    fails({"--name", "a", "true"}, "true", "--key=true");
     fails({"--socket.port", "7350", "extra"}, "extra");
 
     nk::test::TempDir dir;
