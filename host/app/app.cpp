@@ -1,0 +1,141 @@
+#include "app/app.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <stdexcept>
+#include <thread>
+
+#include "api/account.hpp"
+#include "api/health.hpp"
+#include "api/services.hpp"
+#include "auth/tokens.hpp"
+#include "core/blocking_pool.hpp"
+#include "events/handlers.hpp"
+#include "events/pipeline.hpp"
+#include "metrics/registry.hpp"
+#include "net/router.hpp"
+#include "net/server.hpp"
+#include "store/sqlite_account_store.hpp"
+
+namespace nk {
+
+namespace {
+
+// Handlers when no plugin runtime is present: none.
+class NoHandlers final : public events::HandlerSource {
+public:
+    std::shared_ptr<const events::HandlerSet> handlers() const override { return set_; }
+
+private:
+    std::shared_ptr<const events::HandlerSet> set_ = std::make_shared<events::HandlerSet>();
+};
+
+unsigned blocking_threads(unsigned configured) {
+    if (configured) return configured;
+    return std::max(4u, 2u * std::max(1u, std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+
+struct App::Impl {
+    config::Config cfg;
+    metrics::Registry registry;
+    std::unique_ptr<BlockingPool> pool;
+    std::unique_ptr<auth::Tokens> tokens;
+    std::unique_ptr<store::SqliteAccountStore> accounts;
+    NoHandlers no_handlers;
+    std::unique_ptr<events::EventPipeline> pipeline;
+    api::Services services;
+    net::Router router;
+    std::unique_ptr<net::Server> server;
+    net::Router metrics_router;
+    std::unique_ptr<net::Server> metrics_server;
+    bool started = false;
+    bool stopped = false;
+
+    explicit Impl(config::Config c) : cfg(std::move(c)), registry(cfg.metrics.prefix, cfg.metrics.node_name) {}
+};
+
+App::App(config::Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+
+App::~App() {
+    if (impl_->started && !impl_->stopped) shutdown();
+}
+
+void App::start() {
+    auto& s = *impl_;
+    const auto& cfg = s.cfg;
+    std::filesystem::create_directories(cfg.data_dir);
+
+    if (auto st = auth::Tokens::validate(cfg.session); !st.is_ok()) throw std::runtime_error(st.message());
+    s.tokens = std::make_unique<auth::Tokens>(cfg.session);
+
+    s.accounts = std::make_unique<store::SqliteAccountStore>(cfg.database);  // throws with the reason
+
+    s.pool = std::make_unique<BlockingPool>(blocking_threads(cfg.socket.blocking_threads));
+    s.pipeline = std::make_unique<events::EventPipeline>(cfg.events, s.no_handlers, &s.registry);
+    s.pipeline->start();
+
+    s.services.tokens = s.tokens.get();
+    s.services.accounts = s.accounts.get();
+    s.services.pool = s.pool.get();
+    s.services.events = s.pipeline.get();
+    s.services.event_limits = &cfg.events;
+    s.services.metrics = &s.registry;
+    s.services.proxy_count = cfg.socket.proxy_count;
+
+    api::register_health_routes(s.router);
+    api::register_account_routes(s.router, s.services);
+
+    s.server = std::make_unique<net::Server>(cfg.socket, s.router, &s.registry);
+    s.server->start();
+    spdlog::info("API server listening address={} port={} io_threads={}",
+                 cfg.socket.address.empty() ? "*" : cfg.socket.address, s.server->port(),
+                 s.server->io_thread_count());
+
+    if (cfg.metrics.prometheus_port > 0) {
+        s.metrics_router.set_fallback([&reg = s.registry](net::Request&&, net::Responder respond) {
+            net::Response r;
+            r.content_type = "text/plain; version=0.0.4";
+            r.body = reg.render();
+            respond(std::move(r));
+        });
+        net::Options mopts = cfg.socket;
+        mopts.port = cfg.metrics.prometheus_port;
+        mopts.io_threads = 1;
+        mopts.ssl_certificate.clear();
+        mopts.ssl_private_key.clear();
+        s.metrics_server = std::make_unique<net::Server>(mopts, s.metrics_router, nullptr);
+        s.metrics_server->start();
+        spdlog::info("Prometheus metrics listening port={}", s.metrics_server->port());
+    }
+    s.started = true;
+}
+
+void App::shutdown() {
+    auto& s = *impl_;
+    if (s.stopped) return;
+    s.stopped = true;
+    using namespace std::chrono;
+    const auto deadline = steady_clock::now() + seconds(s.cfg.shutdown_grace_sec);
+    auto left = [&] { return duration_cast<milliseconds>(std::max(deadline - steady_clock::now(), steady_clock::duration::zero())); };
+
+    spdlog::info("Shutdown started grace_sec={}", s.cfg.shutdown_grace_sec);
+    if (s.server) s.server->stop_accepting();
+    if (s.server) s.server->shutdown(left());
+    if (s.pipeline) {
+        const auto unhandled = s.pipeline->drain(left());
+        if (unhandled) spdlog::error("Shutdown: {} accepted events were not handled within the grace period", unhandled);
+    }
+    if (s.pool) s.pool->stop();
+    if (s.metrics_server) s.metrics_server->shutdown(milliseconds(0));
+    spdlog::info("Shutdown complete");
+}
+
+std::uint16_t App::port() const { return impl_->server ? impl_->server->port() : 0; }
+std::uint16_t App::metrics_port() const { return impl_->metrics_server ? impl_->metrics_server->port() : 0; }
+
+}  // namespace nk

@@ -1,0 +1,71 @@
+// nkhost: argument handling and signals only; App does the wiring.
+//
+//   nkhost [--config FILE]... [--key value]...   run the server
+//   nkhost check [--config FILE]... [--key value]...   load every plugin, report, exit
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "app/app.hpp"
+#include "config/config.hpp"
+#include "log/log.hpp"
+
+namespace {
+
+// Blocks SIGINT/SIGTERM in every thread (threads inherit the mask) so that the
+// main thread alone receives them with sigwait().
+sigset_t block_stop_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    return set;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const sigset_t stop_signals = block_stop_signals();
+    ::signal(SIGPIPE, SIG_IGN);
+
+    bool check = argc > 1 && std::strcmp(argv[1], "check") == 0;
+    std::vector<const char*> args(argv, argv + argc);
+    if (check) args.erase(args.begin() + 1);
+
+    auto parsed = nk::config::parse(static_cast<int>(args.size()), args.data());
+    if (!parsed.config) {
+        (parsed.exit_code == 0 ? std::cout : std::cerr) << parsed.output << (parsed.output.empty() || parsed.output.back() == '\n' ? "" : "\n");
+        return parsed.exit_code;
+    }
+    auto& cfg = *parsed.config;
+    nk::log::init(cfg.logger);
+    for (const auto& w : cfg.warnings) spdlog::warn("{}", w);
+
+    if (check) {
+        std::cerr << "nkhost: check needs the plugin runtime, which this build does not include\n";
+        return 1;
+    }
+
+    spdlog::info("nkhost starting node={} data_dir={}", cfg.name, cfg.data_dir);
+    nk::App app(cfg);
+    try {
+        app.start();
+    } catch (const std::exception& e) {
+        spdlog::critical("Startup failed: {}", e.what());
+        nk::log::flush();
+        return 1;
+    }
+    spdlog::info("Startup done");
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    spdlog::info("Received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    app.shutdown();
+    nk::log::flush();
+    return 0;
+}
