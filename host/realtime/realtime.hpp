@@ -1,0 +1,97 @@
+// Realtime: the /ws endpoint — upgrade checks, the session registry and
+// the built-in session_start / session_end events.
+//
+// Threading: authorize()/accept()/shutdown()/sessions() are thread-safe.
+// accept() takes ownership of a connection the HTTP layer has parsed an
+// upgrade request on; the stream's executor must be a strand.
+//
+// Shutdown order for the app: realtime.shutdown(grace) while the io threads
+// still run (it closes every socket with 1001 "server shutdown" and returns
+// only once every session_end has been submitted), then drain the event
+// pipeline, then stop the io threads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "events/handlers.hpp"
+#include "net/http.hpp"
+#include "net/upgrade.hpp"
+#include "realtime/options.hpp"
+#include "realtime/session_hub.hpp"
+#include "realtime/ws_session.hpp"
+
+namespace nk::metrics {
+class Registry;
+}
+namespace nk::auth {
+class Tokens;
+}
+namespace nk::net {
+class Router;
+}
+
+namespace nk::realtime {
+
+// What a valid session token says about its user.
+struct Identity {
+    std::string user_id;
+    std::string username;
+    std::map<std::string, std::string> vars;
+    std::int64_t expiry = 0;  // unix seconds
+};
+
+// Verifies a session token (signature, expiry, revocation). Thread-safe.
+using TokenVerifier = std::function<std::optional<Identity>(std::string_view token)>;
+
+class Realtime {
+public:
+    // Session tokens are checked with tokens.verify_session (signature, expiry,
+    // revocation); `tokens`, `sink` and `metrics` must outlive the io threads.
+    Realtime(const Options& options, auth::Tokens& tokens, events::EventSink* sink,
+             metrics::Registry* metrics);
+    Realtime(const Options& options, TokenVerifier verify, events::EventSink* sink,
+             metrics::Registry* metrics);
+    ~Realtime();
+    Realtime(const Realtime&) = delete;
+    Realtime& operator=(const Realtime&) = delete;
+
+    // Checks an upgrade request (Nakama's order: format, then token) and
+    // returns the session to open, or the HTTP response refusing it:
+    // 400 text "Invalid format parameter" / "Protobuf format is not supported yet",
+    // 401 text "Missing or invalid token".
+    std::variant<SessionInfo, net::Response> authorize(const net::Request& request) const;
+
+    // Registers GET /ws (authorize(), then accept() or the refusal).
+    void attach(net::Router& router);
+    // The upgrade handler attach() registers.
+    void handle_upgrade(net::Request&& request, net::Upgrade& upgrade);
+
+    // Completes the upgrade on a connection authorize() accepted and serves it.
+    void accept(SessionInfo info, net::UpgradedConnection&& connection);
+    void accept(SessionInfo info, boost::beast::tcp_stream&& stream, UpgradeRequest&& request);
+    void accept(SessionInfo info, boost::beast::ssl_stream<boost::beast::tcp_stream>&& stream,
+                UpgradeRequest&& request);
+
+    // Closes every socket (1001 "server shutdown"), refuses new ones, and
+    // returns once every session_end was submitted. Sockets that have not
+    // finished within `grace` are dropped; if the io threads no longer run,
+    // the remaining session_end events are submitted from here. Idempotent.
+    void shutdown(std::chrono::milliseconds grace);
+
+    SessionRegistry& sessions() { return hub_->registry(); }
+    const Options& options() const { return hub_->options(); }
+
+private:
+    std::shared_ptr<SessionHub> hub_;
+    TokenVerifier verify_;
+};
+
+}  // namespace nk::realtime

@@ -1,0 +1,55 @@
+// SessionHub: what every realtime session shares — options, the registry,
+// the event sink and the socket metrics — and the two lifecycle steps that
+// produce session_start and session_end.
+//
+// Sessions hold a shared_ptr to the hub, so it outlives every socket. The
+// sink and metrics registry are borrowed and must outlive the io threads.
+// Thread-safe.
+#pragma once
+
+#include <memory>
+
+#include "events/event.hpp"
+#include "events/handlers.hpp"
+#include "realtime/options.hpp"
+#include "realtime/session.hpp"
+#include "realtime/session_registry.hpp"
+
+namespace nk::metrics {
+class Registry;
+class Counter;
+class Gauge;
+}  // namespace nk::metrics
+
+namespace nk::realtime {
+
+class SessionHub {
+public:
+    SessionHub(const Options& options, events::EventSink* sink, metrics::Registry* metrics);
+
+    const Options& options() const { return options_; }
+    SessionRegistry& registry() { return registry_; }
+
+    // A socket was accepted: emits session_start, then registers the session
+    // and (single_socket) closes the user's older sessions. Returns false when
+    // the hub refuses new sessions (shutdown began): the session has then been
+    // ended already ("server shutdown") and the caller must drop the socket.
+    bool start(const std::shared_ptr<Session>& session);
+
+    // The session is over: emits session_end with the recorded reason and
+    // unregisters it. Exactly once per started session, whoever calls first.
+    void end(Session& session);
+
+    // Builds the event the hub submits (exposed for tests).
+    static events::Event make_event(events::Kind kind, const Session& session);
+
+private:
+    Options options_;
+    events::EventSink* sink_;
+    SessionRegistry registry_;
+    metrics::Counter* opened_ = nullptr;
+    metrics::Counter* closed_ = nullptr;
+    metrics::Gauge* open_ = nullptr;
+};
+
+}  // namespace nk::realtime

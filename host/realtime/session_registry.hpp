@@ -1,0 +1,47 @@
+// SessionRegistry: the open realtime sessions, by session id and by user.
+//
+// Thread-safe (one mutex; every operation is short). Holds strong references:
+// a session stays registered until it removes itself when it ends. After
+// close_for_new(), add() refuses sessions, so a shutdown sees every session
+// that will ever start.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "realtime/session.hpp"
+
+namespace nk::realtime {
+
+class SessionRegistry {
+public:
+    // Adds `session`. Returns false (and adds nothing) once closed for new sessions.
+    // `same_user` receives the sessions of the same user that were already open.
+    bool add(const std::shared_ptr<Session>& session,
+             std::vector<std::shared_ptr<Session>>* same_user = nullptr);
+    // Removes the session with this id (no-op when absent). Returns true if removed.
+    bool remove(const std::string& session_id);
+
+    std::shared_ptr<Session> find(const std::string& session_id) const;
+    std::vector<std::shared_ptr<Session>> for_user(const std::string& user_id) const;
+    std::vector<std::shared_ptr<Session>> all() const;
+    std::size_t size() const;
+
+    void close_for_new();
+    // Waits until no session is registered or the deadline passes. True when empty.
+    bool wait_empty(std::chrono::steady_clock::time_point deadline) const;
+
+private:
+    mutable std::mutex mutex_;
+    mutable std::condition_variable emptied_;
+    bool closed_ = false;
+    std::unordered_map<std::string, std::shared_ptr<Session>> by_id_;
+    std::unordered_multimap<std::string, std::string> by_user_;  // user id -> session id
+};
+
+}  // namespace nk::realtime

@@ -1,0 +1,194 @@
+// Socket-free parts of realtime: envelope codec, end-reason bookkeeping, registry.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "realtime/envelope.hpp"
+#include "realtime/session_end.hpp"
+#include "realtime/session_hub.hpp"
+#include "realtime/session_registry.hpp"
+
+using namespace nk::realtime;
+
+TEST_CASE("parse_envelope classifies kinds and keeps the cid") {
+    auto ping = parse_envelope(R"({"cid":"7","ping":{}})");
+    REQUIRE(ping);
+    CHECK(ping->type == Envelope::Type::ping);
+    CHECK(ping->cid == "7");
+
+    auto pong = parse_envelope(R"({"pong":{}})");
+    REQUIRE(pong);
+    CHECK(pong->type == Envelope::Type::pong);
+    CHECK(pong->cid.empty());
+
+    auto other = parse_envelope(R"({"channel_join":{"target":"x","type":1},"cid":"9"})");
+    REQUIRE(other);
+    CHECK(other->type == Envelope::Type::other);
+    CHECK(other->kind == "channel_join");
+    CHECK(other->cid == "9");
+
+    auto empty = parse_envelope(R"({"cid":"3"})");
+    REQUIRE(empty);
+    CHECK(empty->type == Envelope::Type::empty);
+    CHECK(empty->cid == "3");
+
+    auto null_kind = parse_envelope(R"({"cid":"4","ping":null})");
+    REQUIRE(null_kind);
+    CHECK(null_kind->type == Envelope::Type::empty);
+}
+
+TEST_CASE("parse_envelope rejects malformed payloads") {
+    CHECK_FALSE(parse_envelope(""));
+    CHECK_FALSE(parse_envelope("{"));
+    CHECK_FALSE(parse_envelope("[]"));
+    CHECK_FALSE(parse_envelope("\"ping\""));
+    CHECK_FALSE(parse_envelope(R"({"cid":1,"ping":{}})"));
+    CHECK_FALSE(parse_envelope(R"({"ping":1})"));
+    CHECK_FALSE(parse_envelope(R"({"ping":{},"pong":{}})"));
+    CHECK_FALSE(parse_envelope(R"({"ping":{}} trailing)"));
+    CHECK_FALSE(parse_envelope("{\"cid\":\"\xff\",\"ping\":{}}"));
+}
+
+TEST_CASE("encoders produce Nakama's envelopes") {
+    CHECK(encode_pong("12") == R"({"cid":"12","pong":{}})");
+    CHECK(encode_pong("") == R"({"pong":{}})");
+    CHECK(encode_error("5", EnvelopeError::unrecognized_payload, "Unsupported message kind: rpc") ==
+          R"({"cid":"5","error":{"code":1,"message":"Unsupported message kind: rpc"}})");
+    CHECK(encode_error("", EnvelopeError::missing_payload, "say \"hi\"") ==
+          R"({"error":{"code":2,"message":"say \"hi\""}})");
+}
+
+TEST_CASE("end reasons use Nakama's texts") {
+    CHECK(end_reason_text(EndReason::normal) == "");
+    CHECK(end_reason_text(EndReason::connection_lost) == "connection lost");
+    CHECK(end_reason_text(EndReason::pong_timeout) == "pong timeout");
+    CHECK(end_reason_text(EndReason::message_too_big) == "message too big");
+    CHECK(end_reason_text(EndReason::malformed_payload) == "received malformed payload");
+    CHECK(end_reason_text(EndReason::queue_full) == "session outgoing queue full");
+    CHECK(end_reason_text(EndReason::kicked) == "server-side session disconnect");
+    CHECK(end_reason_text(EndReason::server_shutdown) == "server shutdown");
+    CHECK(end_reason_text(EndReason::client_close, 4000) == "websocket: close 4000");
+}
+
+TEST_CASE("SessionEnding keeps the first cause and grants the end once under races") {
+    for (int round = 0; round < 200; ++round) {
+        SessionEnding ending;
+        std::atomic<int> first_records{0};
+        std::atomic<int> claims{0};
+        std::vector<std::thread> threads;
+        const EndReason reasons[] = {EndReason::normal, EndReason::pong_timeout,
+                                     EndReason::server_shutdown, EndReason::connection_lost};
+        for (EndReason r : reasons) {
+            threads.emplace_back([&, r] {
+                if (ending.record(r)) first_records.fetch_add(1);
+                if (ending.claim_end()) claims.fetch_add(1);
+            });
+        }
+        for (auto& t : threads) t.join();
+        CHECK(first_records.load() == 1);
+        CHECK(claims.load() == 1);
+        CHECK(ending.reason() != EndReason::none);
+        CHECK(ending.ended());
+    }
+}
+
+namespace {
+
+struct FakeSocket final : Session {
+    using Session::Session;
+    std::atomic<int> closes{0};
+    void close(EndReason reason) override {
+        ending().record(reason);
+        closes.fetch_add(1);
+    }
+    void abort(EndReason reason) override { close(reason); }
+};
+
+std::shared_ptr<FakeSocket> make_session(std::string id, std::string user) {
+    SessionInfo info;
+    info.session_id = std::move(id);
+    info.user_id = std::move(user);
+    return std::make_shared<FakeSocket>(std::move(info));
+}
+
+struct RecordingSink final : nk::events::EventSink {
+    std::mutex mutex;
+    std::vector<nk::events::Event> events;
+    nk::events::SubmitResult submit(nk::events::Event&& e) override {
+        std::lock_guard lock(mutex);
+        events.push_back(std::move(e));
+        return nk::events::SubmitResult::accepted;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("SessionRegistry indexes by id and user and refuses after close_for_new") {
+    SessionRegistry registry;
+    auto a = make_session("a", "u1");
+    auto b = make_session("b", "u1");
+    auto c = make_session("c", "u2");
+    std::vector<std::shared_ptr<Session>> same;
+    CHECK(registry.add(a, &same));
+    CHECK(same.empty());
+    CHECK(registry.add(b, &same));
+    REQUIRE(same.size() == 1);
+    CHECK(same[0]->id() == "a");
+    CHECK(registry.add(c));
+    CHECK(registry.size() == 3);
+    CHECK(registry.for_user("u1").size() == 2);
+    CHECK(registry.find("c") == c);
+    CHECK(registry.remove("a"));
+    CHECK_FALSE(registry.remove("a"));
+    CHECK(registry.for_user("u1").size() == 1);
+    registry.close_for_new();
+    CHECK_FALSE(registry.add(make_session("d", "u3")));
+    registry.remove("b");
+    registry.remove("c");
+    CHECK(registry.wait_empty(std::chrono::steady_clock::now()));
+}
+
+TEST_CASE("SessionHub emits one start and one end, kicks older sockets with single_socket") {
+    Options options;
+    options.single_socket = true;
+    RecordingSink sink;
+    SessionHub hub(options, &sink, nullptr);
+    auto first = make_session("s1", "u1");
+    auto second = make_session("s2", "u1");
+    REQUIRE(hub.start(first));
+    REQUIRE(hub.start(second));
+    CHECK(first->closes.load() == 1);
+    CHECK(first->ending().reason() == EndReason::kicked);
+    CHECK(second->closes.load() == 0);
+
+    std::vector<std::thread> enders;
+    for (int i = 0; i < 4; ++i) enders.emplace_back([&] { hub.end(*first); });
+    for (auto& t : enders) t.join();
+    hub.end(*second);  // no recorded cause: a vanished socket
+
+    std::lock_guard lock(sink.mutex);
+    REQUIRE(sink.events.size() == 4);
+    CHECK(sink.events[0].name == "session_start");
+    CHECK(sink.events[0].properties.empty());
+    CHECK(sink.events[2].name == "session_end");
+    CHECK(sink.events[2].context.session_id == "s1");
+    REQUIRE(sink.events[2].properties.size() == 1);
+    CHECK(sink.events[2].properties[0].second == "server-side session disconnect");
+    CHECK(sink.events[3].properties[0].second == "connection lost");
+    CHECK(hub.registry().size() == 0);
+}
+
+TEST_CASE("SessionHub ends a session at once when shutdown began") {
+    RecordingSink sink;
+    SessionHub hub(Options{}, &sink, nullptr);
+    hub.registry().close_for_new();
+    auto s = make_session("late", "u");
+    CHECK_FALSE(hub.start(s));
+    std::lock_guard lock(sink.mutex);
+    REQUIRE(sink.events.size() == 2);
+    CHECK(sink.events[0].kind == nk::events::Kind::session_start);
+    CHECK(sink.events[1].kind == nk::events::Kind::session_end);
+    CHECK(sink.events[1].properties[0].second == "server shutdown");
+}
