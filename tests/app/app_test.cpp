@@ -1,0 +1,150 @@
+// Runs the real nkhost binary: what an operator sees.
+#include <doctest/doctest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/process.hpp"
+
+using nk::test::ServerProcess;
+using nk::test::TempDir;
+
+namespace {
+
+std::vector<std::string> base_args(const TempDir& dir, std::uint16_t port) {
+    return {"--socket.address", "127.0.0.1", "--socket.port", std::to_string(port), "--data_dir",
+            dir.path().string()};
+}
+
+}  // namespace
+
+TEST_CASE("the server starts, answers the health routes and exits 0 on SIGTERM") {
+    TempDir dir;
+    const auto port = nk::test::free_port();
+    ServerProcess server(base_args(dir, port));
+    REQUIRE(server.wait_ready(port));
+
+    httplib::Client cli("127.0.0.1", port);
+    auto health = cli.Get("/healthcheck");
+    REQUIRE(health);
+    CHECK(health->status == 200);
+    CHECK(health->body == "{}");
+    auto root = cli.Get("/");
+    REQUIRE(root);
+    CHECK(root->status == 200);
+    CHECK(root->body.empty());
+
+    const auto out = server.output();
+    CHECK(out.find("socket.server_key is the default") != std::string::npos);
+    CHECK(server.stop(SIGTERM) == 0);
+    CHECK(server.output().find("Shutdown complete") != std::string::npos);
+}
+
+TEST_CASE("SIGINT also shuts down cleanly") {
+    TempDir dir;
+    const auto port = nk::test::free_port();
+    ServerProcess server(base_args(dir, port));
+    REQUIRE(server.wait_ready(port));
+    CHECK(server.stop(SIGINT) == 0);
+}
+
+TEST_CASE("invalid configuration exits 2 with one line naming the key") {
+    auto r = nk::test::run_nkhost({"--runtime.event_queue_workers", "0"});
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find("runtime.event_queue_workers") != std::string::npos);
+
+    r = nk::test::run_nkhost({"--no.such_key", "1"});
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find("no.such_key") != std::string::npos);
+}
+
+TEST_CASE("--version and --help exit 0") {
+    auto r = nk::test::run_nkhost({"--version"});
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.rfind("nkhost ", 0) == 0);
+    r = nk::test::run_nkhost({"--help"});
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("runtime.event_queue_size") != std::string::npos);
+}
+
+TEST_CASE("a port in use fails startup with a clear line and exit 1") {
+    TempDir dir;
+    const auto port = nk::test::free_port();
+    ServerProcess first(base_args(dir, port));
+    REQUIRE(first.wait_ready(port));
+    TempDir dir2;
+    auto r = nk::test::run_nkhost(base_args(dir2, port));
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.find("Startup failed") != std::string::npos);
+    CHECK(first.stop(SIGTERM) == 0);
+}
+
+TEST_CASE("Prometheus text on metrics.prometheus_port, prefixed, with node_name") {
+    TempDir dir;
+    const auto port = nk::test::free_port();
+    const auto mport = nk::test::free_port();
+    auto args = base_args(dir, port);
+    args.insert(args.end(), {"--metrics.prometheus_port", std::to_string(mport), "--metrics.prefix", "nakama",
+                             "--name", "node7"});
+    ServerProcess server(args);
+    REQUIRE(server.wait_ready(port));
+    httplib::Client api("127.0.0.1", port);
+    REQUIRE(api.Get("/healthcheck"));
+    httplib::Client metrics("127.0.0.1", mport);
+    auto r = metrics.Get("/any/path");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->get_header_value("Content-Type").find("text/plain") == 0);
+    CHECK(r->body.find("# TYPE nakama_http_requests counter") != std::string::npos);
+    CHECK(r->body.find("node_name=\"node7\"") != std::string::npos);
+    CHECK(server.stop(SIGTERM) == 0);
+}
+
+TEST_CASE("SIGTERM while requests are in flight: every accepted request gets a complete response") {
+    TempDir dir;
+    const auto port = nk::test::free_port();
+    const auto mport = nk::test::free_port();
+    auto args = base_args(dir, port);
+    args.insert(args.end(), {"--metrics.prometheus_port", std::to_string(mport)});
+    // bcrypt at a high cost makes each email authentication take a noticeable time.
+    args.insert(args.end(), {"--database.bcrypt_cost", "13", "--socket.blocking_threads", "8"});
+    ServerProcess server(args);
+    REQUIRE(server.wait_ready(port));
+
+    constexpr int kClients = 6;
+    std::atomic<int> started{0};
+    std::vector<int> statuses(kClients, -1);
+    std::vector<std::thread> clients;
+    for (int i = 0; i < kClients; ++i) {
+        clients.emplace_back([&, i] {
+            httplib::Client cli("127.0.0.1", port);
+            cli.set_read_timeout(120, 0);
+            cli.set_basic_auth("defaultkey", "");
+            started.fetch_add(1);
+            auto r = cli.Post("/v2/account/authenticate/email?create=true",
+                              "{\"email\":\"p" + std::to_string(i) + "@example.com\",\"password\":\"password123\"}",
+                              "application/json");
+            statuses[i] = r ? r->status : -1;
+        });
+    }
+    // Signal only once the server has accepted every connection.
+    httplib::Client metrics("127.0.0.1", mport);
+    const std::string open_line = "nkhost_http_connections_open{node_name=\"nakama\"} " + std::to_string(kClients);
+    bool all_open = false;
+    for (int i = 0; i < 3000 && !all_open; ++i) {
+        auto m = metrics.Get("/");
+        all_open = m && m->body.find(open_line) != std::string::npos;
+        if (!all_open) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE(all_open);
+    CHECK(server.stop(SIGTERM, std::chrono::seconds(120)) == 0);
+    for (auto& t : clients) t.join();
+    for (int i = 0; i < kClients; ++i) {
+        CAPTURE(i);
+        CHECK(statuses[i] == 200);
+    }
+}
