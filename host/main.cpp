@@ -13,6 +13,7 @@
 #include "app/app.hpp"
 #include "config/config.hpp"
 #include "log/log.hpp"
+#include "runtime/check.hpp"
 
 namespace {
 
@@ -46,10 +47,7 @@ int main(int argc, char** argv) {
     nk::log::init(cfg.logger);
     for (const auto& w : cfg.warnings) spdlog::warn("{}", w);
 
-    if (check) {
-        std::cerr << "nkhost: check needs the plugin runtime, which this build does not include\n";
-        return 1;
-    }
+    if (check) return nk::runtime::run_check(cfg.runtime, std::cout);
 
     spdlog::info("nkhost starting node={} data_dir={}", cfg.name, cfg.data_dir);
     nk::App app(cfg);

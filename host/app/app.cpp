@@ -9,7 +9,9 @@
 #include <thread>
 
 #include "api/account.hpp"
+#include "api/event_api.hpp"
 #include "api/health.hpp"
+#include "api/rpc_api.hpp"
 #include "api/services.hpp"
 #include "auth/tokens.hpp"
 #include "core/blocking_pool.hpp"
@@ -18,20 +20,13 @@
 #include "metrics/registry.hpp"
 #include "net/router.hpp"
 #include "net/server.hpp"
+#include "realtime/realtime.hpp"
+#include "runtime/runtime.hpp"
 #include "store/sqlite_account_store.hpp"
 
 namespace nk {
 
 namespace {
-
-// Handlers when no plugin runtime is present: none.
-class NoHandlers final : public events::HandlerSource {
-public:
-    std::shared_ptr<const events::HandlerSet> handlers() const override { return set_; }
-
-private:
-    std::shared_ptr<const events::HandlerSet> set_ = std::make_shared<events::HandlerSet>();
-};
 
 unsigned blocking_threads(unsigned configured) {
     if (configured) return configured;
@@ -46,8 +41,9 @@ struct App::Impl {
     std::unique_ptr<BlockingPool> pool;
     std::unique_ptr<auth::Tokens> tokens;
     std::unique_ptr<store::SqliteAccountStore> accounts;
-    NoHandlers no_handlers;
+    std::unique_ptr<runtime::Runtime> runtime;
     std::unique_ptr<events::EventPipeline> pipeline;
+    std::unique_ptr<realtime::Realtime> realtime;
     api::Services services;
     net::Router router;
     std::unique_ptr<net::Server> server;
@@ -76,19 +72,33 @@ void App::start() {
     s.accounts = std::make_unique<store::SqliteAccountStore>(cfg.database);  // throws with the reason
 
     s.pool = std::make_unique<BlockingPool>(blocking_threads(cfg.socket.blocking_threads));
-    s.pipeline = std::make_unique<events::EventPipeline>(cfg.events, s.no_handlers, &s.registry);
+
+    runtime::Dependencies deps;
+    deps.accounts = s.accounts.get();
+    deps.metrics = &s.registry;
+    s.runtime = std::make_unique<runtime::Runtime>(cfg.runtime, deps);
+    s.pipeline = std::make_unique<events::EventPipeline>(cfg.events, *s.runtime, &s.registry);
+    s.runtime->set_event_sink(s.pipeline.get());
     s.pipeline->start();
+    if (auto st = s.runtime->load_all(); !st.is_ok()) throw std::runtime_error(st.message());
+    spdlog::info("Runtime modules loaded count={} path={}", s.runtime->module_count(),
+                 runtime::effective_module_path(cfg.runtime).string());
 
     s.services.tokens = s.tokens.get();
     s.services.accounts = s.accounts.get();
     s.services.pool = s.pool.get();
     s.services.events = s.pipeline.get();
     s.services.event_limits = &cfg.events;
+    s.services.runtime = s.runtime.get();
     s.services.metrics = &s.registry;
     s.services.proxy_count = cfg.socket.proxy_count;
 
     api::register_health_routes(s.router);
     api::register_account_routes(s.router, s.services);
+    api::register_event_routes(s.router, s.services);
+    api::register_rpc_routes(s.router, s.services);
+    s.realtime = std::make_unique<realtime::Realtime>(cfg.realtime, *s.tokens, s.pipeline.get(), &s.registry);
+    s.realtime->attach(s.router);
 
     s.server = std::make_unique<net::Server>(cfg.socket, s.router, &s.registry);
     s.server->start();
@@ -125,11 +135,14 @@ void App::shutdown() {
 
     spdlog::info("Shutdown started grace_sec={}", s.cfg.shutdown_grace_sec);
     if (s.server) s.server->stop_accepting();
+    // Sockets close first so that every session_end is queued before the queue drains.
+    if (s.realtime) s.realtime->shutdown(left());
     if (s.server) s.server->shutdown(left());
     if (s.pipeline) {
         const auto unhandled = s.pipeline->drain(left());
         if (unhandled) spdlog::error("Shutdown: {} accepted events were not handled within the grace period", unhandled);
     }
+    if (s.runtime) s.runtime->run_shutdown_handlers(left());
     if (s.pool) s.pool->stop();
     if (s.metrics_server) s.metrics_server->shutdown(milliseconds(0));
     spdlog::info("Shutdown complete");
