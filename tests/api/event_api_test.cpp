@@ -135,6 +135,7 @@ struct EventServer {
         c.set_read_timeout(30, 0);
         c.set_connection_timeout(10, 0);
         c.set_keep_alive(true);
+        c.set_tcp_nodelay(true);
         return c;
     }
     httplib::Headers auth() const { return {{"Authorization", "Bearer " + token}}; }
