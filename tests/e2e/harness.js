@@ -43,7 +43,10 @@ async function startServer(opts = {}) {
   const modules = path.join(dataDir, 'modules');
   fs.mkdirSync(modules, { recursive: true });
   for (const name of opts.plugins || []) {
-    fs.copyFileSync(path.join(buildDir, 'modules', `${name}.so`), path.join(modules, `${name}.so`));
+    const candidates = ['modules', 'e2e-modules'].map((d) => path.join(buildDir, d, `${name}.so`));
+    const found = candidates.find((p) => fs.existsSync(p));
+    if (!found) throw new Error(`plugin ${name}.so not built (looked in ${candidates.join(', ')})`);
+    fs.copyFileSync(found, path.join(modules, `${name}.so`));
   }
   const port = await freePort();
   const args = ['--socket.address', '127.0.0.1', '--socket.port', String(port), '--data_dir', dataDir,
