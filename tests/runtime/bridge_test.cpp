@@ -6,6 +6,7 @@
 
 #include "events/pipeline.hpp"
 #include "metrics/registry.hpp"
+#include "store/sqlite_account_store.hpp"
 #include "runtime/runtime.hpp"
 #include "nk/sdk.h"
 #include "runtime_support.hpp"
@@ -328,4 +329,35 @@ TEST_CASE("concurrent calls while events flow (TSan target)") {
     for (auto& th : threads) th.join();
     CHECK(wait_until([&] { return h.sink.count("pong") == 200; }));
     CHECK(h.sink.count("after_update") == 200);
+}
+
+TEST_CASE("nk.account_get_id / account_update_id reach the real account store") {
+    TempDir db;
+    store::Options so;
+    so.address = (db / "accounts.db").string();
+    store::SqliteAccountStore accounts(so);
+    store::AuthResult user;
+    REQUIRE(accounts.authenticate_device("device-runtime-0001", "carol", true, user).is_ok());
+
+    TempDir tmp;
+    install(tmp / "modules", {fixture("events_good")});
+    runtime::Options o;
+    o.path = (tmp / "modules").string();
+    o.data_dir = tmp.path().string();
+    runtime::Dependencies deps;
+    deps.accounts = &accounts;
+    runtime::Runtime rt(o, deps);
+    REQUIRE(rt.load_all().is_ok());
+
+    RequestContext ctx;
+    ctx.user_id = user.user_id;
+    std::string out;
+    REQUIRE(rt.rpc("account", ctx, user.user_id, out).is_ok());
+    CHECK(out == user.user_id + "|carol");
+    REQUIRE(rt.rpc("rename", ctx, "Carol C.", out).is_ok());
+    store::Account a;
+    REQUIRE(accounts.get_account(user.user_id, a).is_ok());
+    CHECK(a.display_name == "Carol C.");
+    Status st = rt.rpc("account", ctx, "00000000-0000-4000-8000-000000000000", out);
+    CHECK(st.code() == Code::not_found);
 }
