@@ -290,7 +290,9 @@ void install(const Options& options, spdlog::sink_ptr console) {
     auto logger = std::make_shared<spdlog::logger>("", sinks.begin(), sinks.end());
     logger->set_formatter(make_formatter(options.format));
     logger->set_level(*level);
-    logger->flush_on(spdlog::level::warn);
+    // Every line reaches its file at once (stdout is flushed per line by spdlog anyway), so a
+    // crash loses nothing and tools tailing the file see lines as they happen.
+    logger->flush_on(spdlog::level::trace);
     spdlog::set_default_logger(std::move(logger));
 }
 

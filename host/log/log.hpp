@@ -42,7 +42,8 @@ void init(const Options& options, std::ostream& out);
 // Logs `msg` with structured fields through the default logger (no-op below its level).
 void write(spdlog::level::level_enum level, std::string_view msg, const Fields& fields);
 
-// Flushes every sink of the default logger (warn and above are flushed immediately).
+// Flushes every sink of the default logger. init() already flushes after every line, so this is
+// only a safety net before exit.
 void flush();
 
 // "debug"|"info"|"warn"|"error" (also "trace", "fatal") -> level; nullopt otherwise.
