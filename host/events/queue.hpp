@@ -14,10 +14,11 @@
 //
 // Why our own ring: bench/queue compares it with Boost.Lockfree (fixed-size queue capped at
 // 65535 cells, only trivially copyable values, so one heap node per event, and no blocking
-// pop) and moodycamel::BlockingConcurrentQueue (unbounded: bounding it needs a counter like
-// ours, and its semaphore costs an RMW per element on every push). The ring is Vyukov's bounded
+// pop) and moodycamel::BlockingConcurrentQueue (faster in most runs on a loaded 2-core machine,
+// but unbounded: bounding it needs a counter like ours, and it has no close/wake-all, so drain
+// would need poison pills or periodic wake-ups of idle workers). The ring is Vyukov's bounded
 // MPMC array; since a reservation guarantees a free cell, a push is a plain fetch_add on the
-// enqueue position. See bench/README.md "Event queue" for the figures.
+// enqueue position. See bench/README.md "Event queue" for the figures and the follow-up.
 //
 // Threading: every member is thread-safe. T must be nothrow move-constructible.
 #pragma once
