@@ -220,10 +220,15 @@ TEST_CASE("fixture before_rejects: reject with code and message, or rewrite the 
     st = h.rt->before("GetAccount", user_ctx(), none);
     CHECK(st.code() == Code::unavailable);
     CHECK(st.message() == "Request rejected by before hook.");
+    // Rewriting keeps every field of the message, timestamp included.
+    std::string ev = "{\"name\":\"x\",\"timestamp\":\"2024-02-29T12:00:00.25Z\",\"external\":true}";
+    REQUIRE(h.rt->before("Event", user_ctx(), ev).is_ok());
+    CHECK(ev == "{\"name\":\"x\",\"properties\":{\"checked\":\"yes\"},\"timestamp\":"
+                "\"2024-02-29T12:00:00.25Z\",\"external\":true}");
     // No hook for this id: input untouched.
-    std::string ev = "{\"name\":\"x\"}";
-    CHECK(h.rt->before("Event", user_ctx(), ev).is_ok());
-    CHECK(ev == "{\"name\":\"x\"}");
+    std::string logout = "{\"token\":\"t\"}";
+    CHECK(h.rt->before("SessionLogout", user_ctx(), logout).is_ok());
+    CHECK(logout == "{\"token\":\"t\"}");
 }
 
 TEST_CASE("fixture slow_handler: other events keep flowing; shutdown grace is bounded") {

@@ -424,16 +424,66 @@ inline void write(Writer& w, const SessionLogoutRequest& r) {
     put(w, "refresh_token", r.refresh_token);
     w.EndObject();
 }
-// Event JSON as /v2/event speaks it (timestamp as RFC 3339 is kept opaque).
+// RFC 3339 UTC ("2023-11-14T22:13:20Z", optional fraction) <-> unix seconds + nanos.
+inline bool parse_rfc3339(const std::string& s, std::int64_t& sec, std::int32_t& nanos) {
+    int y, mo, d, h, mi, se;
+    char rest[40] = {0};
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%39s", &y, &mo, &d, &h, &mi, &se, rest) < 6)
+        return false;
+    // Days from civil (Howard Hinnant's algorithm): no timegm() dependency.
+    y -= mo <= 2;
+    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const unsigned yoe = static_cast<unsigned>(y - era * 400);
+    const unsigned doy = (153 * static_cast<unsigned>(mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    sec = (era * 146097 + doe - 719468) * 86400 + h * 3600 + mi * 60 + se;
+    nanos = 0;
+    if (rest[0] == '.') {
+        std::int32_t scale = 100000000;
+        for (const char* p = rest + 1; *p >= '0' && *p <= '9'; ++p, scale /= 10) nanos += (*p - '0') * scale;
+    }
+    return true;
+}
+inline std::string format_rfc3339(std::int64_t sec, std::int32_t nanos) {
+    const std::int64_t z = (sec >= 0 ? sec : sec - 86399) / 86400 + 719468;
+    const std::int64_t secs_of_day = sec - (z - 719468) * 86400;
+    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const unsigned doe = static_cast<unsigned>(z - era * 146097);
+    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const unsigned mp = (5 * doy + 2) / 153;
+    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+    const std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2);
+    const int hh = static_cast<int>(secs_of_day / 3600), mm = static_cast<int>(secs_of_day / 60 % 60),
+              ss = static_cast<int>(secs_of_day % 60);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d", static_cast<long long>(y), m, d,
+                  hh, mm, ss);
+    std::string out = buf;
+    if (nanos > 0) {
+        std::snprintf(buf, sizeof buf, ".%09d", nanos);
+        std::string frac = buf;
+        while (frac.back() == '0') frac.pop_back();
+        out += frac;
+    }
+    return out + "Z";
+}
+
+// Event JSON as /v2/event speaks it.
 inline void read(const Value& o, Event& e) {
     get(o, "name", e.name);
     get(o, "properties", e.properties);
     get(o, "external", e.external);
+    std::string ts;
+    get(o, "timestamp", ts);
+    e.has_timestamp = !ts.empty() && parse_rfc3339(ts, e.timestamp_seconds, e.timestamp_nanos);
 }
 inline void write(Writer& w, const Event& e) {
     w.StartObject();
     put(w, "name", e.name, false);
     put(w, "properties", e.properties);
+    if (e.has_timestamp) put(w, "timestamp", format_rfc3339(e.timestamp_seconds, e.timestamp_nanos));
     w.Key("external");
     w.Bool(e.external);
     w.EndObject();
