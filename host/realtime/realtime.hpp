@@ -9,6 +9,24 @@
 // still run (it closes every socket with 1001 "server shutdown" and returns
 // only once every session_end has been submitted), then drain the event
 // pipeline, then stop the io threads.
+//
+// Envelopes (JSON text frames only): "ping" -> "pong" with the same cid;
+// "pong" is ignored. Differences from Nakama, on purpose:
+// - A well-formed envelope of a kind nkhost does not handle yet gets
+//   {"cid":..,"error":{"code":1,"message":"Unsupported message kind: <kind>"}}
+//   and the socket STAYS OPEN (Nakama disconnects), so a game's optional
+//   features fail softly. Any member besides "cid" whose value is an object
+//   counts as a kind; more than one kind is a malformed payload.
+// - format=protobuf is refused with 400 (not supported yet).
+// - A binary frame on a JSON socket ends with "received malformed payload".
+// - The session id is a UUID v4 (Nakama: v1); the pong-timeout reason is
+//   "pong timeout" and a failed write deadline "write timeout" (Nakama puts
+//   Go's raw i/o error text there).
+// As in Nakama: an empty envelope gets code 2 "Missing message." and the
+// socket is closed ("error processing message"); malformed JSON closes with
+// "received malformed payload"; over max_message_size_bytes closes with 1009
+// ("message too big"); server-initiated closes send code 1000 with the reason
+// as close text (1001 on shutdown).
 #pragma once
 
 #include <chrono>

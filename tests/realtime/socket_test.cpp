@@ -521,7 +521,7 @@ TEST_CASE("a reading client answers server pings and stays open past several pon
         2000ms);
     CHECK(ec == asio::error::timed_out);  // nothing arrived: the socket stayed open
     CHECK(pings >= 3);
-    CHECK(h.recorder().count(Kind::session_end, c.session_id()) == 1);  // the safety net closed it
+    CHECK(end_reason(h, c.session_id()) == "connection lost");  // the safety net dropped it
     h.stop();
     h.check_pairs();
 }
@@ -618,7 +618,6 @@ TEST_CASE("server shutdown closes with 1001 and every session_end is handled") {
     CHECK(end_reason(h, reading.session_id()) == "server shutdown");
     CHECK(end_reason(h, silent.session_id()) == "server shutdown");
 
-    Client late(h.port());  // the server is down: connecting or upgrading fails
     h.check_pairs();
 }
 
