@@ -256,7 +256,8 @@ template <typename Stream>
 class Connection final : public ConnectionBase,
                          public std::enable_shared_from_this<Connection<Stream>> {
 public:
-    Connection(ServerCore& server, Stream stream) : server_(server), stream_(std::move(stream)) {
+    Connection(ServerCore& server, Stream stream)
+        : server_(server), stream_(std::move(stream)), executor_(stream_.get_executor()) {
         boost::system::error_code ec;
         auto ep = lowest().socket().remote_endpoint(ec);
         if (!ec) {
@@ -304,7 +305,7 @@ public:
         if (state_ != State::closed && !detached_) close_now();
     }
 
-    asio::any_io_executor executor() override { return lowest().get_executor(); }
+    asio::any_io_executor executor() override { return executor_; }
 
 private:
     enum class State { idle, reading, handling, writing, lingering, closed };
@@ -506,7 +507,7 @@ private:
         }
         Responder responder([self = this->shared_from_this()](Response&& r) {
             // Inline when already on this connection's thread, else posted there.
-            asio::dispatch(self->lowest().get_executor(), [self, r = std::move(r)]() mutable {
+            asio::dispatch(self->executor_, [self, r = std::move(r)]() mutable {
                 self->send(std::move(r), self->keep_alive_, self->head());
             });
         });
@@ -647,6 +648,7 @@ private:
 
     ServerCore& server_;
     Stream stream_;
+    const asio::any_io_executor executor_;  // read from any thread by Responders
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     State state_ = State::idle;
