@@ -69,6 +69,7 @@ struct AccountServer {
         httplib::Client c("127.0.0.1", server->port());
         c.set_read_timeout(30, 0);
         c.set_connection_timeout(10, 0);
+        c.set_tcp_nodelay(true);
         return c;
     }
 
