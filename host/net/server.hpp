@@ -69,7 +69,8 @@ public:
     // requests finish and their responses be written (each such connection
     // is closed after its response), waiting at most `grace`; then closes
     // whatever is left and stops the io threads. Upgraded (taken) connections
-    // are not waited for. Returns when the io threads have stopped.
+    // are not waited for. Returns when the io threads have stopped. Call it
+    // from a thread of your own, never from an io thread (it waits for them).
     void shutdown(std::chrono::milliseconds grace);
     // Stops the io threads (without grace) and joins them. Idempotent.
     void join();
