@@ -34,7 +34,8 @@ void RevocationCache::revoke_user(const std::string& user_id, std::int64_t now) 
     std::unique_lock lock(mutex_);
     sweep_locked(now);
     auto& entry = users_[user_id];
-    if (entry.at != now) entry.issued_at.clear();
+    // Everything issued until now dies, including tokens minted earlier in this same second.
+    entry.issued_at.clear();
     entry.at = now;
 }
 

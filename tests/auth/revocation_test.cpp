@@ -30,6 +30,10 @@ TEST_CASE("a user invalidation kills older tokens but not ones minted after it i
     CHECK(cache.session_valid("u", "fresh", 1000));
     CHECK(cache.refresh_valid("u", "fresh", 1000));
     CHECK(cache.session_valid("other", "x", 10));
+    // Another invalidation in the same second also kills tokens minted since the first.
+    cache.revoke_user("u", 1000);
+    CHECK_FALSE(cache.session_valid("u", "fresh", 1000));
+    cache.note_issued("u", "fresh", 1000);
     // A second invalidation in a later second forgets the same-second exemptions.
     cache.revoke_user("u", 1002);
     CHECK_FALSE(cache.session_valid("u", "fresh", 1000));
