@@ -44,7 +44,12 @@ int main(int argc, char** argv) {
         return parsed.exit_code;
     }
     auto& cfg = *parsed.config;
-    nk::log::init(cfg.logger);
+    try {
+        nk::log::init(cfg.logger);
+    } catch (const std::exception& e) {
+        std::cerr << "nkhost: cannot set up logging: " << e.what() << "\n";
+        return 2;
+    }
     for (const auto& w : cfg.warnings) spdlog::warn("{}", w);
 
     if (check) return nk::runtime::run_check(cfg.runtime, std::cout);
