@@ -436,9 +436,14 @@ TEST_CASE("server: shutdown lets in-flight requests finish") {
             return res ? std::make_pair(res->status, res->body) : std::make_pair(-1, std::string());
         }));
     }
+    // An idle keep-alive connection is closed by shutdown, not waited for.
+    RawSocket idle(t.server->port());
+    idle.send("GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(idle.read_response().result_int() == 404);
     REQUIRE(wait_until([&] { return t.server->in_flight() == kRequests; }));
     std::uint16_t port = t.server->port();
     t.server->shutdown(20s);
+    CHECK(idle.closed_by_peer());
     for (int i = 0; i < kRequests; ++i) {
         auto [status, body] = results[i].get();
         CHECK(status == 200);
