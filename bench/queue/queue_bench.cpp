@@ -40,7 +40,8 @@ std::atomic<std::uint64_t> handled_total{0};
 HandlerSet trivial_handlers() {
     HandlerSet set;
     set.custom.push_back([](const Event& e) {
-        if (!e.name.empty()) handled_total.fetch_add(0, std::memory_order_relaxed);
+        if (!e.name.empty())
+            handled_total.fetch_add(0, std::memory_order_relaxed);
     });
     return set;
 }
@@ -54,10 +55,11 @@ Event make_event() {
 // Sleep/wake for queues without a blocking pop (Boost.Lockfree): an eventcount like ours, on a
 // mutex + condition variable, so the comparison is about the queue, not about spinning.
 class Sleepers {
-public:
+  public:
     void notify() {
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (waiters_.load(std::memory_order_relaxed) == 0) return;
+        if (waiters_.load(std::memory_order_relaxed) == 0)
+            return;
         std::lock_guard lock(m_);
         ++epoch_;
         cv_.notify_one();
@@ -68,7 +70,8 @@ public:
         waiters_.fetch_add(1, std::memory_order_relaxed);
         std::atomic_thread_fence(std::memory_order_seq_cst);
         const std::uint64_t e = epoch_;
-        if (!ready()) cv_.wait(lock, [&] { return epoch_ != e; });
+        if (!ready())
+            cv_.wait(lock, [&] { return epoch_ != e; });
         waiters_.fetch_sub(1, std::memory_order_relaxed);
     }
     void notify_all() {
@@ -77,7 +80,7 @@ public:
         cv_.notify_all();
     }
 
-private:
+  private:
     std::atomic<std::uint32_t> waiters_{0};
     std::mutex m_;
     std::condition_variable cv_;
@@ -96,7 +99,8 @@ struct RingCandidate {
         for (;;) {
             const std::size_t n = q.try_pop_bulk(buf, batch);
             if (n == 0) {
-                if (stop.load()) break;
+                if (stop.load())
+                    break;
                 q.wait_for_work([&] { return stop.load(); });
                 continue;
             }
@@ -131,9 +135,11 @@ struct BoostCandidate {
         auto* buf = static_cast<Event*>(::operator new(batch * sizeof(Event)));
         for (;;) {
             std::size_t n = 0;
-            while (n < batch && q.pop(ptrs[n])) ++n;
+            while (n < batch && q.pop(ptrs[n]))
+                ++n;
             if (n == 0) {
-                if (stop.load()) break;
+                if (stop.load())
+                    break;
                 sleepers.wait([&] { return stop.load() || !q.empty(); });
                 continue;
             }
@@ -157,7 +163,8 @@ struct MoodycamelCandidate {
     bool try_push(Event&& e) {
         std::size_t cur = held.load(std::memory_order_relaxed);
         do {
-            if (cur >= 65536) return false;
+            if (cur >= 65536)
+                return false;
         } while (!held.compare_exchange_weak(cur, cur + 1, std::memory_order_acquire));
         q.enqueue(std::move(e));
         return true;
@@ -169,7 +176,8 @@ struct MoodycamelCandidate {
             const std::size_t n =
                 q.wait_dequeue_bulk_timed(buf.begin(), batch, std::chrono::milliseconds(10));
             if (n == 0) {
-                if (stop.load() && q.size_approx() == 0) break;
+                if (stop.load() && q.size_approx() == 0)
+                    break;
                 continue;
             }
             fn(buf.data(), n);
@@ -193,7 +201,8 @@ double run_candidate(std::size_t events, unsigned producers, unsigned consumers)
             c->consume(stop, [&](Event* evs, std::size_t n) {
                 const auto set = source.handlers();
                 for (std::size_t k = 0; k < n; ++k) {
-                    for (const auto& h : set->for_kind(evs[k].kind)) h(evs[k]);
+                    for (const auto& h : set->for_kind(evs[k].kind))
+                        h(evs[k]);
                 }
                 done.fetch_add(n, std::memory_order_relaxed);
             });
@@ -206,16 +215,20 @@ double run_candidate(std::size_t events, unsigned producers, unsigned consumers)
             const std::size_t mine = events / producers + (p < events % producers ? 1 : 0);
             for (std::size_t i = 0; i < mine; ++i) {
                 Event e = make_event();
-                while (!c->try_push(std::move(e))) std::this_thread::yield();
+                while (!c->try_push(std::move(e)))
+                    std::this_thread::yield();
             }
         });
     }
-    for (auto& t : prod) t.join();
-    while (done.load(std::memory_order_relaxed) < events) std::this_thread::yield();
+    for (auto& t : prod)
+        t.join();
+    while (done.load(std::memory_order_relaxed) < events)
+        std::this_thread::yield();
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     stop = true;
     c->finish();
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     return static_cast<double>(events) / secs;
 }
 
@@ -233,12 +246,15 @@ double run_pipeline(std::size_t events, unsigned producers, unsigned workers) {
         prod.emplace_back([&, i] {
             const std::size_t mine = events / producers + (i < events % producers ? 1 : 0);
             for (std::size_t k = 0; k < mine; ++k) {
-                while (p.submit(make_event()) != SubmitResult::accepted) std::this_thread::yield();
+                while (p.submit(make_event()) != SubmitResult::accepted)
+                    std::this_thread::yield();
             }
         });
     }
-    for (auto& t : prod) t.join();
-    while (p.stats().processed < events) std::this_thread::yield();
+    for (auto& t : prod)
+        t.join();
+    while (p.stats().processed < events)
+        std::this_thread::yield();
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     p.drain(std::chrono::seconds(10));
     return static_cast<double>(events) / secs;
@@ -252,7 +268,8 @@ double median(std::vector<double> v) {
 template <class F>
 double measure(unsigned runs, F f) {
     std::vector<double> r;
-    for (unsigned i = 0; i < runs; ++i) r.push_back(f());
+    for (unsigned i = 0; i < runs; ++i)
+        r.push_back(f());
     return median(r);
 }
 
@@ -263,22 +280,31 @@ int main(int argc, char** argv) {
     const unsigned runs = argc > 2 ? static_cast<unsigned>(std::atoi(argv[2])) : 3;
     const unsigned consumers = argc > 3 ? static_cast<unsigned>(std::atoi(argv[3])) : 2;
     const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-    std::printf("event queue + dispatch, %zu events/run, median of %u runs, %u consumers, %u cpus\n",
-                events, runs, consumers, hw);
+    std::printf(
+        "event queue + dispatch, %zu events/run, median of %u runs, %u consumers, %u cpus\n",
+        events, runs, consumers, hw);
     for (unsigned producers : {1u, 4u}) {
         std::printf("\n%u producer(s)\n", producers);
-        const double ring = measure(runs, [&] { return run_candidate<RingCandidate>(events, producers, consumers); });
+        const double ring = measure(
+            runs, [&] { return run_candidate<RingCandidate>(events, producers, consumers); });
         std::printf("  %-50s %8.2f M events/s  1.00x\n", RingCandidate::name, ring / 1e6);
-        const double boost = measure(runs, [&] { return run_candidate<BoostCandidate>(events, producers, consumers); });
-        std::printf("  %-50s %8.2f M events/s  %.2fx\n", BoostCandidate::name, boost / 1e6, boost / ring);
+        const double boost = measure(
+            runs, [&] { return run_candidate<BoostCandidate>(events, producers, consumers); });
+        std::printf("  %-50s %8.2f M events/s  %.2fx\n", BoostCandidate::name, boost / 1e6,
+                    boost / ring);
 #if NK_HAVE_CONCURRENTQUEUE
-        const double mc = measure(runs, [&] { return run_candidate<MoodycamelCandidate>(events, producers, consumers); });
-        std::printf("  %-50s %8.2f M events/s  %.2fx\n", MoodycamelCandidate::name, mc / 1e6, mc / ring);
+        const double mc = measure(
+            runs, [&] { return run_candidate<MoodycamelCandidate>(events, producers, consumers); });
+        std::printf("  %-50s %8.2f M events/s  %.2fx\n", MoodycamelCandidate::name, mc / 1e6,
+                    mc / ring);
 #endif
-        const double pipe = measure(runs, [&] { return run_pipeline(events, producers, consumers); });
-        std::printf("  %-50s %8.2f M events/s  %.2fx\n", "EventPipeline (ring + metrics + submit)", pipe / 1e6, pipe / ring);
+        const double pipe =
+            measure(runs, [&] { return run_pipeline(events, producers, consumers); });
+        std::printf("  %-50s %8.2f M events/s  %.2fx\n", "EventPipeline (ring + metrics + submit)",
+                    pipe / 1e6, pipe / ring);
         const double pipe8 = measure(runs, [&] { return run_pipeline(events, producers, 8); });
-        std::printf("  %-50s %8.2f M events/s  %.2fx\n", "EventPipeline, 8 workers (default)", pipe8 / 1e6, pipe8 / ring);
+        std::printf("  %-50s %8.2f M events/s  %.2fx\n", "EventPipeline, 8 workers (default)",
+                    pipe8 / 1e6, pipe8 / ring);
     }
     return 0;
 }

@@ -46,7 +46,8 @@ net::Response handle_event(Services& services, std::string& body, RequestContext
         std::string in_json = events::encode_event_json(event);
         RequestContext hook_ctx = ctx;
         hook_ctx.execution_mode = "before";
-        if (auto s = runtime->before(api_id, hook_ctx, in_json); !s) return net::Response::error(s);
+        if (auto s = runtime->before(api_id, hook_ctx, in_json); !s)
+            return net::Response::error(s);
         events::Event rewritten;
         if (auto s = events::decode_event_json(in_json, limits, rewritten); !s) {
             return net::Response::error(s);
@@ -59,7 +60,8 @@ net::Response handle_event(Services& services, std::string& body, RequestContext
     event.received_at = std::chrono::system_clock::now();
     std::string after_json;
     const bool after = runtime != nullptr && runtime->has_after(api_id);
-    if (after) after_json = events::encode_event_json(event);
+    if (after)
+        after_json = events::encode_event_json(event);
     ctx.execution_mode = "event";
     event.context = ctx;
 
@@ -87,42 +89,43 @@ net::Response handle_event(Services& services, std::string& body, RequestContext
 }  // namespace
 
 void register_event_routes(net::Router& router, Services& services) {
-    router.add(net::Method::post, "/v2/event", [&services](net::Request&& request,
-                                                          net::Responder respond) {
-        if (services.events == nullptr) {
-            respond(net::Response::error(Status::unimplemented("Events are not available.")));
-            return;
-        }
-        RequestContext ctx;
-        if (auto s = authenticate_bearer(request, services, ctx); !s) {
-            respond(net::Response::error(s));
-            return;
-        }
-        RuntimeBridge* runtime = services.runtime;
-        const bool hooks =
-            runtime != nullptr && (runtime->has_before(api_id) || runtime->has_after(api_id));
-        if (!hooks) {
-            respond(handle_event(services, request.body, std::move(ctx), false));
-            return;
-        }
-        if (services.pool == nullptr) {
-            respond(net::Response::error(Status::unimplemented("No blocking pool for hooks.")));
-            return;
-        }
-        auto task = [&services, body = std::move(request.body), ctx = std::move(ctx),
-                     respond]() mutable {
-            net::Response response;
-            try {
-                response = handle_event(services, body, std::move(ctx), true);
-            } catch (const std::exception&) {
-                response = net::Response::error(Status::internal("Internal server error."));
+    router.add(
+        net::Method::post, "/v2/event",
+        [&services](net::Request&& request, net::Responder respond) {
+            if (services.events == nullptr) {
+                respond(net::Response::error(Status::unimplemented("Events are not available.")));
+                return;
             }
-            respond(std::move(response));
-        };
-        if (!services.pool->post(std::move(task))) {
-            respond(unavailable(services, "Server is shutting down."));
-        }
-    });
+            RequestContext ctx;
+            if (auto s = authenticate_bearer(request, services, ctx); !s) {
+                respond(net::Response::error(s));
+                return;
+            }
+            RuntimeBridge* runtime = services.runtime;
+            const bool hooks =
+                runtime != nullptr && (runtime->has_before(api_id) || runtime->has_after(api_id));
+            if (!hooks) {
+                respond(handle_event(services, request.body, std::move(ctx), false));
+                return;
+            }
+            if (services.pool == nullptr) {
+                respond(net::Response::error(Status::unimplemented("No blocking pool for hooks.")));
+                return;
+            }
+            auto task = [&services, body = std::move(request.body), ctx = std::move(ctx),
+                         respond]() mutable {
+                net::Response response;
+                try {
+                    response = handle_event(services, body, std::move(ctx), true);
+                } catch (const std::exception&) {
+                    response = net::Response::error(Status::internal("Internal server error."));
+                }
+                respond(std::move(response));
+            };
+            if (!services.pool->post(std::move(task))) {
+                respond(unavailable(services, "Server is shutting down."));
+            }
+        });
 }
 
 }  // namespace nk::api

@@ -28,16 +28,19 @@ struct HandlerSet {
 
     const std::vector<HandlerFn>& for_kind(Kind k) const {
         switch (k) {
-            case Kind::session_start: return session_start;
-            case Kind::session_end: return session_end;
-            default: return custom;
+            case Kind::session_start:
+                return session_start;
+            case Kind::session_end:
+                return session_end;
+            default:
+                return custom;
         }
     }
 };
 
 // Where the dispatcher reads the current snapshot. Thread-safe.
 class HandlerSource {
-public:
+  public:
     virtual ~HandlerSource() = default;
     virtual std::shared_ptr<const HandlerSet> handlers() const = 0;
 
@@ -52,7 +55,7 @@ public:
 // A HandlerSource that holds one replaceable snapshot: for in-process C++ handlers (tests,
 // tools) and as the building block of the runtime's registry. Thread-safe.
 class StaticHandlerSource final : public HandlerSource {
-public:
+  public:
     StaticHandlerSource() { publish({}); }
     explicit StaticHandlerSource(HandlerSet set) { publish(std::move(set)); }
 
@@ -70,22 +73,22 @@ public:
         set_.store(std::move(next));
     }
 
-private:
+  private:
     std::atomic<std::shared_ptr<const HandlerSet>> set_;
     std::atomic<bool> present_[3] = {false, false, false};
 };
 
 // Outcome of offering an event to the pipeline.
 enum class SubmitResult {
-    accepted,    // queued (or there was no handler of that kind: nothing to do, Nakama's no-op)
-    dropped,     // queue full, policy drop: counted and warned, caller answers as Nakama (200)
-    rejected,    // queue full, policy reject: caller answers 503 code 14 with Retry-After
-    shut_down,   // the pipeline no longer accepts events
+    accepted,   // queued (or there was no handler of that kind: nothing to do, Nakama's no-op)
+    dropped,    // queue full, policy drop: counted and warned, caller answers as Nakama (200)
+    rejected,   // queue full, policy reject: caller answers 503 code 14 with Retry-After
+    shut_down,  // the pipeline no longer accepts events
 };
 
 // Where producers put events (the pipeline implements it). Thread-safe, never blocks.
 class EventSink {
-public:
+  public:
     virtual ~EventSink() = default;
     virtual SubmitResult submit(Event&& event) = 0;
 };

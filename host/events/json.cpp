@@ -15,21 +15,26 @@ namespace {
 
 // SAX handler: no DOM is built; strings are copied once, straight into the Event.
 class EventReader : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, EventReader> {
-public:
+  public:
     EventReader(const Options& limits, Event& out) : limits_(limits), out_(out) {}
 
     const std::string& error() const { return error_; }
 
     bool Null() {
-        if (skip_depth_ > 0) return end_skipped_scalar();
-        if (!started_) return wrong_type("null");
-        if (in_properties_) return fail("invalid value for string field properties: null");
+        if (skip_depth_ > 0)
+            return end_skipped_scalar();
+        if (!started_)
+            return wrong_type("null");
+        if (in_properties_)
+            return fail("invalid value for string field properties: null");
         field_ = Field::none;  // null leaves the field unset
         return true;
     }
     bool Bool(bool b) {
-        if (skip_depth_ > 0) return end_skipped_scalar();
-        if (in_properties_) return fail("invalid value for string field properties");
+        if (skip_depth_ > 0)
+            return end_skipped_scalar();
+        if (in_properties_)
+            return fail("invalid value for string field properties");
         if (field_ == Field::external) {
             out_.external = b;
             field_ = Field::none;
@@ -38,14 +43,17 @@ public:
         return wrong_type("bool");
     }
     bool RawNumber(const char*, rapidjson::SizeType, bool) {
-        if (skip_depth_ > 0) return end_skipped_scalar();
-        if (in_properties_) return fail("invalid value for string field properties");
+        if (skip_depth_ > 0)
+            return end_skipped_scalar();
+        if (in_properties_)
+            return fail("invalid value for string field properties");
         return wrong_type("number");
     }
     bool Default() { return wrong_type("number"); }  // numbers arrive as RawNumber
 
     bool String(const char* s, rapidjson::SizeType len, bool) {
-        if (skip_depth_ > 0) return end_skipped_scalar();
+        if (skip_depth_ > 0)
+            return end_skipped_scalar();
         if (in_properties_) {
             if (len > limits_.max_value_bytes) {
                 return fail(fmt::format("Event property value is too long (max {} bytes).",
@@ -72,7 +80,8 @@ public:
                 out_.has_timestamp = true;
                 break;
             }
-            default: return wrong_type("string");
+            default:
+                return wrong_type("string");
         }
         field_ = Field::none;
         return true;
@@ -87,7 +96,8 @@ public:
             started_ = true;
             return true;
         }
-        if (in_properties_) return fail("invalid value for string field properties");
+        if (in_properties_)
+            return fail("invalid value for string field properties");
         if (field_ == Field::properties) {
             in_properties_ = true;
             return true;
@@ -95,31 +105,38 @@ public:
         return wrong_type("object");
     }
     bool Key(const char* s, rapidjson::SizeType len, bool) {
-        if (skip_depth_ > 0) return true;
+        if (skip_depth_ > 0)
+            return true;
         const std::string_view key(s, len);
         if (in_properties_) {
             if (out_.properties.size() >= limits_.max_properties) {
-                return fail(fmt::format("Event has too many properties (max {}).",
-                                        limits_.max_properties));
+                return fail(
+                    fmt::format("Event has too many properties (max {}).", limits_.max_properties));
             }
             if (len > limits_.max_key_bytes) {
                 return fail(fmt::format("Event property key is too long (max {} bytes).",
                                         limits_.max_key_bytes));
             }
             for (const auto& [k, v] : out_.properties) {
-                if (k == key) return fail(fmt::format("duplicate map key \"{}\"", key));
+                if (k == key)
+                    return fail(fmt::format("duplicate map key \"{}\"", key));
             }
             out_.properties.emplace_back(std::string(key), std::string());
             return true;
         }
         Field f = Field::unknown;
-        if (key == "name") f = Field::name;
-        else if (key == "properties") f = Field::properties;
-        else if (key == "timestamp") f = Field::timestamp;
-        else if (key == "external") f = Field::external;
+        if (key == "name")
+            f = Field::name;
+        else if (key == "properties")
+            f = Field::properties;
+        else if (key == "timestamp")
+            f = Field::timestamp;
+        else if (key == "external")
+            f = Field::external;
         if (f != Field::unknown) {
             const unsigned bit = 1u << static_cast<unsigned>(f);
-            if (seen_ & bit) return fail(fmt::format("duplicate field \"{}\"", key));
+            if (seen_ & bit)
+                return fail(fmt::format("duplicate field \"{}\"", key));
             seen_ |= bit;
             field_ = f;
         } else {
@@ -147,13 +164,15 @@ public:
         return wrong_type("array");
     }
     bool EndArray(rapidjson::SizeType) {
-        if (skip_depth_ > 0) --skip_depth_;
+        if (skip_depth_ > 0)
+            --skip_depth_;
         return true;
     }
 
     // The value of an unknown member is skipped whatever it is: called before each value.
     bool begin_value_of_unknown() {
-        if (!skip_next_) return false;
+        if (!skip_next_)
+            return false;
         skip_next_ = false;
         return true;
     }
@@ -161,21 +180,27 @@ public:
     bool skip_next_ = false;
     int skip_depth_ = 0;
 
-private:
+  private:
     enum class Field : unsigned { none, name, properties, timestamp, external, unknown };
 
     bool end_skipped_scalar() { return true; }
     bool wrong_type(const char* what) {
-        if (!started_) return fail(fmt::format("unexpected token {} (the body must be an object)", what));
+        if (!started_)
+            return fail(fmt::format("unexpected token {} (the body must be an object)", what));
         return fail(fmt::format("invalid value ({}) for field {}", what, field_name()));
     }
     const char* field_name() const {
         switch (field_) {
-            case Field::name: return "name";
-            case Field::properties: return "properties";
-            case Field::timestamp: return "timestamp";
-            case Field::external: return "external";
-            default: return "?";
+            case Field::name:
+                return "name";
+            case Field::properties:
+                return "properties";
+            case Field::timestamp:
+                return "timestamp";
+            case Field::external:
+                return "external";
+            default:
+                return "?";
         }
     }
     bool fail(std::string message) {
@@ -195,7 +220,7 @@ private:
 // Wraps EventReader so that the value following an unknown key is skipped (depth-tracked)
 // whatever its type, without duplicating that logic in every callback.
 class SkippingReader : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, SkippingReader> {
-public:
+  public:
     explicit SkippingReader(EventReader& inner) : r_(inner) {}
 
     bool Null() { return scalar() || r_.Null(); }
@@ -212,7 +237,7 @@ public:
     bool StartArray() { return open() || r_.StartArray(); }
     bool EndArray(rapidjson::SizeType n) { return r_.EndArray(n); }
 
-private:
+  private:
     // An unknown member's scalar value: consumed here.
     bool scalar() { return r_.skip_depth_ == 0 && r_.begin_value_of_unknown(); }
     // An unknown member's object/array value: skipped until its matching end.
@@ -228,7 +253,8 @@ private:
 
 bool all_space(const std::string& s) {
     for (char c : s) {
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') return false;
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            return false;
     }
     return true;
 }
@@ -257,10 +283,12 @@ void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) 
 }
 
 bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
-    if (pos + n > s.size()) return false;
+    if (pos + n > s.size())
+        return false;
     int v = 0;
     for (std::size_t i = pos; i < pos + n; ++i) {
-        if (s[i] < '0' || s[i] > '9') return false;
+        if (s[i] < '0' || s[i] > '9')
+            return false;
         v = v * 10 + (s[i] - '0');
     }
     out = v;
@@ -273,7 +301,8 @@ constexpr std::int64_t max_seconds = 253402300799;  // 9999-12-31T23:59:59Z
 }  // namespace
 
 Status decode_event_json(std::string& body, const Options& limits, Event& out) {
-    if (all_space(body)) return Status::ok();  // empty body = empty event (EOF is tolerated)
+    if (all_space(body))
+        return Status::ok();  // empty body = empty event (EOF is tolerated)
     EventReader inner(limits, out);
     SkippingReader handler(inner);
     rapidjson::Reader reader;
@@ -281,8 +310,10 @@ Status decode_event_json(std::string& body, const Options& limits, Event& out) {
     constexpr unsigned flags = rapidjson::kParseInsituFlag | rapidjson::kParseValidateEncodingFlag |
                                rapidjson::kParseNumbersAsStringsFlag;
     const rapidjson::ParseResult result = reader.Parse<flags>(stream, handler);
-    if (result) return Status::ok();
-    if (!inner.error().empty()) return Status::invalid_argument(inner.error());
+    if (result)
+        return Status::ok();
+    if (!inner.error().empty())
+        return Status::invalid_argument(inner.error());
     return Status::invalid_argument(fmt::format("proto: syntax error (offset {}): {}",
                                                 result.Offset(),
                                                 rapidjson::GetParseError_En(result.Code())));
@@ -331,15 +362,19 @@ std::optional<Timestamp> parse_rfc3339(std::string_view s) {
         ++pos;
         std::size_t n = 0;
         while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
-            if (n == 9) return std::nullopt;
+            if (n == 9)
+                return std::nullopt;
             nanos = nanos * 10 + (s[pos] - '0');
             ++n;
             ++pos;
         }
-        if (n == 0) return std::nullopt;
-        for (; n < 9; ++n) nanos *= 10;
+        if (n == 0)
+            return std::nullopt;
+        for (; n < 9; ++n)
+            nanos *= 10;
     }
-    if (pos >= s.size()) return std::nullopt;
+    if (pos >= s.size())
+        return std::nullopt;
     int offset = 0;
     if (s[pos] == 'Z') {
         ++pos;
@@ -354,18 +389,21 @@ std::optional<Timestamp> parse_rfc3339(std::string_view s) {
     } else {
         return std::nullopt;
     }
-    if (pos != s.size()) return std::nullopt;
+    if (pos != s.size())
+        return std::nullopt;
     static constexpr int month_days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (year < 1 || month < 1 || month > 12 || day < 1 || day > month_days[month - 1] ||
         hour > 23 || minute > 59 || second > 59) {
         return std::nullopt;
     }
     const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    if (month == 2 && day == 29 && !leap) return std::nullopt;
-    const std::int64_t secs = days_from_civil(year, static_cast<unsigned>(month),
-                                              static_cast<unsigned>(day)) * 86400 +
-                              hour * 3600 + minute * 60 + second - offset;
-    if (secs < min_seconds || secs > max_seconds) return std::nullopt;
+    if (month == 2 && day == 29 && !leap)
+        return std::nullopt;
+    const std::int64_t secs =
+        days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) * 86400 +
+        hour * 3600 + minute * 60 + second - offset;
+    if (secs < min_seconds || secs > max_seconds)
+        return std::nullopt;
     return Timestamp{secs, nanos};
 }
 
@@ -382,9 +420,12 @@ std::string format_rfc3339(const Timestamp& ts) {
     std::string out = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", y, m, d, rem / 3600,
                                   (rem % 3600) / 60, rem % 60);
     if (ts.nanos != 0) {
-        if (ts.nanos % 1'000'000 == 0) out += fmt::format(".{:03}", ts.nanos / 1'000'000);
-        else if (ts.nanos % 1000 == 0) out += fmt::format(".{:06}", ts.nanos / 1000);
-        else out += fmt::format(".{:09}", ts.nanos);
+        if (ts.nanos % 1'000'000 == 0)
+            out += fmt::format(".{:03}", ts.nanos / 1'000'000);
+        else if (ts.nanos % 1000 == 0)
+            out += fmt::format(".{:06}", ts.nanos / 1000);
+        else
+            out += fmt::format(".{:09}", ts.nanos);
     }
     out.push_back('Z');
     return out;

@@ -28,29 +28,33 @@ std::int64_t steady_ns() {
         .count();
 }
 
-std::size_t kind_index(Kind k) { return static_cast<std::size_t>(k); }
+std::size_t kind_index(Kind k) {
+    return static_cast<std::size_t>(k);
+}
 
 // Claims the right to log now when the last line is at least an interval old.
 bool claim_warning(std::atomic<std::int64_t>& next_allowed_ns) {
     const std::int64_t now = steady_ns();
     std::int64_t next = next_allowed_ns.load(std::memory_order_relaxed);
-    if (now < next) return false;
+    if (now < next)
+        return false;
     return next_allowed_ns.compare_exchange_strong(next, now + warning_interval_ns,
                                                    std::memory_order_relaxed);
 }
 
 // Uninitialised storage for one popped batch.
 class BatchBuffer {
-public:
+  public:
     explicit BatchBuffer(std::size_t n)
-        : data_(static_cast<Event*>(::operator new(n * sizeof(Event), std::align_val_t{alignof(Event)}))) {}
-    ~BatchBuffer() { ::operator delete(data_, std::align_val_t{alignof(Event)}); }
+        : data_(static_cast<Event*>(
+              ::operator new (n * sizeof(Event), std::align_val_t{alignof(Event)}))) {}
+    ~BatchBuffer() { ::operator delete (data_, std::align_val_t{alignof(Event)}); }
     BatchBuffer(const BatchBuffer&) = delete;
     BatchBuffer& operator=(const BatchBuffer&) = delete;
     Event* data() { return data_; }
     void destroy(std::size_t n) { std::destroy_n(data_, n); }
 
-private:
+  private:
     Event* data_;
 };
 
@@ -58,9 +62,12 @@ private:
 
 std::string_view kind_name(Kind k) {
     switch (k) {
-        case Kind::session_start: return "session_start";
-        case Kind::session_end: return "session_end";
-        default: return "custom";
+        case Kind::session_start:
+            return "session_start";
+        case Kind::session_end:
+            return "session_end";
+        default:
+            return "custom";
     }
 }
 
@@ -71,7 +78,8 @@ EventPipeline::EventPipeline(const Options& options, HandlerSource& handlers,
       own_registry_(registry ? nullptr : std::make_unique<metrics::Registry>("nkhost", "")),
       registry_(registry ? registry : own_registry_.get()),
       queue_(options.queue_size) {
-    if (options.workers == 0) throw std::invalid_argument("runtime.event_queue_workers must be >= 1");
+    if (options.workers == 0)
+        throw std::invalid_argument("runtime.event_queue_workers must be >= 1");
     for (Kind k : {Kind::custom, Kind::session_start, Kind::session_end}) {
         const metrics::Labels labels{{"kind", std::string(kind_name(k))}};
         kind_metrics_[kind_index(k)] = KindMetrics{
@@ -101,17 +109,20 @@ EventPipeline::EventPipeline(const Options& options, HandlerSource& handlers,
 EventPipeline::~EventPipeline() {
     drain(std::chrono::milliseconds(0));
     for (auto& t : workers_) {
-        if (t.joinable()) t.join();
+        if (t.joinable())
+            t.join();
     }
 }
 
 void EventPipeline::start() {
     std::lock_guard lock(lifecycle_mutex_);
-    if (started_) return;
+    if (started_)
+        return;
     started_ = true;
     live_workers_ = options_.workers;
     workers_.reserve(options_.workers);
-    for (unsigned i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { run_worker(); });
+    for (unsigned i = 0; i < options_.workers; ++i)
+        workers_.emplace_back([this] { run_worker(); });
     spdlog::info("Runtime event queue processor started (queue_size={}, workers={}, policy={})",
                  options_.queue_size, options_.workers,
                  options_.full_policy == FullPolicy::drop ? "drop" : "reject");
@@ -143,7 +154,8 @@ SubmitResult EventPipeline::submit(Event&& event) {
             return SubmitResult::accepted;
         }
         session_start_finished(session_id, nullptr);
-        if (r == BoundedQueue<Event>::Push::closed) return SubmitResult::shut_down;
+        if (r == BoundedQueue<Event>::Push::closed)
+            return SubmitResult::shut_down;
         m.received->inc();
         return on_full(kind);
     }
@@ -155,7 +167,8 @@ SubmitResult EventPipeline::submit(Event&& event) {
         auto it = shard.sessions.find(event.context.session_id);
         if (it != shard.sessions.end()) {
             const auto r = queue_.try_reserve();
-            if (r == BoundedQueue<Event>::Push::closed) return SubmitResult::shut_down;
+            if (r == BoundedQueue<Event>::Push::closed)
+                return SubmitResult::shut_down;
             m.received->inc();
             if (r == BoundedQueue<Event>::Push::full) {
                 lock.unlock();
@@ -166,17 +179,21 @@ SubmitResult EventPipeline::submit(Event&& event) {
         }
         // No start pending: queue it now (still under the lock, so no start can sneak ahead).
         const auto r = queue_.try_push(std::move(event));
-        if (r == BoundedQueue<Event>::Push::closed) return SubmitResult::shut_down;
+        if (r == BoundedQueue<Event>::Push::closed)
+            return SubmitResult::shut_down;
         m.received->inc();
-        if (r == BoundedQueue<Event>::Push::ok) return SubmitResult::accepted;
+        if (r == BoundedQueue<Event>::Push::ok)
+            return SubmitResult::accepted;
         lock.unlock();
         return on_full(kind);
     }
 
     const auto r = queue_.try_push(std::move(event));
-    if (r == BoundedQueue<Event>::Push::closed) return SubmitResult::shut_down;
+    if (r == BoundedQueue<Event>::Push::closed)
+        return SubmitResult::shut_down;
     m.received->inc();
-    if (r == BoundedQueue<Event>::Push::ok) return SubmitResult::accepted;
+    if (r == BoundedQueue<Event>::Push::ok)
+        return SubmitResult::accepted;
     return on_full(kind);
 }
 
@@ -195,24 +212,29 @@ SubmitResult EventPipeline::on_full(Kind kind) {
 
 void EventPipeline::warn_dropped() {
     dropped_since_warning_.fetch_add(1, std::memory_order_relaxed);
-    if (!claim_warning(next_drop_warning_ns_)) return;
+    if (!claim_warning(next_drop_warning_ns_))
+        return;
     const std::uint64_t n = dropped_since_warning_.exchange(0, std::memory_order_relaxed);
-    if (n == 0) return;
+    if (n == 0)
+        return;
     spdlog::warn("Runtime event queue full, events may be lost (dropped={}, queue_size={})", n,
                  options_.queue_size);
 }
 
 void EventPipeline::warn_handler_error(const char* what) {
     errors_since_warning_.fetch_add(1, std::memory_order_relaxed);
-    if (!claim_warning(next_error_warning_ns_)) return;
+    if (!claim_warning(next_error_warning_ns_))
+        return;
     const std::uint64_t n = errors_since_warning_.exchange(0, std::memory_order_relaxed);
-    if (n == 0) return;
+    if (n == 0)
+        return;
     spdlog::error("Event handler failed: {} (failures since last report={})", what, n);
 }
 
 void EventPipeline::dispatch(const HandlerSet& set, const Event& event, bool timed) {
     for (const HandlerFn& handler : set.for_kind(event.kind)) {
-        const auto t0 = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+        const auto t0 =
+            timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         try {
             handler(event);
         } catch (const std::exception& e) {
@@ -235,17 +257,21 @@ void EventPipeline::session_start_finished(const std::string& session_id, const 
         SessionShard& shard = shard_for(session_id);
         std::lock_guard lock(shard.mutex);
         auto it = shard.sessions.find(session_id);
-        if (it == shard.sessions.end()) return;
-        if (--it->second.starts > 0) return;
+        if (it == shard.sessions.end())
+            return;
+        if (--it->second.starts > 0)
+            return;
         ends = std::move(it->second.parked_ends);
         shard.sessions.erase(it);
     }
-    if (ends.empty()) return;
+    if (ends.empty())
+        return;
     const std::size_t n = ends.size();
     if (set == nullptr) {
         // The start never reached a worker (queue full): the ends keep their reservations and
         // go through the queue like any other event.
-        for (Event& e : ends) queue_.push_reserved(std::move(e));
+        for (Event& e : ends)
+            queue_.push_reserved(std::move(e));
         return;
     }
     for (const Event& e : ends) {
@@ -265,18 +291,19 @@ void EventPipeline::run_worker() {
     std::array<std::uint64_t, 3> processed{};
     std::uint64_t timing_tick = 0;
     const auto done = [this] {
-        return abandon_.load(std::memory_order_relaxed) ||
-               (queue_.closed() && queue_.held() == 0);
+        return abandon_.load(std::memory_order_relaxed) || (queue_.closed() && queue_.held() == 0);
     };
     for (;;) {
         const std::size_t share = std::clamp<std::size_t>(queue_.held() / workers, 1, max_batch);
         const std::size_t n = queue_.try_pop_bulk(batch.data(), share);
         if (n == 0) {
-            if (done()) break;
+            if (done())
+                break;
             queue_.wait_for_work(done);
             continue;
         }
-        if (n == share && share > 1) queue_.wake_helper_if_ready();
+        if (n == share && share > 1)
+            queue_.wake_helper_if_ready();
         const std::shared_ptr<const HandlerSet> set = handlers_.handlers();
         processed.fill(0);
         for (std::size_t i = 0; i < n; ++i) {
@@ -285,7 +312,8 @@ void EventPipeline::run_worker() {
                 abandoned_.fetch_add(1, std::memory_order_relaxed);
                 continue;
             }
-            if (set) dispatch(*set, e, (timing_tick++ % latency_sample_every) == 0);
+            if (set)
+                dispatch(*set, e, (timing_tick++ % latency_sample_every) == 0);
             ++processed[kind_index(e.kind)];
             if (e.kind == Kind::session_start && !e.context.session_id.empty()) {
                 session_start_finished(e.context.session_id, set.get());
@@ -293,7 +321,8 @@ void EventPipeline::run_worker() {
         }
         batch.destroy(n);
         for (std::size_t k = 0; k < processed.size(); ++k) {
-            if (processed[k]) kind_metrics_[k].processed->inc(processed[k]);
+            if (processed[k])
+                kind_metrics_[k].processed->inc(processed[k]);
         }
         const std::size_t left = queue_.release(n);
         depth_gauge_->set(static_cast<std::int64_t>(left));
@@ -309,7 +338,8 @@ void EventPipeline::mark_worker_exit() {
 
 std::size_t EventPipeline::drain(std::chrono::milliseconds grace) {
     std::unique_lock lock(lifecycle_mutex_);
-    if (drained_) return 0;
+    if (drained_)
+        return 0;
     drained_ = true;
     queue_.close();
     if (!started_) {
@@ -320,7 +350,8 @@ std::size_t EventPipeline::drain(std::chrono::milliseconds grace) {
     const auto deadline = std::chrono::steady_clock::now() + grace;
     const bool finished =
         workers_exited_cv_.wait_until(lock, deadline, [this] { return live_workers_ == 0; });
-    if (finished) return 0;
+    if (finished)
+        return 0;
 
     // Out of time: what is still held (queued, parked or in a running batch) is not handled.
     const std::size_t unhandled = queue_.held();
@@ -328,9 +359,10 @@ std::size_t EventPipeline::drain(std::chrono::milliseconds grace) {
     queue_.wake_all();
     if (unhandled > 0) {
         drain_unhandled_->inc(unhandled);
-        spdlog::error("Event queue drain: {} accepted events not handled within the shutdown grace "
-                      "({} ms)",
-                      unhandled, grace.count());
+        spdlog::error(
+            "Event queue drain: {} accepted events not handled within the shutdown grace "
+            "({} ms)",
+            unhandled, grace.count());
     }
     return unhandled;
 }

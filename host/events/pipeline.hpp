@@ -22,10 +22,11 @@
 // events that were not handled in time (also logged). Handlers still running at the deadline
 // finish their current call; the destructor joins the workers.
 //
-// Metrics (names get the registry's prefix): events_received / events_processed /
-// events_dropped / events_rejected {kind}, dropped_events (Nakama's name), event_queue_depth,
-// event_queue_capacity, event_handler_latency_ms (the calls of 1 event in 16 are timed),
-// event_handler_errors,
+// Metrics (names get the registry's prefix): events_received {kind} (events offered to the
+// queue, i.e. of kinds with at least one handler: once fully drained, received == processed +
+// dropped + rejected), events_processed / events_dropped / events_rejected {kind},
+// dropped_events (Nakama's name), event_queue_depth, event_queue_capacity,
+// event_handler_latency_ms (the calls of one event in 16 are timed), event_handler_errors,
 // event_drain_unhandled. With a null registry the pipeline keeps a private one (stats() still
 // works).
 #pragma once
@@ -58,7 +59,7 @@ namespace nk::events {
 std::string_view kind_name(Kind k);
 
 class EventPipeline final : public EventSink {
-public:
+  public:
     // Throws std::invalid_argument when queue_size or workers is 0. `handlers` and `registry`
     // must outlive the pipeline.
     EventPipeline(const Options& options, HandlerSource& handlers, metrics::Registry* registry);
@@ -85,14 +86,14 @@ public:
         std::uint64_t dropped = 0;
         std::uint64_t rejected = 0;
         std::uint64_t handler_errors = 0;
-        std::size_t depth = 0;           // queued + in flight
+        std::size_t depth = 0;  // queued + in flight
         std::uint32_t sleeping_workers = 0;
         std::uint64_t worker_sleeps = 0;  // times a worker went to sleep
         std::uint64_t worker_wakes = 0;   // times a producer woke a sleeping worker
     };
     Stats stats() const;
 
-private:
+  private:
     struct KindMetrics {
         metrics::Counter* received;
         metrics::Counter* processed;

@@ -77,8 +77,10 @@ inline void futex_wake(std::atomic<std::uint32_t>& word, bool all) {
     ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE,
               all ? INT32_MAX : 1, nullptr, nullptr, 0);
 #else
-    if (all) word.notify_all();
-    else word.notify_one();
+    if (all)
+        word.notify_all();
+    else
+        word.notify_one();
 #endif
 }
 
@@ -88,14 +90,17 @@ template <class T>
 class BoundedQueue {
     static_assert(std::is_nothrow_move_constructible_v<T>);
 
-public:
+  public:
     enum class Push { ok, full, closed };
 
     explicit BoundedQueue(std::size_t capacity)
         : capacity_(capacity), mask_(ring_size(capacity) - 1), cells_(new Cell[mask_ + 1]) {
-        if (capacity == 0) throw std::invalid_argument("queue capacity must be >= 1");
-        if (capacity >= closed_bit) throw std::invalid_argument("queue capacity too large");
-        for (std::size_t i = 0; i <= mask_; ++i) cells_[i].seq.store(i, std::memory_order_relaxed);
+        if (capacity == 0)
+            throw std::invalid_argument("queue capacity must be >= 1");
+        if (capacity >= closed_bit)
+            throw std::invalid_argument("queue capacity too large");
+        for (std::size_t i = 0; i <= mask_; ++i)
+            cells_[i].seq.store(i, std::memory_order_relaxed);
     }
     ~BoundedQueue() {
         // Destroy whatever was never popped.
@@ -103,7 +108,8 @@ public:
         const std::size_t end = enqueue_pos_.load(std::memory_order_relaxed);
         for (; pos != end; ++pos) {
             Cell& c = cells_[pos & mask_];
-            if (c.seq.load(std::memory_order_relaxed) == pos + 1) c.value()->~T();
+            if (c.seq.load(std::memory_order_relaxed) == pos + 1)
+                c.value()->~T();
         }
     }
     BoundedQueue(const BoundedQueue&) = delete;
@@ -114,8 +120,10 @@ public:
     Push try_reserve() {
         std::uint64_t cur = held_.load(std::memory_order_relaxed);
         for (;;) {
-            if (cur & closed_bit) return Push::closed;
-            if (cur >= capacity_) return Push::full;
+            if (cur & closed_bit)
+                return Push::closed;
+            if (cur >= capacity_)
+                return Push::full;
             if (held_.compare_exchange_weak(cur, cur + 1, std::memory_order_acquire,
                                             std::memory_order_relaxed)) {
                 return Push::ok;
@@ -129,7 +137,8 @@ public:
         Cell& c = cells_[pos & mask_];
         // The reservation guarantees the consumer of (pos - ring size) has left this cell: its
         // release() happened before our try_reserve(). Spin only as a defence.
-        while (c.seq.load(std::memory_order_acquire) != pos) std::this_thread::yield();
+        while (c.seq.load(std::memory_order_acquire) != pos)
+            std::this_thread::yield();
         ::new (c.storage) T(std::move(value));
         c.seq.store(pos + 1, std::memory_order_release);
         wake_one_sleeper();
@@ -137,7 +146,8 @@ public:
 
     Push try_push(T&& value) {
         const Push r = try_reserve();
-        if (r == Push::ok) push_reserved(std::move(value));
+        if (r == Push::ok)
+            push_reserved(std::move(value));
         return r;
     }
 
@@ -173,7 +183,8 @@ public:
     // Returns the number still held afterwards.
     std::size_t release(std::size_t n) {
         const std::uint64_t after = held_.fetch_sub(n, std::memory_order_release) - n;
-        if (after == closed_bit) wake_all();  // closed and fully drained: let every sleeper out
+        if (after == closed_bit)
+            wake_all();  // closed and fully drained: let every sleeper out
         return static_cast<std::size_t>(after & ~closed_bit);
     }
 
@@ -193,8 +204,10 @@ public:
         // The spin watches the positions, not the cell: reading the cell line while the producer
         // writes the value into it would bounce that line on every store.
         for (unsigned i = 0; i < spin_before_sleep; ++i) {
-            if (maybe_ready() && has_ready()) return;
-            if (done()) return;
+            if (maybe_ready() && has_ready())
+                return;
+            if (done())
+                return;
             cpu_relax();
         }
         waiters_.fetch_add(1, std::memory_order_relaxed);
@@ -208,7 +221,8 @@ public:
         const std::uint32_t key = epoch_.load(std::memory_order_acquire);
         if (!has_ready() && !done()) {
             sleeps_.fetch_add(1, std::memory_order_relaxed);
-            while (epoch_.load(std::memory_order_acquire) == key) detail::futex_wait(epoch_, key);
+            while (epoch_.load(std::memory_order_acquire) == key)
+                detail::futex_wait(epoch_, key);
         }
         waiters_.fetch_sub(1, std::memory_order_relaxed);
         // The wake in flight has reached a consumer: later pushes may wake another. acq_rel, so
@@ -219,7 +233,8 @@ public:
     // For a consumer that just took a batch: when more is ready and someone sleeps, wake one
     // more consumer, so a burst fans out over the workers without waiting for producers.
     void wake_helper_if_ready() {
-        if (has_ready()) wake_one_sleeper();
+        if (has_ready())
+            wake_one_sleeper();
     }
 
     // Refuses every later push; values already accepted stay poppable.
@@ -253,7 +268,7 @@ public:
 
     static constexpr unsigned spin_before_sleep = 4096;
 
-private:
+  private:
     static void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
@@ -274,7 +289,8 @@ private:
     // held_, so the ring may be larger than the capacity.
     static std::size_t ring_size(std::size_t capacity) {
         std::size_t n = 2;
-        while (n < capacity) n <<= 1;
+        while (n < capacity)
+            n <<= 1;
         return n;
     }
 
@@ -283,9 +299,11 @@ private:
     // until it runs would turn each push into a futex syscall on a busy machine.
     void wake_one_sleeper() {
         detail::store_load_barrier();  // our cell write before the waiters_ read (Dekker)
-        if (waiters_.load(std::memory_order_relaxed) == 0) return;
+        if (waiters_.load(std::memory_order_relaxed) == 0)
+            return;
         // An RMW, not a load: a consumer's later clear must read it (see wait_for_work).
-        if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
+        if (wake_pending_.exchange(true, std::memory_order_acq_rel))
+            return;
         wakes_.fetch_add(1, std::memory_order_relaxed);
         epoch_.fetch_add(1, std::memory_order_release);
         detail::futex_wake(epoch_, false);

@@ -34,14 +34,15 @@ template <class Pred>
 bool wait_until(Pred pred, std::chrono::seconds limit = 30s) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
+        if (std::chrono::steady_clock::now() > deadline)
+            return false;
         std::this_thread::sleep_for(1ms);
     }
     return true;
 }
 
 class Gate {
-public:
+  public:
     void wait() {
         std::unique_lock lock(m_);
         ++waiting_;
@@ -57,7 +58,7 @@ public:
         return waiting_;
     }
 
-private:
+  private:
     std::mutex m_;
     std::condition_variable cv_;
     bool open_ = false;
@@ -66,7 +67,7 @@ private:
 
 // Event hooks implemented in-process (the plugin runtime implements the same interface).
 class TestHooks final : public api::RuntimeBridge {
-public:
+  public:
     bool before_enabled = false, after_enabled = false;
     std::string rename_to;  // before-hook rewrites the name when set
     Status reject;          // before-hook answers this when not OK
@@ -77,12 +78,15 @@ public:
     bool has_before(std::string_view id) const override { return before_enabled && id == "Event"; }
     bool has_after(std::string_view id) const override { return after_enabled && id == "Event"; }
     Status before(std::string_view, const RequestContext& ctx, std::string& in_json) override {
-        if (ctx.execution_mode != "before") return Status::internal("wrong mode");
-        if (!reject.is_ok()) return reject;
+        if (ctx.execution_mode != "before")
+            return Status::internal("wrong mode");
+        if (!reject.is_ok())
+            return reject;
         if (!rename_to.empty()) {
             rapidjson::Document d;
             d.Parse(in_json.c_str());
-            if (d.HasMember("external")) return Status::internal("client external leaked");
+            if (d.HasMember("external"))
+                return Status::internal("client external leaked");
             in_json = R"({"name":")" + rename_to + R"(","properties":{"hooked":"yes"}})";
         }
         return Status::ok();
@@ -92,7 +96,8 @@ public:
         std::lock_guard lock(m);
         after_in.emplace_back(in_json);
         after_ctx.push_back(ctx);
-        if (!out_json.empty()) after_in.back() += "<unexpected out>";
+        if (!out_json.empty())
+            after_in.back() += "<unexpected out>";
     }
     bool has_rpc(std::string_view) const override { return false; }
     Status rpc(std::string_view, const RequestContext&, std::string_view, std::string&) override {
@@ -123,7 +128,8 @@ struct EventServer {
         net_options.io_threads = 2;
         server = std::make_unique<net::Server>(net_options, router);
         server->start();
-        token = tokens.issue("3e2b5c4a-1111-4a4a-8a8a-000000000001", "alice", {{"tier", "gold"}}).token;
+        token =
+            tokens.issue("3e2b5c4a-1111-4a4a-8a8a-000000000001", "alice", {{"tier", "gold"}}).token;
     }
     ~EventServer() {
         pool.stop();
@@ -165,7 +171,8 @@ void check_error(const httplib::Result& res, int http, int code, const std::stri
     CHECK(d.MemberCount() == 2);
     REQUIRE(d.HasMember("code"));
     CHECK(d["code"].GetInt() == code);
-    if (!message.empty()) CHECK(std::string(d["message"].GetString()) == message);
+    if (!message.empty())
+        CHECK(std::string(d["message"].GetString()) == message);
 }
 
 events::Options options(std::size_t queue, unsigned workers,
@@ -199,9 +206,9 @@ struct Recorder {
 TEST_CASE("POST /v2/event: 200 {} and the handler gets the event, external=true and the user ctx") {
     Recorder rec;
     EventServer s(options(64, 2), rec.handlers());
-    auto res = s.post(
-        R"({"name":"match_won","properties":{"map":"dust","score":"10"},)"
-        R"("timestamp":"2023-11-14T22:13:20Z","external":false,"unknown":{"x":[1]}})");
+    auto res =
+        s.post(R"({"name":"match_won","properties":{"map":"dust","score":"10"},)"
+               R"("timestamp":"2023-11-14T22:13:20Z","external":false,"unknown":{"x":[1]}})");
     REQUIRE(res);
     CHECK(res->status == 200);
     CHECK(res->body == "{}");
@@ -341,19 +348,23 @@ TEST_CASE("POST /v2/event (a): at a load the queue absorbs, every 200 is handled
                 const std::string name = std::to_string(t) + "-" + std::to_string(i);
                 auto res = c.Post("/v2/event", s.auth(), R"({"name":")" + name + R"("})",
                                   "application/json");
-                if (res && res->status == 200 && res->body == "{}") ++acknowledged;
-                else ++other;
+                if (res && res->status == 200 && res->body == "{}")
+                    ++acknowledged;
+                else
+                    ++other;
             }
         });
     }
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     CHECK(other == 0);
     CHECK(acknowledged == clients * per_client);
     CHECK(s.pipeline.drain(30s) == 0);
     CHECK(s.pipeline.stats().dropped == 0);
     std::lock_guard lock(m);
     CHECK(handled.size() == static_cast<std::size_t>(clients * per_client));
-    for (const auto& [name, count] : handled) REQUIRE_MESSAGE(count == 1, name);
+    for (const auto& [name, count] : handled)
+        REQUIRE_MESSAGE(count == 1, name);
 }
 
 TEST_CASE("POST /v2/event (b): policy drop overload, handled + dropped == acknowledged") {
@@ -373,12 +384,15 @@ TEST_CASE("POST /v2/event (b): policy drop overload, handled + dropped == acknow
             auto c = s.client();
             for (int i = 0; i < per_client; ++i) {
                 auto res = c.Post("/v2/event", s.auth(), R"({"name":"x"})", "application/json");
-                if (res && res->status == 200) ++acknowledged;
-                else ++other;
+                if (res && res->status == 200)
+                    ++acknowledged;
+                else
+                    ++other;
             }
         });
     }
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     gate.open();
     CHECK(s.pipeline.drain(30s) == 0);
     CHECK(other == 0);
@@ -405,13 +419,17 @@ TEST_CASE("POST /v2/event (c): policy reject overload, every event handled or an
             auto c = s.client();
             for (int i = 0; i < per_client; ++i) {
                 auto res = c.Post("/v2/event", s.auth(), R"({"name":"x"})", "application/json");
-                if (res && res->status == 200) ++ok;
-                else if (res && res->status == 503 && res->has_header("Retry-After")) ++unavailable;
-                else ++other;
+                if (res && res->status == 200)
+                    ++ok;
+                else if (res && res->status == 503 && res->has_header("Retry-After"))
+                    ++unavailable;
+                else
+                    ++other;
             }
         });
     }
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     gate.open();
     CHECK(s.pipeline.drain(30s) == 0);
     CHECK(other == 0);

@@ -16,10 +16,9 @@ nk::Status decode(std::string body, Event& out, const Options& limits = {}) {
 
 TEST_CASE("decodes name, properties in order, timestamp and external") {
     Event e;
-    const auto s = decode(
-        R"({"name":"match_won","properties":{"b":"2","a":"1","esc":"q\"\u00e9"},)"
-        R"("timestamp":"2023-11-14T22:13:20.5Z","external":false})",
-        e);
+    const auto s = decode(R"({"name":"match_won","properties":{"b":"2","a":"1","esc":"q\"\u00e9"},)"
+                          R"("timestamp":"2023-11-14T22:13:20.5Z","external":false})",
+                          e);
     REQUIRE(s.is_ok());
     CHECK(e.name == "match_won");
     REQUIRE(e.properties.size() == 3);
@@ -33,7 +32,9 @@ TEST_CASE("decodes name, properties in order, timestamp and external") {
 }
 
 TEST_CASE("empty body, empty object and nulls give an empty event") {
-    for (const char* body : {"", "  \n", "{}", R"({"name":null,"properties":null,"timestamp":null,"external":null})"}) {
+    for (const char* body :
+         {"", "  \n", "{}",
+          R"({"name":null,"properties":null,"timestamp":null,"external":null})"}) {
         Event e;
         CHECK(decode(body, e).is_ok());
         CHECK(e.name.empty());
@@ -53,15 +54,28 @@ TEST_CASE("unknown members are ignored whatever their value") {
 }
 
 TEST_CASE("wrong types, malformed JSON and bad timestamps are invalid arguments") {
-    for (const char* body : {
-             R"({"properties":{"a":1}})", R"({"properties":{"a":null}})",
-             R"({"properties":{"a":{"b":"c"}}})", R"({"properties":{"a":true}})",
-             R"({"properties":["a"]})", R"({"properties":"a"})", R"({"timestamp":1700000000})",
-             R"({"timestamp":"2023-11-14"})", R"({"timestamp":"2023-02-29T00:00:00Z"})",
-             R"({"timestamp":"2023-11-14T22:13:20"})", R"({"name":1})", R"({"name":{}})",
-             R"({"external":"yes"})", R"({"name":"a","name":"b"})",
-             R"({"properties":{"a":"1","a":"2"}})", "{", R"({"name":"a"} x)", "[]", "null", "12",
-             "\"s\"", "{\"name\":\"\xff\"}"}) {
+    for (const char* body : {R"({"properties":{"a":1}})",
+                             R"({"properties":{"a":null}})",
+                             R"({"properties":{"a":{"b":"c"}}})",
+                             R"({"properties":{"a":true}})",
+                             R"({"properties":["a"]})",
+                             R"({"properties":"a"})",
+                             R"({"timestamp":1700000000})",
+                             R"({"timestamp":"2023-11-14"})",
+                             R"({"timestamp":"2023-02-29T00:00:00Z"})",
+                             R"({"timestamp":"2023-11-14T22:13:20"})",
+                             R"({"name":1})",
+                             R"({"name":{}})",
+                             R"({"external":"yes"})",
+                             R"({"name":"a","name":"b"})",
+                             R"({"properties":{"a":"1","a":"2"}})",
+                             "{",
+                             R"({"name":"a"} x)",
+                             "[]",
+                             "null",
+                             "12",
+                             "\"s\"",
+                             "{\"name\":\"\xff\"}"}) {
         Event e;
         const auto s = decode(body, e);
         CHECK_MESSAGE(s.code() == nk::Code::invalid_argument, body);
@@ -120,8 +134,9 @@ TEST_CASE("encode round-trips through decode") {
     e.timestamp = {1700000000, 250000000};
     e.external = true;
     const std::string json = encode_event_json(e);
-    CHECK(json ==
-          R"({"name":"n\"1","properties":{"k":"v","a":""},"timestamp":"2023-11-14T22:13:20.250Z","external":true})");
+    CHECK(
+        json ==
+        R"({"name":"n\"1","properties":{"k":"v","a":""},"timestamp":"2023-11-14T22:13:20.250Z","external":true})");
     Event back;
     REQUIRE(decode(json, back).is_ok());
     CHECK(back.name == e.name);

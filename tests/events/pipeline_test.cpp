@@ -22,7 +22,8 @@ template <class Pred>
 bool wait_until(Pred pred, std::chrono::seconds limit = 30s) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
+        if (std::chrono::steady_clock::now() > deadline)
+            return false;
         std::this_thread::sleep_for(1ms);
     }
     return true;
@@ -30,7 +31,7 @@ bool wait_until(Pred pred, std::chrono::seconds limit = 30s) {
 
 // A gate handlers can block on until the test opens it.
 class Gate {
-public:
+  public:
     void wait() {
         std::unique_lock lock(m_);
         ++waiting_;
@@ -46,7 +47,7 @@ public:
         return waiting_;
     }
 
-private:
+  private:
     std::mutex m_;
     std::condition_variable cv_;
     bool open_ = false;
@@ -81,7 +82,8 @@ TEST_CASE("no handler of the kind: accepted and nothing queued") {
     StaticHandlerSource source;
     EventPipeline p(opts(4, 1), source, nullptr);
     p.start();
-    for (int i = 0; i < 100; ++i) CHECK(p.submit(custom_event(i)) == SubmitResult::accepted);
+    for (int i = 0; i < 100; ++i)
+        CHECK(p.submit(custom_event(i)) == SubmitResult::accepted);
     const auto s = p.stats();
     CHECK(s.received == 0);
     CHECK(s.depth == 0);
@@ -94,12 +96,16 @@ TEST_CASE("handlers of the kind run in registration order, once per event, error
     std::atomic<int> order_violations{0};
     HandlerSet set;
     set.custom.push_back([&](const Event& e) {
-        if (step[std::stoi(e.name)].fetch_add(1) != 0) ++order_violations;
-        if (std::stoi(e.name) % 3 == 0) throw std::runtime_error("handler failure");
+        if (step[std::stoi(e.name)].fetch_add(1) != 0)
+            ++order_violations;
+        if (std::stoi(e.name) % 3 == 0)
+            throw std::runtime_error("handler failure");
     });
     set.custom.push_back([&](const Event& e) {
-        if (step[std::stoi(e.name)].fetch_add(1) != 1) ++order_violations;
-        if (std::stoi(e.name) % 5 == 0) throw 42;  // not a std::exception
+        if (step[std::stoi(e.name)].fetch_add(1) != 1)
+            ++order_violations;
+        if (std::stoi(e.name) % 5 == 0)
+            throw 42;  // not a std::exception
     });
     std::atomic<int> starts{0};
     set.session_start.push_back([&](const Event&) { ++starts; });
@@ -107,9 +113,11 @@ TEST_CASE("handlers of the kind run in registration order, once per event, error
     nk::metrics::Registry registry("nktest", "node1");
     EventPipeline p(opts(events, 4), source, &registry);
     p.start();
-    for (int i = 0; i < events; ++i) REQUIRE(p.submit(custom_event(i)) == SubmitResult::accepted);
+    for (int i = 0; i < events; ++i)
+        REQUIRE(p.submit(custom_event(i)) == SubmitResult::accepted);
     REQUIRE(wait_until([&] { return p.stats().processed == events; }));
-    for (int i = 0; i < events; ++i) CHECK(step[i].load() == 2);
+    for (int i = 0; i < events; ++i)
+        CHECK(step[i].load() == 2);
     CHECK(order_violations == 0);
     CHECK(starts == 0);
     const int expected_errors = (events + 2) / 3 + (events + 4) / 5;
@@ -138,11 +146,13 @@ TEST_CASE("many producers and workers: every accepted event handled exactly once
     for (int t = 0; t < producers; ++t) {
         threads.emplace_back([&, t] {
             for (int i = 0; i < per_producer; ++i) {
-                accepted[t][i] = p.submit(custom_event(t * per_producer + i)) == SubmitResult::accepted;
+                accepted[t][i] =
+                    p.submit(custom_event(t * per_producer + i)) == SubmitResult::accepted;
             }
         });
     }
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     CHECK(p.drain(30s) == 0);
     std::uint64_t accepted_count = 0;
     for (int t = 0; t < producers; ++t) {
@@ -170,7 +180,8 @@ TEST_CASE("capacity 1, policy drop: one in flight, every other event dropped and
     p.start();
     CHECK(p.submit(custom_event(0)) == SubmitResult::accepted);
     REQUIRE(wait_until([&] { return gate.waiting() == 1; }));
-    for (int i = 1; i < 100; ++i) CHECK(p.submit(custom_event(i)) == SubmitResult::dropped);
+    for (int i = 1; i < 100; ++i)
+        CHECK(p.submit(custom_event(i)) == SubmitResult::dropped);
     gate.open();
     CHECK(p.drain(30s) == 0);
     CHECK(handled == 1);
@@ -196,12 +207,15 @@ TEST_CASE("policy drop under overload with a slow handler: handled + dropped == 
         threads.emplace_back([&, t] {
             for (int i = 0; i < per_producer; ++i) {
                 const auto r = p.submit(custom_event(t * per_producer + i));
-                if (r == SubmitResult::dropped) ++dropped;
-                else if (r == SubmitResult::accepted) ++accepted;
+                if (r == SubmitResult::dropped)
+                    ++dropped;
+                else if (r == SubmitResult::accepted)
+                    ++accepted;
             }
         });
     }
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     CHECK(p.drain(30s) == 0);
     CHECK(dropped > 0);
     CHECK(handled == accepted);
@@ -226,13 +240,17 @@ TEST_CASE("policy reject under overload: every event handled or rejected, none v
         threads.emplace_back([&, t] {
             for (int i = 0; i < per_producer; ++i) {
                 const auto r = p.submit(custom_event(t * per_producer + i));
-                if (r == SubmitResult::rejected) ++rejected;
-                else if (r == SubmitResult::accepted) ++accepted;
-                else ++other;
+                if (r == SubmitResult::rejected)
+                    ++rejected;
+                else if (r == SubmitResult::accepted)
+                    ++accepted;
+                else
+                    ++other;
             }
         });
     }
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     CHECK(p.drain(30s) == 0);
     CHECK(other == 0);
     CHECK(rejected > 0);
@@ -249,7 +267,8 @@ TEST_CASE("drain handles every accepted event, then refuses new ones") {
     StaticHandlerSource source(std::move(set));
     EventPipeline p(opts(10000, 3), source, nullptr);
     // Not started yet: the events wait in the queue and drain() still gets them handled.
-    for (int i = 0; i < 5000; ++i) REQUIRE(p.submit(custom_event(i)) == SubmitResult::accepted);
+    for (int i = 0; i < 5000; ++i)
+        REQUIRE(p.submit(custom_event(i)) == SubmitResult::accepted);
     CHECK(p.drain(30s) == 0);
     CHECK(handled == 5000);
     CHECK(p.submit(custom_event(1)) == SubmitResult::shut_down);
@@ -268,7 +287,8 @@ TEST_CASE("drain with too short a grace reports the events it could not handle")
     nk::metrics::Registry registry("nktest", "node1");
     EventPipeline p(opts(100, 1), source, &registry);
     p.start();
-    for (int i = 0; i < 10; ++i) REQUIRE(p.submit(custom_event(i)) == SubmitResult::accepted);
+    for (int i = 0; i < 10; ++i)
+        REQUIRE(p.submit(custom_event(i)) == SubmitResult::accepted);
     REQUIRE(wait_until([&] { return gate.waiting() == 1; }));
     // One event is stuck in its handler, nine are queued: none can finish within the grace.
     CHECK(p.drain(50ms) == 10);
@@ -286,16 +306,20 @@ TEST_CASE("session_start handlers finish before session_end handlers of the same
     HandlerSet set;
     set.session_start.push_back([&](const Event& e) {
         const int s = std::stoi(e.context.session_id);
-        if (state[s].exchange(1) != 0) ++violations;
-        if (s % 7 == 0) std::this_thread::yield();  // let other workers race ahead
+        if (state[s].exchange(1) != 0)
+            ++violations;
+        if (s % 7 == 0)
+            std::this_thread::yield();  // let other workers race ahead
     });
     set.session_start.push_back([&](const Event& e) {
         const int s = std::stoi(e.context.session_id);
-        if (state[s].exchange(2) != 1) ++violations;
+        if (state[s].exchange(2) != 1)
+            ++violations;
     });
     set.session_end.push_back([&](const Event& e) {
         const int s = std::stoi(e.context.session_id);
-        if (state[s].exchange(3) != 2) ++violations;
+        if (state[s].exchange(3) != 2)
+            ++violations;
         ++ends;
     });
     StaticHandlerSource source(std::move(set));
@@ -311,11 +335,13 @@ TEST_CASE("session_start handlers finish before session_end handlers of the same
             }
         });
     }
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     CHECK(p.drain(30s) == 0);
     CHECK(violations == 0);
     CHECK(ends == sessions);
-    for (int s = 0; s < sessions; ++s) REQUIRE(state[s].load() == 3);
+    for (int s = 0; s < sessions; ++s)
+        REQUIRE(state[s].load() == 3);
 }
 
 TEST_CASE("session_end of a session whose start was dropped is still handled") {

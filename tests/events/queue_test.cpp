@@ -31,13 +31,15 @@ TEST_CASE("queue of capacity 1 holds one value until the consumer releases it") 
 TEST_CASE("queue of large capacity is FIFO for one producer and refuses exactly at capacity") {
     constexpr std::size_t cap = 5000;  // not a power of two on purpose
     BoundedQueue<std::string> q(cap);
-    for (std::size_t i = 0; i < cap; ++i) REQUIRE(q.try_push(std::to_string(i)) == Push::ok);
+    for (std::size_t i = 0; i < cap; ++i)
+        REQUIRE(q.try_push(std::to_string(i)) == Push::ok);
     CHECK(q.try_push("x") == Push::full);
     CHECK(q.held() == cap);
     std::vector<std::string> out(64);
     std::size_t next = 0;
     while (std::size_t n = q.try_pop_bulk(out.data(), out.size())) {
-        for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == std::to_string(next++));
+        for (std::size_t i = 0; i < n; ++i)
+            CHECK(out[i] == std::to_string(next++));
         q.release(n);
     }
     CHECK(next == cap);
@@ -61,7 +63,9 @@ TEST_CASE("queue destroys values never popped") {
     auto probe = std::make_shared<int>(1);
     {
         BoundedQueue<std::shared_ptr<int>> q(8);
-        for (int i = 0; i < 5; ++i) REQUIRE(q.try_push(std::shared_ptr<int>(probe)) == BoundedQueue<std::shared_ptr<int>>::Push::ok);
+        for (int i = 0; i < 5; ++i)
+            REQUIRE(q.try_push(std::shared_ptr<int>(probe)) ==
+                    BoundedQueue<std::shared_ptr<int>>::Push::ok);
         CHECK(probe.use_count() == 6);
     }
     CHECK(probe.use_count() == 1);
@@ -78,9 +82,11 @@ TEST_CASE("many producers and consumers: every accepted value is popped exactly 
         threads.emplace_back([&, p] {
             for (int i = 0; i < per_producer; ++i) {
                 const int id = p * per_producer + i;
-                if (q.try_push(int(id)) == BoundedQueue<int>::Push::ok) accepted[id] = true;
+                if (q.try_push(int(id)) == BoundedQueue<int>::Push::ok)
+                    accepted[id] = true;
             }
-            if (++producers_done == producers) q.close();
+            if (++producers_done == producers)
+                q.close();
         });
     }
     for (int c = 0; c < consumers; ++c) {
@@ -90,16 +96,19 @@ TEST_CASE("many producers and consumers: every accepted value is popped exactly 
             for (;;) {
                 const std::size_t n = q.try_pop_bulk(buf, 16);
                 if (n == 0) {
-                    if (done()) break;
+                    if (done())
+                        break;
                     q.wait_for_work(done);
                     continue;
                 }
-                for (std::size_t i = 0; i < n; ++i) seen[buf[i]].fetch_add(1);
+                for (std::size_t i = 0; i < n; ++i)
+                    seen[buf[i]].fetch_add(1);
                 q.release(n);
             }
         });
     }
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     int accepted_count = 0;
     for (std::size_t id = 0; id < seen.size(); ++id) {
         REQUIRE(seen[id].load() == (accepted[id].load() ? 1 : 0));
