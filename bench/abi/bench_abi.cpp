@@ -21,9 +21,11 @@ std::atomic<long> direct_calls{0};
 
 template <class F>
 double calls_per_sec(long n, F&& f) {
-    for (long i = 0; i < n / 10; ++i) f();  // warm up
+    for (long i = 0; i < n / 10; ++i)
+        f();  // warm up
     const auto t0 = std::chrono::steady_clock::now();
-    for (long i = 0; i < n; ++i) f();
+    for (long i = 0; i < n; ++i)
+        f();
     const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
     return static_cast<double>(n) / dt.count();
 }
@@ -63,7 +65,8 @@ int main(int argc, char** argv) {
 
     // Baselines: the same work as a C++ std::function in the host.
     std::function<void(const nk::events::Event&)> direct_event = [](const nk::events::Event& e) {
-        if (!e.name.empty()) direct_calls.fetch_add(1, std::memory_order_relaxed);
+        if (!e.name.empty())
+            direct_calls.fetch_add(1, std::memory_order_relaxed);
     };
     std::function<void(std::string_view)> direct_after = [](std::string_view in_json) {
         rapidjson::Document d;  // the wrapped hook parses its typed request too

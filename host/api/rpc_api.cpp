@@ -28,7 +28,8 @@ net::Response rpc_error(const Status& s) {
     append_json_string(body, s.message());
     body += ",\"code\":" + std::to_string(s.code_number()) + "}";
     net::Response r = net::Response::json(s.http_status(), std::move(body));
-    if (s.code() == Code::unauthenticated) r.headers.emplace_back("WWW-Authenticate", s.message());
+    if (s.code() == Code::unauthenticated)
+        r.headers.emplace_back("WWW-Authenticate", s.message());
     return r;
 }
 
@@ -48,8 +49,11 @@ bool decode_json_string(std::string_view text, std::string& out, std::string& er
         return false;
     }
     if (!d.IsString()) {
-        const char* type = d.IsObject() ? "object" : d.IsArray() ? "array" : d.IsNumber() ? "number"
-                                                  : d.IsBool() ? "bool" : "null";
+        const char* type = d.IsObject()   ? "object"
+                           : d.IsArray()  ? "array"
+                           : d.IsNumber() ? "number"
+                           : d.IsBool()   ? "bool"
+                                          : "null";
         if (d.IsNull()) {  // Go decodes null into a string as "" without error
             out.clear();
             return true;
@@ -72,7 +76,8 @@ std::string payload_reply(const std::string& payload) {
 // (which fills ctx with the user).
 Status authenticate(const net::Request& req, Services& services, RequestContext& ctx) {
     if (auto key = req.query_param("http_key")) {
-        if (services.tokens == nullptr) return Status::unimplemented("Auth is not available.");
+        if (services.tokens == nullptr)
+            return Status::unimplemented("Auth is not available.");
         if (!services.tokens->check_http_key(*key))
             return Status::unauthenticated("HTTP key invalid");
         return Status::ok();

@@ -12,13 +12,16 @@ int run_check(const Options& options, std::ostream& out) {
     const auto reports = runtime.reports();
     const auto root = effective_module_path(options);
     int failures = st ? 0 : 1;
-    if (reports.empty()) out << "no plugins found under " << root.string() << "\n";
+    if (reports.empty())
+        out << "no plugins found under " << root.string() << "\n";
     for (const auto& r : reports) {
         if (r.loaded) {
             out << "OK   " << r.path.string() << " (ABI " << r.abi_major << "." << r.abi_minor
                 << ")\n";
-            if (r.registered.empty()) out << "       registered nothing\n";
-            for (const auto& what : r.registered) out << "       " << what << "\n";
+            if (r.registered.empty())
+                out << "       registered nothing\n";
+            for (const auto& what : r.registered)
+                out << "       " << what << "\n";
         } else {
             ++failures;
             out << "FAIL " << r.path.string() << ": " << r.error << "\n";

@@ -39,9 +39,11 @@ bool within(std::uint64_t offset, std::uint64_t size, std::uint64_t file_size) {
 std::string check_elf_image(const std::filesystem::path& path) {
     std::error_code ec;
     const std::uint64_t file_size = std::filesystem::file_size(path, ec);
-    if (ec) return "cannot read file: " + ec.message();
+    if (ec)
+        return "cannot read file: " + ec.message();
     std::ifstream in(path, std::ios::binary);
-    if (!in) return "cannot open file";
+    if (!in)
+        return "cannot open file";
 
     unsigned char ident[EI_NIDENT] = {};
     if (!in.read(reinterpret_cast<char*>(ident), EI_NIDENT) ||
@@ -56,13 +58,17 @@ std::string check_elf_image(const std::filesystem::path& path) {
         return "ELF byte order does not match the host";
     }
     if (file_size < sizeof(Ehdr)) {
-        return fmt::format("truncated ELF file: {} bytes, header needs {}", file_size, sizeof(Ehdr));
+        return fmt::format("truncated ELF file: {} bytes, header needs {}", file_size,
+                           sizeof(Ehdr));
     }
     Ehdr eh{};
     in.seekg(0);
-    if (!in.read(reinterpret_cast<char*>(&eh), sizeof eh)) return "cannot read ELF header";
-    if (eh.e_type != ET_DYN) return "not a shared object (ELF type is not ET_DYN)";
-    if (eh.e_phnum == 0 || eh.e_phentsize != sizeof(Phdr)) return "ELF file has no program headers";
+    if (!in.read(reinterpret_cast<char*>(&eh), sizeof eh))
+        return "cannot read ELF header";
+    if (eh.e_type != ET_DYN)
+        return "not a shared object (ELF type is not ET_DYN)";
+    if (eh.e_phnum == 0 || eh.e_phentsize != sizeof(Phdr))
+        return "ELF file has no program headers";
 
     const std::uint64_t ph_size = std::uint64_t{eh.e_phnum} * eh.e_phentsize;
     if (!within(eh.e_phoff, ph_size, file_size)) {
@@ -82,7 +88,8 @@ std::string check_elf_image(const std::filesystem::path& path) {
         return "cannot read ELF program headers";
     }
     for (const Phdr& ph : phdrs) {
-        if (ph.p_type != PT_LOAD && ph.p_type != PT_DYNAMIC) continue;
+        if (ph.p_type != PT_LOAD && ph.p_type != PT_DYNAMIC)
+            continue;
         if (!within(ph.p_offset, ph.p_filesz, file_size)) {
             return fmt::format("truncated ELF file: segment ends at byte {} of {}",
                                ph.p_offset + ph.p_filesz, file_size);

@@ -28,11 +28,16 @@ constexpr std::string_view known_api_ids[] = {
     NK_API_UPDATE_ACCOUNT,      NK_API_DELETE_ACCOUNT,      NK_API_EVENT,
 };
 
-std::string_view sv(nk_str s) { return s.len ? std::string_view(s.ptr, s.len) : std::string_view(); }
-nk_str view(std::string_view s) { return nk_str{s.data(), s.size()}; }
+std::string_view sv(nk_str s) {
+    return s.len ? std::string_view(s.ptr, s.len) : std::string_view();
+}
+nk_str view(std::string_view s) {
+    return nk_str{s.data(), s.size()};
+}
 
 void write_sink(nk_sink* sink, std::string_view s) {
-    if (sink != nullptr && sink->write != nullptr) sink->write(sink->host, s.data(), s.size());
+    if (sink != nullptr && sink->write != nullptr)
+        sink->write(sink->host, s.data(), s.size());
 }
 
 ModuleGeneration& self_of(const nk_initializer* i) {
@@ -47,7 +52,8 @@ const ModuleGeneration& self_of(const nk_module* m) {
 
 RequestContext request_context_of(const nk_context* c) {
     RequestContext rc;
-    if (c == nullptr) return rc;
+    if (c == nullptr)
+        return rc;
     rc.execution_mode = sv(c->execution_mode);
     rc.user_id = sv(c->user_id);
     rc.username = sv(c->username);
@@ -75,7 +81,8 @@ std::string account_json(const store::Account& a) {
     rapidjson::StringBuffer sb;
     rapidjson::Writer<rapidjson::StringBuffer> w(sb);
     auto str = [&w](const char* k, const std::string& v) {
-        if (v.empty()) return;
+        if (v.empty())
+            return;
         w.Key(k);
         w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
     };
@@ -90,8 +97,10 @@ std::string account_json(const store::Account& a) {
     str("location", a.location);
     str("timezone", a.timezone);
     str("metadata", a.metadata);
-    if (a.create_time) str("create_time", rfc3339(a.create_time));
-    if (a.update_time) str("update_time", rfc3339(a.update_time));
+    if (a.create_time)
+        str("create_time", rfc3339(a.create_time));
+    if (a.update_time)
+        str("update_time", rfc3339(a.update_time));
     w.EndObject();
     str("wallet", a.wallet);
     str("email", a.email);
@@ -106,27 +115,41 @@ std::string account_json(const store::Account& a) {
         w.EndArray();
     }
     str("custom_id", a.custom_id);
-    if (a.verify_time) str("verify_time", rfc3339(a.verify_time));
+    if (a.verify_time)
+        str("verify_time", rfc3339(a.verify_time));
     w.EndObject();
     return std::string(sb.GetString(), sb.GetSize());
 }
 
 // ---- nk_logger ----
 void log_at(const nk_logger* l, nk_log_level level, nk_str msg, const nk_kv* f, size_t n) {
-    if (l == nullptr || l->host == nullptr) return;
+    if (l == nullptr || l->host == nullptr)
+        return;
     self_of(l).log(level, sv(msg), f, n);
 }
-void log_debug(const nk_logger* l, nk_str m, const nk_kv* f, size_t n) { log_at(l, NK_LOG_DEBUG, m, f, n); }
-void log_info(const nk_logger* l, nk_str m, const nk_kv* f, size_t n) { log_at(l, NK_LOG_INFO, m, f, n); }
-void log_warn(const nk_logger* l, nk_str m, const nk_kv* f, size_t n) { log_at(l, NK_LOG_WARN, m, f, n); }
-void log_error(const nk_logger* l, nk_str m, const nk_kv* f, size_t n) { log_at(l, NK_LOG_ERROR, m, f, n); }
+void log_debug(const nk_logger* l, nk_str m, const nk_kv* f, size_t n) {
+    log_at(l, NK_LOG_DEBUG, m, f, n);
+}
+void log_info(const nk_logger* l, nk_str m, const nk_kv* f, size_t n) {
+    log_at(l, NK_LOG_INFO, m, f, n);
+}
+void log_warn(const nk_logger* l, nk_str m, const nk_kv* f, size_t n) {
+    log_at(l, NK_LOG_WARN, m, f, n);
+}
+void log_error(const nk_logger* l, nk_str m, const nk_kv* f, size_t n) {
+    log_at(l, NK_LOG_ERROR, m, f, n);
+}
 
 spdlog::level::level_enum spd_level(int32_t level) {
     switch (level) {
-        case NK_LOG_DEBUG: return spdlog::level::debug;
-        case NK_LOG_INFO: return spdlog::level::info;
-        case NK_LOG_WARN: return spdlog::level::warn;
-        default: return spdlog::level::err;
+        case NK_LOG_DEBUG:
+            return spdlog::level::debug;
+        case NK_LOG_INFO:
+            return spdlog::level::info;
+        case NK_LOG_WARN:
+            return spdlog::level::warn;
+        default:
+            return spdlog::level::err;
     }
 }
 int log_enabled(const nk_logger*, int32_t level) {
@@ -158,7 +181,8 @@ nk_status module_event(const nk_module* m, const nk_context* ctx, const nk_event
                     v = sv(evt->properties[i].value);  // keys are unique: last wins
                     dup = true;
                 }
-            if (!dup) e.properties.emplace_back(std::move(key), sv(evt->properties[i].value));
+            if (!dup)
+                e.properties.emplace_back(std::move(key), sv(evt->properties[i].value));
         }
         e.has_timestamp = evt->has_timestamp != 0;
         e.timestamp.seconds = evt->timestamp_seconds;
@@ -168,7 +192,8 @@ nk_status module_event(const nk_module* m, const nk_context* ctx, const nk_event
         e.received_at = std::chrono::system_clock::now();
         switch (sink->submit(std::move(e))) {
             case events::SubmitResult::accepted:
-            case events::SubmitResult::dropped: return NK_OK;  // Nakama: a drop is not an error
+            case events::SubmitResult::dropped:
+                return NK_OK;  // Nakama: a drop is not an error
             case events::SubmitResult::rejected:
                 write_sink(r_error, "event queue full");
                 return NK_RESOURCE_EXHAUSTED;
@@ -247,17 +272,21 @@ nk_status module_account_update_id(const nk_module* m, const nk_context*, nk_str
 
 bool is_known_api_id(std::string_view api_id) {
     for (auto id : known_api_ids)
-        if (id == api_id) return true;
+        if (id == api_id)
+            return true;
     return false;
 }
 
-HostServices::HostServices(Options o, std::string v) : options(std::move(o)), version(std::move(v)) {
-    for (const auto& [k, val] : options.env) env_kv.push_back({view(k), view(val)});
+HostServices::HostServices(Options o, std::string v)
+    : options(std::move(o)), version(std::move(v)) {
+    for (const auto& [k, val] : options.env)
+        env_kv.push_back({view(k), view(val)});
 }
 
 CallContext::CallContext(const HostServices& host, const RequestContext& ctx,
                          std::string_view mode) {
-    for (const auto& [k, v] : ctx.vars) vars_.push_back({view(k), view(v)});
+    for (const auto& [k, v] : ctx.vars)
+        vars_.push_back({view(k), view(v)});
     c_.size = sizeof(nk_context);
     c_.execution_mode = view(mode);
     c_.node = view(host.options.node);
@@ -275,8 +304,8 @@ CallContext::CallContext(const HostServices& host, const RequestContext& ctx,
     c_.client_port = view(ctx.client_port);
 }
 
-ModuleGeneration::ModuleGeneration(std::shared_ptr<HostServices> host,
-                                   std::filesystem::path source, std::uint64_t generation)
+ModuleGeneration::ModuleGeneration(std::shared_ptr<HostServices> host, std::filesystem::path source,
+                                   std::uint64_t generation)
     : host_(std::move(host)),
       source_(std::move(source)),
       name_(source_.stem().string()),
@@ -346,19 +375,21 @@ void ModuleGeneration::log(nk_log_level level, std::string_view message, const n
 
 Status ModuleGeneration::load() {
     const std::string bad_file = check_elf_image(source_);
-    if (!bad_file.empty()) return Status::invalid_argument(bad_file);
+    if (!bad_file.empty())
+        return Status::invalid_argument(bad_file);
 
     // A private, unique copy: dlopen caches by path (a reload must map the new
     // file), and the original may be replaced while the copy is mapped.
-    std::filesystem::path data_dir =
-        host_->options.data_dir.empty() ? std::filesystem::path("data")
-                                        : std::filesystem::path(host_->options.data_dir);
+    std::filesystem::path data_dir = host_->options.data_dir.empty()
+                                         ? std::filesystem::path("data")
+                                         : std::filesystem::path(host_->options.data_dir);
     std::filesystem::path dir = data_dir / ".modules";
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
-    if (ec) return Status::internal("cannot create " + dir.string() + ": " + ec.message());
-    copy_ = dir / fmt::format("{}.{}.{}{}", name_, ::getpid(), generation_,
-                              source_.extension().string());
+    if (ec)
+        return Status::internal("cannot create " + dir.string() + ": " + ec.message());
+    copy_ = dir /
+            fmt::format("{}.{}.{}{}", name_, ::getpid(), generation_, source_.extension().string());
     std::filesystem::copy_file(source_, copy_, std::filesystem::copy_options::overwrite_existing,
                                ec);
     if (ec) {
@@ -375,8 +406,8 @@ Status ModuleGeneration::open_and_init() {
         return Status::invalid_argument(std::string("could not open: ") + e.what());
     }
     if (!library_.has(NK_ABI_SYMBOL)) {
-        return Status::invalid_argument(
-            "missing ABI info symbol " NK_ABI_SYMBOL " (not built with nk/sdk.h NK_PLUGIN_ABI())");
+        return Status::invalid_argument("missing ABI info symbol " NK_ABI_SYMBOL
+                                        " (not built with nk/sdk.h NK_PLUGIN_ABI())");
     }
     try {
         abi_ = library_.get<nk_abi_version()>(NK_ABI_SYMBOL)();
@@ -384,16 +415,20 @@ Status ModuleGeneration::open_and_init() {
         return Status::invalid_argument("ABI info function " NK_ABI_SYMBOL " failed");
     }
     if (abi_.major != NK_ABI_VERSION_MAJOR) {
-        return Status(Code::failed_precondition, fmt::format(
-            "ABI version mismatch: plugin built for ABI {}.{}, host speaks ABI {}.{} (major "
-            "versions must match)",
-            abi_.major, abi_.minor, NK_ABI_VERSION_MAJOR, NK_ABI_VERSION_MINOR));
+        return Status(
+            Code::failed_precondition,
+            fmt::format(
+                "ABI version mismatch: plugin built for ABI {}.{}, host speaks ABI {}.{} (major "
+                "versions must match)",
+                abi_.major, abi_.minor, NK_ABI_VERSION_MAJOR, NK_ABI_VERSION_MINOR));
     }
     if (abi_.minor > NK_ABI_VERSION_MINOR) {
-        return Status(Code::failed_precondition, fmt::format(
-            "ABI version mismatch: plugin built for ABI {}.{}, host speaks ABI {}.{} (plugin needs "
-            "a newer host)",
-            abi_.major, abi_.minor, NK_ABI_VERSION_MAJOR, NK_ABI_VERSION_MINOR));
+        return Status(
+            Code::failed_precondition,
+            fmt::format("ABI version mismatch: plugin built for ABI {}.{}, host speaks ABI {}.{} "
+                        "(plugin needs "
+                        "a newer host)",
+                        abi_.major, abi_.minor, NK_ABI_VERSION_MAJOR, NK_ABI_VERSION_MINOR));
     }
     if (!library_.has(NK_INIT_SYMBOL)) {
         return Status::invalid_argument("missing InitModule function");
@@ -422,11 +457,13 @@ Status ModuleGeneration::open_and_init() {
         init_open_ = false;
         reason = init_error_;
     }
-    if (!thrown.empty()) return Status::internal(thrown);
+    if (!thrown.empty())
+        return Status::internal(thrown);
     if (st != NK_OK) {
         const Code code = st > 0 && st <= 16 ? static_cast<Code>(st) : Code::internal;
         std::string msg = fmt::format("InitModule returned error code {}", st);
-        if (!reason.empty()) msg += ": " + reason;
+        if (!reason.empty())
+            msg += ": " + reason;
         return Status(code == Code::ok ? Code::internal : code, msg);
     }
     return Status::ok();
@@ -434,15 +471,20 @@ Status ModuleGeneration::open_and_init() {
 
 std::vector<std::string> ModuleGeneration::describe() const {
     std::vector<std::string> out;
-    if (!events.empty()) out.push_back(fmt::format("event handlers: {}", events.size()));
+    if (!events.empty())
+        out.push_back(fmt::format("event handlers: {}", events.size()));
     if (!session_start.empty())
         out.push_back(fmt::format("session start handlers: {}", session_start.size()));
     if (!session_end.empty())
         out.push_back(fmt::format("session end handlers: {}", session_end.size()));
-    for (const auto& [id, cb] : before) out.push_back("before " + id);
-    for (const auto& [id, cb] : after) out.push_back("after " + id);
-    for (const auto& [id, cb] : rpcs) out.push_back("rpc " + id);
-    if (!shutdown.empty()) out.push_back(fmt::format("shutdown handlers: {}", shutdown.size()));
+    for (const auto& [id, cb] : before)
+        out.push_back("before " + id);
+    for (const auto& [id, cb] : after)
+        out.push_back("after " + id);
+    for (const auto& [id, cb] : rpcs)
+        out.push_back("rpc " + id);
+    if (!shutdown.empty())
+        out.push_back(fmt::format("shutdown handlers: {}", shutdown.size()));
     return out;
 }
 
@@ -462,13 +504,15 @@ nk_status ModuleGeneration::check_registration(const char* what, void* user_data
 }
 
 void ModuleGeneration::own(void* user_data, nk_on_destroy_fn destroy) {
-    if (destroy != nullptr) owned_.push_back({user_data, destroy});
+    if (destroy != nullptr)
+        owned_.push_back({user_data, destroy});
 }
 
 namespace {
 // Refused registrations: the host owns user_data on entry, so it destroys it now.
 nk_status refuse(nk_status st, void* user_data, nk_on_destroy_fn destroy) {
-    if (destroy != nullptr) destroy(user_data);
+    if (destroy != nullptr)
+        destroy(user_data);
     return st;
 }
 }  // namespace
@@ -477,8 +521,10 @@ nk_status ModuleGeneration::reg_event(const nk_initializer* i, nk_on_event_fn fn
                                       nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_event", ud, destroy);
-    if (st != NK_OK) return refuse(st, ud, destroy);
-    if (fn == nullptr) return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    if (st != NK_OK)
+        return refuse(st, ud, destroy);
+    if (fn == nullptr)
+        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
     self.events.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -487,8 +533,10 @@ nk_status ModuleGeneration::reg_session_start(const nk_initializer* i, nk_on_eve
                                               nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_event_session_start", ud, destroy);
-    if (st != NK_OK) return refuse(st, ud, destroy);
-    if (fn == nullptr) return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    if (st != NK_OK)
+        return refuse(st, ud, destroy);
+    if (fn == nullptr)
+        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
     self.session_start.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -497,8 +545,10 @@ nk_status ModuleGeneration::reg_session_end(const nk_initializer* i, nk_on_event
                                             nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_event_session_end", ud, destroy);
-    if (st != NK_OK) return refuse(st, ud, destroy);
-    if (fn == nullptr) return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    if (st != NK_OK)
+        return refuse(st, ud, destroy);
+    if (fn == nullptr)
+        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
     self.session_end.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -507,7 +557,8 @@ nk_status ModuleGeneration::reg_before(const nk_initializer* i, nk_str api_id, n
                                        void* ud, nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_before", ud, destroy);
-    if (st != NK_OK) return refuse(st, ud, destroy);
+    if (st != NK_OK)
+        return refuse(st, ud, destroy);
     if (fn == nullptr || !is_known_api_id(sv(api_id))) {
         spdlog::error("Module {}: register_before: unknown hook id \"{}\"", self.name_, sv(api_id));
         return refuse(NK_INVALID_ARGUMENT, ud, destroy);
@@ -520,7 +571,8 @@ nk_status ModuleGeneration::reg_after(const nk_initializer* i, nk_str api_id, nk
                                       void* ud, nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_after", ud, destroy);
-    if (st != NK_OK) return refuse(st, ud, destroy);
+    if (st != NK_OK)
+        return refuse(st, ud, destroy);
     if (fn == nullptr || !is_known_api_id(sv(api_id))) {
         spdlog::error("Module {}: register_after: unknown hook id \"{}\"", self.name_, sv(api_id));
         return refuse(NK_INVALID_ARGUMENT, ud, destroy);
@@ -533,13 +585,15 @@ nk_status ModuleGeneration::reg_rpc(const nk_initializer* i, nk_str id, nk_on_rp
                                     nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_rpc", ud, destroy);
-    if (st != NK_OK) return refuse(st, ud, destroy);
+    if (st != NK_OK)
+        return refuse(st, ud, destroy);
     if (fn == nullptr || id.len == 0) {
         spdlog::error("Module {}: register_rpc: empty RPC id", self.name_);
         return refuse(NK_INVALID_ARGUMENT, ud, destroy);
     }
     std::string key(sv(id));  // RPC ids are case-insensitive (Nakama lower-cases them)
-    for (char& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    for (char& ch : key)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     self.rpcs[key] = {fn, ud};
     self.own(ud, destroy);
     return NK_OK;
@@ -548,8 +602,10 @@ nk_status ModuleGeneration::reg_shutdown(const nk_initializer* i, nk_on_shutdown
                                          nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_shutdown", ud, destroy);
-    if (st != NK_OK) return refuse(st, ud, destroy);
-    if (fn == nullptr) return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    if (st != NK_OK)
+        return refuse(st, ud, destroy);
+    if (fn == nullptr)
+        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
     self.shutdown.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -557,7 +613,8 @@ nk_status ModuleGeneration::reg_shutdown(const nk_initializer* i, nk_on_shutdown
 void ModuleGeneration::set_init_error(const nk_initializer* i, nk_str message) {
     auto& self = self_of(i);
     std::lock_guard lock(self.init_mutex_);
-    if (self.init_open_) self.init_error_ = sv(message);
+    if (self.init_open_)
+        self.init_error_ = sv(message);
 }
 
 }  // namespace nk::runtime

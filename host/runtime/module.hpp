@@ -46,7 +46,7 @@ bool is_known_api_id(std::string_view api_id);
 
 struct HostServices {
     Options options;
-    std::string version;  // host version, shown to plugins as ctx.version
+    std::string version;        // host version, shown to plugins as ctx.version
     std::vector<nk_kv> env_kv;  // views into options.env
     std::atomic<events::EventSink*> events{nullptr};
     store::AccountStore* accounts = nullptr;
@@ -57,11 +57,11 @@ struct HostServices {
 
 // Borrowed C view of a RequestContext for one call.
 class CallContext {
-public:
+  public:
     CallContext(const HostServices& host, const RequestContext& ctx, std::string_view mode);
     const nk_context* get() const { return &c_; }
 
-private:
+  private:
     std::vector<nk_kv> vars_;
     nk_context c_{};
 };
@@ -73,7 +73,7 @@ struct Callback {
 };
 
 class ModuleGeneration {
-public:
+  public:
     ModuleGeneration(std::shared_ptr<HostServices> host, std::filesystem::path source,
                      std::uint64_t generation);
     ~ModuleGeneration();
@@ -107,7 +107,7 @@ public:
     void log(nk_log_level level, std::string_view message, const nk_kv* fields,
              std::size_t count) const;
 
-private:
+  private:
     struct Owned {
         void* user_data;
         nk_on_destroy_fn destroy;
@@ -125,8 +125,7 @@ private:
                                 nk_on_destroy_fn);
     static nk_status reg_after(const nk_initializer*, nk_str, nk_on_after_fn, void*,
                                nk_on_destroy_fn);
-    static nk_status reg_rpc(const nk_initializer*, nk_str, nk_on_rpc_fn, void*,
-                             nk_on_destroy_fn);
+    static nk_status reg_rpc(const nk_initializer*, nk_str, nk_on_rpc_fn, void*, nk_on_destroy_fn);
     static nk_status reg_shutdown(const nk_initializer*, nk_on_shutdown_fn, void*,
                                   nk_on_destroy_fn);
     static void set_init_error(const nk_initializer*, nk_str);

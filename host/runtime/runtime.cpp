@@ -29,7 +29,8 @@ struct StringSink {
     std::string text;
     nk_sink sink{this, &StringSink::write};
     static void write(void* host, const char* p, std::size_t n) {
-        if (p != nullptr && n != 0) static_cast<StringSink*>(host)->text.append(p, n);
+        if (p != nullptr && n != 0)
+            static_cast<StringSink*>(host)->text.append(p, n);
     }
 };
 
@@ -39,7 +40,8 @@ Code code_of(nk_status st) {
 
 std::string lower_id(std::string_view id) {
     std::string out(id);
-    for (char& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    for (char& ch : out)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     return out;
 }
 
@@ -69,22 +71,26 @@ std::vector<std::filesystem::path> find_module_files(const std::filesystem::path
     namespace fs = std::filesystem;
     std::vector<fs::path> out;
     std::error_code ec;
-    if (!fs::is_directory(root, ec)) return out;
+    if (!fs::is_directory(root, ec))
+        return out;
     fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec);
     for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         const fs::path& p = it->path();
         if (is_hidden(p)) {
-            if (it->is_directory(ec)) it.disable_recursion_pending();
+            if (it->is_directory(ec))
+                it.disable_recursion_pending();
             continue;
         }
-        if (it->is_regular_file(ec) && has_so_extension(p)) out.push_back(p);
+        if (it->is_regular_file(ec) && has_so_extension(p))
+            out.push_back(p);
     }
     std::sort(out.begin(), out.end());  // lexical, like Go's filepath.Walk
     return out;
 }
 
 std::filesystem::path effective_module_path(const Options& options) {
-    if (!options.path.empty()) return options.path;
+    if (!options.path.empty())
+        return options.path;
     std::filesystem::path data_dir = options.data_dir.empty() ? "data" : options.data_dir;
     return data_dir / "modules";
 }
@@ -107,7 +113,9 @@ void Runtime::set_event_sink(events::EventSink* sink) {
     host_->events.store(sink, std::memory_order_release);
 }
 
-std::shared_ptr<const Runtime::Snapshot> Runtime::snapshot() const { return snapshot_.load(); }
+std::shared_ptr<const Runtime::Snapshot> Runtime::snapshot() const {
+    return snapshot_.load();
+}
 
 Status Runtime::load_all() {
     namespace fs = std::filesystem;
@@ -144,8 +152,9 @@ Status Runtime::load_all() {
         report.registered = gen->describe();
         spdlog::info("Loaded runtime module {} (ABI {}.{}): {}", file.string(), report.abi_major,
                      report.abi_minor,
-                     report.registered.empty() ? std::string("nothing registered")
-                                               : fmt::format("{}", fmt::join(report.registered, ", ")));
+                     report.registered.empty()
+                         ? std::string("nothing registered")
+                         : fmt::format("{}", fmt::join(report.registered, ", ")));
         reports.push_back(std::move(report));
         loaded.push_back(std::move(gen));
     }
@@ -160,15 +169,17 @@ std::vector<ModuleReport> Runtime::reports() const {
     return reports_;
 }
 
-std::size_t Runtime::module_count() const { return snapshot()->modules.size(); }
+std::size_t Runtime::module_count() const {
+    return snapshot()->modules.size();
+}
 
 void Runtime::publish(std::vector<std::shared_ptr<ModuleGeneration>> modules) {
     auto snap = std::make_shared<Snapshot>();
     events::HandlerSet set;
     auto event_fn = [](const std::shared_ptr<ModuleGeneration>& m, Callback<nk_on_event_fn> cb) {
         return [m, cb](const events::Event& e) {
-            std::string_view mode =
-                e.context.execution_mode.empty() ? std::string_view("event") : e.context.execution_mode;
+            std::string_view mode = e.context.execution_mode.empty() ? std::string_view("event")
+                                                                     : e.context.execution_mode;
             CallContext ctx(m->host(), e.context, mode);
             std::vector<nk_kv> props;
             props.reserve(e.properties.size());
@@ -196,14 +207,21 @@ void Runtime::publish(std::vector<std::shared_ptr<ModuleGeneration>> modules) {
         };
     };
     for (const auto& m : modules) {
-        for (const auto& cb : m->events) set.custom.push_back(event_fn(m, cb));
-        for (const auto& cb : m->session_start) set.session_start.push_back(event_fn(m, cb));
-        for (const auto& cb : m->session_end) set.session_end.push_back(event_fn(m, cb));
+        for (const auto& cb : m->events)
+            set.custom.push_back(event_fn(m, cb));
+        for (const auto& cb : m->session_start)
+            set.session_start.push_back(event_fn(m, cb));
+        for (const auto& cb : m->session_end)
+            set.session_end.push_back(event_fn(m, cb));
         // One hook / RPC per id: a later module replaces an earlier one (Nakama: last wins).
-        for (const auto& [id, cb] : m->before) snap->before[id] = {m, cb};
-        for (const auto& [id, cb] : m->after) snap->after[id] = {m, cb};
-        for (const auto& [id, cb] : m->rpcs) snap->rpcs[id] = {m, cb};
-        for (const auto& cb : m->shutdown) snap->shutdown.push_back({m, cb});
+        for (const auto& [id, cb] : m->before)
+            snap->before[id] = {m, cb};
+        for (const auto& [id, cb] : m->after)
+            snap->after[id] = {m, cb};
+        for (const auto& [id, cb] : m->rpcs)
+            snap->rpcs[id] = {m, cb};
+        for (const auto& cb : m->shutdown)
+            snap->shutdown.push_back({m, cb});
     }
     snap->modules = std::move(modules);
     snapshot_.store(std::move(snap));
@@ -214,7 +232,9 @@ std::shared_ptr<const events::HandlerSet> Runtime::handlers() const {
     return handler_source_.handlers();
 }
 
-bool Runtime::has_handlers(events::Kind k) const { return handler_source_.has_handlers(k); }
+bool Runtime::has_handlers(events::Kind k) const {
+    return handler_source_.has_handlers(k);
+}
 
 bool Runtime::has_before(std::string_view api_id) const {
     auto s = snapshot();
@@ -234,7 +254,8 @@ bool Runtime::has_rpc(std::string_view id) const {
 Status Runtime::before(std::string_view api_id, const RequestContext& ctx, std::string& in_json) {
     auto s = snapshot();  // held until return: keeps the module loaded
     auto it = s->before.find(api_id);
-    if (it == s->before.end()) return Status::ok();
+    if (it == s->before.end())
+        return Status::ok();
     const auto& [module, cb] = it->second;
     CallContext c(*host_, ctx, "before");
     StringSink out, err;
@@ -247,10 +268,12 @@ Status Runtime::before(std::string_view api_id, const RequestContext& ctx, std::
         return Status::internal("Error in before hook.");
     }
     if (st != NK_OK) {
-        return Status(code_of(st), err.text.empty() ? std::string("Request rejected by before hook.")
-                                                    : std::move(err.text));
+        return Status(code_of(st), err.text.empty()
+                                       ? std::string("Request rejected by before hook.")
+                                       : std::move(err.text));
     }
-    if (!out.text.empty()) in_json = std::move(out.text);
+    if (!out.text.empty())
+        in_json = std::move(out.text);
     return Status::ok();
 }
 
@@ -258,20 +281,21 @@ void Runtime::after(std::string_view api_id, const RequestContext& ctx, std::str
                     std::string_view in_json) {
     auto s = snapshot();
     auto it = s->after.find(api_id);
-    if (it == s->after.end()) return;
+    if (it == s->after.end())
+        return;
     const auto& [module, cb] = it->second;
     CallContext c(*host_, ctx, "after");
     StringSink err;
     nk_status st = NK_OK;
     try {
         st = cb.fn(cb.user_data, c.get(), module->logger(), module->module(),
-                   {out_json.data(), out_json.size()}, {in_json.data(), in_json.size()},
-                   &err.sink);
+                   {out_json.data(), out_json.size()}, {in_json.data(), in_json.size()}, &err.sink);
     } catch (...) {
         st = NK_INTERNAL;
         err.text = "the hook threw an exception";
     }
-    if (st == NK_OK) return;
+    if (st == NK_OK)
+        return;
     if (host_->metrics != nullptr) {
         host_->metrics
             ->counter("after_hook_errors", "After-hook failures (the response is unchanged)",
@@ -286,7 +310,8 @@ Status Runtime::rpc(std::string_view id, const RequestContext& ctx, std::string_
                     std::string& out_payload) {
     auto s = snapshot();
     auto it = s->rpcs.find(lower_id(id));
-    if (it == s->rpcs.end()) return Status::not_found("RPC function not found");
+    if (it == s->rpcs.end())
+        return Status::not_found("RPC function not found");
     const auto& [module, cb] = it->second;
     CallContext c(*host_, ctx, "rpc");
     StringSink out, err;
@@ -308,10 +333,10 @@ Status Runtime::rpc(std::string_view id, const RequestContext& ctx, std::string_
 
 void Runtime::run_shutdown_handlers(std::chrono::milliseconds grace) {
     auto s = snapshot();
-    if (s->shutdown.empty()) return;
+    if (s->shutdown.empty())
+        return;
     const auto deadline = std::chrono::steady_clock::now() + grace;
-    const std::int64_t grace_sec =
-        std::chrono::duration_cast<std::chrono::seconds>(grace).count();
+    const std::int64_t grace_sec = std::chrono::duration_cast<std::chrono::seconds>(grace).count();
     for (const auto& bound : s->shutdown) {
         // Each handler runs on its own thread so a stuck one cannot hold shutdown past `grace`.
         struct State {
@@ -340,9 +365,10 @@ void Runtime::run_shutdown_handlers(std::chrono::milliseconds grace) {
             t.join();
         } else {
             lock.unlock();
-            spdlog::warn("Module {}: shutdown handler still running after the grace period; "
-                         "continuing without it",
-                         bound.module->name());
+            spdlog::warn(
+                "Module {}: shutdown handler still running after the grace period; "
+                "continuing without it",
+                bound.module->name());
             t.detach();  // it holds its module generation, so the code stays mapped
         }
     }

@@ -55,7 +55,7 @@ struct ModuleReport {
     std::filesystem::path path;
     std::string name;
     bool loaded = false;
-    std::string error;                  // the reason when !loaded
+    std::string error;  // the reason when !loaded
     std::uint32_t abi_major = 0, abi_minor = 0;
     std::vector<std::string> registered;  // "after UpdateAccount", "rpc echo", ...
 };
@@ -68,7 +68,7 @@ std::vector<std::filesystem::path> find_module_files(const std::filesystem::path
 std::filesystem::path effective_module_path(const Options& options);
 
 class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
-public:
+  public:
     Runtime(Options options, Dependencies deps);
     ~Runtime() override;
     Runtime(const Runtime&) = delete;
@@ -109,7 +109,7 @@ public:
 
     struct Snapshot;
 
-private:
+  private:
     std::shared_ptr<const Snapshot> snapshot() const;
     void publish(std::vector<std::shared_ptr<ModuleGeneration>> modules);
 

@@ -23,7 +23,9 @@ typedef struct counter {
 #define COUNTER_GET(p) (*(p))
 #endif
 
-static void counter_destroy(void* user_data) { free(user_data); }
+static void counter_destroy(void* user_data) {
+    free(user_data);
+}
 
 static void on_event(void* user_data, const nk_context* ctx, const nk_logger* logger,
                      const nk_module* nk, const nk_event* evt) {
@@ -38,8 +40,8 @@ static void on_event(void* user_data, const nk_context* ctx, const nk_logger* lo
 }
 
 static nk_status after_update_account(void* user_data, const nk_context* ctx,
-                                      const nk_logger* logger, const nk_module* nk,
-                                      nk_str out_json, nk_str in_json, nk_sink* r_error) {
+                                      const nk_logger* logger, const nk_module* nk, nk_str out_json,
+                                      nk_str in_json, nk_sink* r_error) {
     nk_event evt = {0};
     (void)user_data;
     (void)ctx;
@@ -83,17 +85,22 @@ NK_INIT_MODULE_C(ctx, logger, nk, initializer) {
     counter* c = (counter*)calloc(1, sizeof(counter));
     (void)ctx;
     (void)nk;
-    if (c == NULL) return NK_RESOURCE_EXHAUSTED;
+    if (c == NULL)
+        return NK_RESOURCE_EXHAUSTED;
     /* The host owns `c` from here on, even if the call fails. */
     st = initializer->register_event(initializer, on_event, c, counter_destroy);
-    if (st != NK_OK) return st;
+    if (st != NK_OK)
+        return st;
     st = initializer->register_after(initializer, nk_str_c(NK_API_UPDATE_ACCOUNT),
                                      after_update_account, NULL, NULL);
-    if (st != NK_OK) return st;
+    if (st != NK_OK)
+        return st;
     st = initializer->register_rpc(initializer, nk_str_c("c_echo"), rpc_echo, NULL, NULL);
-    if (st != NK_OK) return st;
+    if (st != NK_OK)
+        return st;
     st = initializer->register_rpc(initializer, nk_str_c("c_count"), rpc_count, c, NULL);
-    if (st != NK_OK) return st;
+    if (st != NK_OK)
+        return st;
     logger->info(logger, nk_str_c("c_minimal loaded."), NULL, 0);
     return NK_OK;
 }

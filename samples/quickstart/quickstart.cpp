@@ -36,8 +36,8 @@ void eventSessionStart(const nk::Context& ctx, nk::Logger& logger, const nk::Eve
 // Not in the Go example: an RPC replying {"hello":"<username>","payload":<what was sent>}.
 nk::Error rpcHello(const nk::Context& ctx, nk::Logger& logger, nk::Module& nk,
                    const std::string& payload, std::string& out) {
-    out = "{\"hello\":\"" + ctx.username + "\",\"payload\":" + (payload.empty() ? "null" : payload) +
-          "}";
+    out = "{\"hello\":\"" + ctx.username +
+          "\",\"payload\":" + (payload.empty() ? "null" : payload) + "}";
     return {};
 }
 

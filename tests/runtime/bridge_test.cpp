@@ -6,10 +6,10 @@
 
 #include "events/pipeline.hpp"
 #include "metrics/registry.hpp"
-#include "store/sqlite_account_store.hpp"
-#include "runtime/runtime.hpp"
 #include "nk/sdk.h"
+#include "runtime/runtime.hpp"
 #include "runtime_support.hpp"
+#include "store/sqlite_account_store.hpp"
 
 using namespace nk;
 using namespace nk::test;
@@ -86,8 +86,8 @@ TEST_CASE("event handlers get the event and its context; nk.event re-enters the 
     CHECK(prop(pong, "seen_user") == "u-1");
     CHECK(prop(pong, "seen_mode") == "event");
     CHECK(prop(pong, "seen_external") == "true");
-    CHECK_FALSE(pong.external);               // as the plugin gave it
-    CHECK(pong.context.user_id == "u-1");     // the caller's context travels with it
+    CHECK_FALSE(pong.external);            // as the plugin gave it
+    CHECK(pong.context.user_id == "u-1");  // the caller's context travels with it
     CHECK(pong.kind == events::Kind::custom);
 }
 
@@ -223,8 +223,9 @@ TEST_CASE("fixture before_rejects: reject with code and message, or rewrite the 
     // Rewriting keeps every field of the message, timestamp included.
     std::string ev = "{\"name\":\"x\",\"timestamp\":\"2024-02-29T12:00:00.25Z\",\"external\":true}";
     REQUIRE(h.rt->before("Event", user_ctx(), ev).is_ok());
-    CHECK(ev == "{\"name\":\"x\",\"properties\":{\"checked\":\"yes\"},\"timestamp\":"
-                "\"2024-02-29T12:00:00.25Z\",\"external\":true}");
+    CHECK(ev ==
+          "{\"name\":\"x\",\"properties\":{\"checked\":\"yes\"},\"timestamp\":"
+          "\"2024-02-29T12:00:00.25Z\",\"external\":true}");
     // No hook for this id: input untouched.
     std::string logout = "{\"token\":\"t\"}";
     CHECK(h.rt->before("SessionLogout", user_ctx(), logout).is_ok());
@@ -256,7 +257,8 @@ TEST_CASE("fixture slow_handler: other events keep flowing; shutdown grace is bo
         std::chrono::seconds(30)));
 }
 
-TEST_CASE("fixture register_outside: registration after InitModule is refused, user data destroyed") {
+TEST_CASE(
+    "fixture register_outside: registration after InitModule is refused, user data destroyed") {
     LogCapture logs("info");
     Host h({fixture("register_outside")});
     REQUIRE(h.status.is_ok());
@@ -309,9 +311,8 @@ TEST_CASE("c_minimal (plain C): events counted, nk->event from an after-hook, RP
     CHECK_FALSE(e.external);
     CHECK(e.context.user_id.empty());  // NULL ctx = background
     std::string out;
-    CHECK(wait_until([&] {
-        return h.rt->rpc("c_count", user_ctx(), "", out).is_ok() && out == "1";
-    }));
+    CHECK(wait_until(
+        [&] { return h.rt->rpc("c_count", user_ctx(), "", out).is_ok() && out == "1"; }));
     REQUIRE(h.rt->rpc("c_echo", user_ctx(), "hi", out).is_ok());
     CHECK(out == "hi");
 }
@@ -331,7 +332,8 @@ TEST_CASE("concurrent calls while events flow (TSan target)") {
             }
         });
     }
-    for (auto& th : threads) th.join();
+    for (auto& th : threads)
+        th.join();
     CHECK(wait_until([&] { return h.sink.count("pong") == 200; }));
     CHECK(h.sink.count("after_update") == 200);
 }

@@ -5,10 +5,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "nk/sdk.h"
 #include "runtime/check.hpp"
 #include "runtime/elf_check.hpp"
 #include "runtime/runtime.hpp"
-#include "nk/sdk.h"
 #include "runtime_support.hpp"
 
 using namespace nk;
@@ -41,8 +41,8 @@ std::string expected_line(const TempDir& tmp, const std::string& file, const std
 std::size_t private_copies(const TempDir& tmp) {
     std::size_t n = 0;
     std::error_code ec;
-    for (auto it = fs::directory_iterator(tmp / ".modules", ec); !ec && it != fs::directory_iterator();
-         ++it)
+    for (auto it = fs::directory_iterator(tmp / ".modules", ec);
+         !ec && it != fs::directory_iterator(); ++it)
         ++n;
     return n;
 }
@@ -80,7 +80,8 @@ TEST_CASE("ELF check: good, not ELF, empty, truncated") {
     CHECK(runtime::check_elf_image(tmp / "header_only.so").rfind("truncated ELF file", 0) == 0);
 }
 
-TEST_CASE("a good plugin loads; its registrations are published; the private copy lives under data_dir") {
+TEST_CASE(
+    "a good plugin loads; its registrations are published; the private copy lives under data_dir") {
     TempDir tmp;
     std::unique_ptr<runtime::Runtime> holder;
     runtime::Runtime* rt = nullptr;
@@ -117,8 +118,8 @@ TEST_CASE("each failure mode fails startup with one line naming the file and the
         std::string fixture;
         std::string reason;
     };
-    const std::string abi = std::to_string(NK_ABI_VERSION_MAJOR) + "." +
-                            std::to_string(NK_ABI_VERSION_MINOR);
+    const std::string abi =
+        std::to_string(NK_ABI_VERSION_MAJOR) + "." + std::to_string(NK_ABI_VERSION_MINOR);
     const std::vector<Case> cases = {
         {"no_init", "missing InitModule function"},
         {"no_abi",
@@ -232,8 +233,8 @@ TEST_CASE("nkhost check: prints what each plugin registered, non-zero on any pro
         CAPTURE(text);
         CHECK(text.find("FAIL " + (tmp / "modules/broken.so").string() + ": not an ELF file") !=
               std::string::npos);
-        CHECK(text.find("FAIL " + (tmp / "modules/abi_minor.so").string() + ": ABI version mismatch") !=
-              std::string::npos);
+        CHECK(text.find("FAIL " + (tmp / "modules/abi_minor.so").string() +
+                        ": ABI version mismatch") != std::string::npos);
         CHECK(text.find("4 plugin(s) checked, 2 problem(s)") != std::string::npos);
     }
 }

@@ -62,7 +62,8 @@ TEST_CASE("rpc over HTTP: http_key, Bearer, body forms, unwrap, GET, errors") {
     auto& c = *s.client;
 
     SUBCASE("http_key with a JSON string body") {
-        auto r = c.Post("/v2/rpc/echo?http_key=defaulthttpkey", "\"{\\\"a\\\":1}\"", "application/json");
+        auto r =
+            c.Post("/v2/rpc/echo?http_key=defaulthttpkey", "\"{\\\"a\\\":1}\"", "application/json");
         REQUIRE(r);
         CHECK(r->status == 200);
         CHECK(r->body == "{\"payload\":\"{\\\"a\\\":1}\"}");
@@ -84,8 +85,9 @@ TEST_CASE("rpc over HTTP: http_key, Bearer, body forms, unwrap, GET, errors") {
         auto r = c.Post("/v2/rpc/echo", "\"x\"", "application/json");
         REQUIRE(r);
         CHECK(r->status == 401);
-        CHECK(r->body == "{\"error\":\"Auth token or HTTP key required\",\"message\":\"Auth token "
-                         "or HTTP key required\",\"code\":16}");
+        CHECK(r->body ==
+              "{\"error\":\"Auth token or HTTP key required\",\"message\":\"Auth token "
+              "or HTTP key required\",\"code\":16}");
     }
     SUBCASE("Bearer token: the function sees the user") {
         auto issued = s.tokens.issue("3f1e2d4c-0000-4000-8000-000000000001", "alice", {});
@@ -107,9 +109,10 @@ TEST_CASE("rpc over HTTP: http_key, Bearer, body forms, unwrap, GET, errors") {
         auto r = c.Post("/v2/rpc/echo?http_key=defaulthttpkey", "{\"a\":1}", "application/json");
         REQUIRE(r);
         CHECK(r->status == 400);
-        CHECK(r->body == "{\"error\":\"json: cannot unmarshal object into Go value of type "
-                         "string\",\"message\":\"json: cannot unmarshal object into Go value of "
-                         "type string\",\"code\":3}");
+        CHECK(r->body ==
+              "{\"error\":\"json: cannot unmarshal object into Go value of type "
+              "string\",\"message\":\"json: cannot unmarshal object into Go value of "
+              "type string\",\"code\":3}");
     }
     SUBCASE("unwrap: raw body in, raw payload out") {
         auto r = c.Post("/v2/rpc/echo?http_key=defaulthttpkey&unwrap", "{\"raw\":true}",
@@ -128,14 +131,14 @@ TEST_CASE("rpc over HTTP: http_key, Bearer, body forms, unwrap, GET, errors") {
         auto r = c.Post("/v2/rpc/missing?http_key=defaulthttpkey", "\"x\"", "application/json");
         REQUIRE(r);
         CHECK(r->status == 404);
-        CHECK(r->body == "{\"error\":\"RPC function not found\",\"message\":\"RPC function not "
-                         "found\",\"code\":5}");
+        CHECK(r->body ==
+              "{\"error\":\"RPC function not found\",\"message\":\"RPC function not "
+              "found\",\"code\":5}");
     }
     SUBCASE("function error maps to its code and HTTP status") {
         auto r = c.Post("/v2/rpc/denied?http_key=defaulthttpkey", "\"x\"", "application/json");
         REQUIRE(r);
         CHECK(r->status == 403);
-        CHECK(r->body ==
-              "{\"error\":\"not for you\",\"message\":\"not for you\",\"code\":7}");
+        CHECK(r->body == "{\"error\":\"not for you\",\"message\":\"not for you\",\"code\":7}");
     }
 }

@@ -28,13 +28,16 @@ inline fs::path build_dir() {
 inline fs::path fixture(const std::string& name) {
     return build_dir() / "fixtures" / name / (name + ".so");
 }
-inline fs::path sample(const std::string& name) { return build_dir() / "modules" / (name + ".so"); }
+inline fs::path sample(const std::string& name) {
+    return build_dir() / "modules" / (name + ".so");
+}
 
 class TempDir {
-public:
+  public:
     TempDir() {
         std::string tmpl = (fs::temp_directory_path() / "nk-runtime-XXXXXX").string();
-        if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+        if (::mkdtemp(tmpl.data()) == nullptr)
+            throw std::runtime_error("mkdtemp failed");
         path_ = tmpl;
     }
     ~TempDir() {
@@ -44,7 +47,7 @@ public:
     const fs::path& path() const { return path_; }
     fs::path operator/(const std::string& s) const { return path_ / s; }
 
-private:
+  private:
     fs::path path_;
 };
 
@@ -60,7 +63,8 @@ inline bool wait_until(const std::function<bool()>& pred,
                        std::chrono::milliseconds limit = std::chrono::seconds(20)) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
+        if (std::chrono::steady_clock::now() > deadline)
+            return false;
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     return true;
@@ -68,7 +72,7 @@ inline bool wait_until(const std::function<bool()>& pred,
 
 // A std::ostream whose contents can be read while other threads log.
 class LogCapture {
-public:
+  public:
     explicit LogCapture(const std::string& level = "debug") : stream_(&buf_) {
         nk::log::Options o;
         o.level = level;
@@ -88,7 +92,7 @@ public:
         return wait_until([&] { return contains(s); });
     }
 
-private:
+  private:
     struct Buf : std::streambuf {
         mutable std::mutex mutex;
         std::string text;
@@ -111,7 +115,7 @@ private:
 
 // Records every event offered (a copy), then forwards it to `next` (may be null).
 class RecordingSink final : public events::EventSink {
-public:
+  public:
     explicit RecordingSink(events::EventSink* next = nullptr) : next_(next) {}
     void set_next(events::EventSink* next) { next_ = next; }
     events::SubmitResult submit(events::Event&& e) override {
@@ -142,11 +146,12 @@ public:
     std::size_t count(const std::string& name) const {
         std::lock_guard lock(mutex_);
         std::size_t n = 0;
-        for (const auto& e : seen_) n += e.name == name;
+        for (const auto& e : seen_)
+            n += e.name == name;
         return n;
     }
 
-private:
+  private:
     events::EventSink* next_;
     mutable std::mutex mutex_;
     std::condition_variable cv_;
@@ -155,7 +160,8 @@ private:
 
 inline std::string prop(const events::Event& e, const std::string& key) {
     for (const auto& [k, v] : e.properties)
-        if (k == key) return v;
+        if (k == key)
+            return v;
     return "<missing>";
 }
 

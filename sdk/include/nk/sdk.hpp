@@ -48,7 +48,7 @@ namespace nk {
 
 // Go's `error`: default-constructed = no error; `if (auto err = f()) return err;`.
 class Error {
-public:
+  public:
     Error() = default;
     Error(nk_status code, std::string message) : code_(code), message_(std::move(message)) {}
     static Error InvalidArgument(std::string m) { return {NK_INVALID_ARGUMENT, std::move(m)}; }
@@ -60,24 +60,31 @@ public:
     nk_status code() const { return code_; }
     const std::string& message() const { return message_; }
 
-private:
+  private:
     nk_status code_ = NK_OK;
     std::string message_;
 };
 
 namespace detail {
-inline nk_str view(const std::string& s) { return nk_str_from(s.data(), s.size()); }
-inline std::string copy(nk_str s) { return s.len ? std::string(s.ptr, s.len) : std::string(); }
+inline nk_str view(const std::string& s) {
+    return nk_str_from(s.data(), s.size());
+}
+inline std::string copy(nk_str s) {
+    return s.len ? std::string(s.ptr, s.len) : std::string();
+}
 inline std::map<std::string, std::string> copy_map(const nk_kv* kv, size_t n) {
     std::map<std::string, std::string> m;
-    for (size_t i = 0; i < n; ++i) m[copy(kv[i].key)] = copy(kv[i].value);
+    for (size_t i = 0; i < n; ++i)
+        m[copy(kv[i].key)] = copy(kv[i].value);
     return m;
 }
 inline void string_sink_write(void* host, const char* p, size_t n) {
     static_cast<std::string*>(host)->append(p, n);
 }
 // A sink that appends into a std::string owned by the plugin.
-inline nk_sink string_sink(std::string& s) { return nk_sink{&s, &string_sink_write}; }
+inline nk_sink string_sink(std::string& s) {
+    return nk_sink{&s, &string_sink_write};
+}
 }  // namespace detail
 
 // ---- context ----------------------------------------------------------------
@@ -102,7 +109,8 @@ struct Context {
 
     static Context FromC(const nk_context* c) {
         Context x;
-        if (c == nullptr) return x;
+        if (c == nullptr)
+            return x;
         x.execution_mode = detail::copy(c->execution_mode);
         x.node = detail::copy(c->node);
         x.version = detail::copy(c->version);
@@ -123,8 +131,10 @@ namespace detail {
 // Borrowed C view of a Context; valid while both objects live.
 struct CContext {
     explicit CContext(const Context& x) {
-        for (const auto& [k, v] : x.env) env.push_back({view(k), view(v)});
-        for (const auto& [k, v] : x.vars) vars.push_back({view(k), view(v)});
+        for (const auto& [k, v] : x.env)
+            env.push_back({view(k), view(v)});
+        for (const auto& [k, v] : x.vars)
+            vars.push_back({view(k), view(v)});
         c.size = sizeof(nk_context);
         c.execution_mode = view(x.execution_mode);
         c.node = view(x.node);
@@ -152,7 +162,7 @@ struct Event {
     std::string name;
     std::map<std::string, std::string> properties;
     bool external = false;
-    bool has_timestamp = false;       // Nakama leaves it nil when the client omits it
+    bool has_timestamp = false;  // Nakama leaves it nil when the client omits it
     std::int64_t timestamp_seconds = 0;
     std::int32_t timestamp_nanos = 0;
     nk_event_kind kind = NK_EVENT_CUSTOM;
@@ -161,7 +171,8 @@ struct Event {
 
     static Event FromC(const nk_event* e) {
         Event x;
-        if (e == nullptr) return x;
+        if (e == nullptr)
+            return x;
         x.name = detail::copy(e->name);
         x.properties = detail::copy_map(e->properties, e->property_count);
         x.external = e->external != 0;
@@ -177,12 +188,14 @@ struct Event {
         std::string s = "name:" + name + " properties:map[";
         bool first = true;
         for (const auto& [k, v] : properties) {
-            if (!first) s += ' ';
+            if (!first)
+                s += ' ';
             first = false;
             s += k + ":" + v;
         }
         s += "]";
-        if (has_timestamp) s += " timestamp:" + std::to_string(timestamp_seconds);
+        if (has_timestamp)
+            s += " timestamp:" + std::to_string(timestamp_seconds);
         s += external ? " external:true" : " external:false";
         return s;
     }
@@ -260,34 +273,44 @@ inline void get(const Value& o, const char* k, std::optional<std::string>& out) 
 }
 inline void get(const Value& o, const char* k, bool& out) {
     auto it = o.FindMember(k);
-    if (it != o.MemberEnd() && it->value.IsBool()) out = it->value.GetBool();
+    if (it != o.MemberEnd() && it->value.IsBool())
+        out = it->value.GetBool();
 }
 inline void get(const Value& o, const char* k, std::optional<bool>& out) {
     auto it = o.FindMember(k);
-    if (it != o.MemberEnd() && it->value.IsBool()) out = it->value.GetBool();
+    if (it != o.MemberEnd() && it->value.IsBool())
+        out = it->value.GetBool();
 }
 inline void get(const Value& o, const char* k, std::int64_t& out) {
     auto it = o.FindMember(k);
-    if (it == o.MemberEnd()) return;
-    if (it->value.IsInt64()) out = it->value.GetInt64();
-    if (it->value.IsString()) out = std::strtoll(it->value.GetString(), nullptr, 10);  // proto int64
+    if (it == o.MemberEnd())
+        return;
+    if (it->value.IsInt64())
+        out = it->value.GetInt64();
+    if (it->value.IsString())
+        out = std::strtoll(it->value.GetString(), nullptr, 10);  // proto int64
 }
 inline void get(const Value& o, const char* k, std::map<std::string, std::string>& out) {
     auto it = o.FindMember(k);
-    if (it == o.MemberEnd() || !it->value.IsObject()) return;
+    if (it == o.MemberEnd() || !it->value.IsObject())
+        return;
     for (auto m = it->value.MemberBegin(); m != it->value.MemberEnd(); ++m)
-        if (m->value.IsString()) out[m->name.GetString()] = m->value.GetString();
+        if (m->value.IsString())
+            out[m->name.GetString()] = m->value.GetString();
 }
 inline void put(Writer& w, const char* k, const std::string& v, bool omit_empty = true) {
-    if (omit_empty && v.empty()) return;
+    if (omit_empty && v.empty())
+        return;
     w.Key(k);
     w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
 }
 inline void put(Writer& w, const char* k, const std::optional<std::string>& v) {
-    if (v) put(w, k, *v, false);
+    if (v)
+        put(w, k, *v, false);
 }
 inline void put(Writer& w, const char* k, const std::map<std::string, std::string>& m) {
-    if (m.empty()) return;
+    if (m.empty())
+        return;
     w.Key(k);
     w.StartObject();
     for (const auto& [key, v] : m) {
@@ -303,7 +326,10 @@ inline const Value& sub(const Value& o, const char* k) {
 }
 
 inline void read(const Value&, Empty&) {}
-inline void write(Writer& w, const Empty&) { w.StartObject(); w.EndObject(); }
+inline void write(Writer& w, const Empty&) {
+    w.StartObject();
+    w.EndObject();
+}
 
 inline void read(const Value& o, UpdateAccountRequest& r) {
     get(o, "username", r.username);
@@ -398,12 +424,24 @@ inline void write_auth(Writer& w, const Req& r) {
     put(w, "username", r.username);
     w.EndObject();
 }
-inline void read(const Value& o, AuthenticateDeviceRequest& r) { read_auth(o, r); }
-inline void read(const Value& o, AuthenticateCustomRequest& r) { read_auth(o, r); }
-inline void read(const Value& o, AuthenticateEmailRequest& r) { read_auth(o, r); }
-inline void write(Writer& w, const AuthenticateDeviceRequest& r) { write_auth(w, r); }
-inline void write(Writer& w, const AuthenticateCustomRequest& r) { write_auth(w, r); }
-inline void write(Writer& w, const AuthenticateEmailRequest& r) { write_auth(w, r); }
+inline void read(const Value& o, AuthenticateDeviceRequest& r) {
+    read_auth(o, r);
+}
+inline void read(const Value& o, AuthenticateCustomRequest& r) {
+    read_auth(o, r);
+}
+inline void read(const Value& o, AuthenticateEmailRequest& r) {
+    read_auth(o, r);
+}
+inline void write(Writer& w, const AuthenticateDeviceRequest& r) {
+    write_auth(w, r);
+}
+inline void write(Writer& w, const AuthenticateCustomRequest& r) {
+    write_auth(w, r);
+}
+inline void write(Writer& w, const AuthenticateEmailRequest& r) {
+    write_auth(w, r);
+}
 inline void read(const Value& o, SessionRefreshRequest& r) {
     get(o, "token", r.token);
     get(o, "vars", r.vars);
@@ -440,7 +478,8 @@ inline bool parse_rfc3339(const std::string& s, std::int64_t& sec, std::int32_t&
     nanos = 0;
     if (rest[0] == '.') {
         std::int32_t scale = 100000000;
-        for (const char* p = rest + 1; *p >= '0' && *p <= '9'; ++p, scale /= 10) nanos += (*p - '0') * scale;
+        for (const char* p = rest + 1; *p >= '0' && *p <= '9'; ++p, scale /= 10)
+            nanos += (*p - '0') * scale;
     }
     return true;
 }
@@ -455,16 +494,17 @@ inline std::string format_rfc3339(std::int64_t sec, std::int32_t nanos) {
     const unsigned d = doy - (153 * mp + 2) / 5 + 1;
     const unsigned m = mp < 10 ? mp + 3 : mp - 9;
     const std::int64_t y = static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2);
-    const int hh = static_cast<int>(secs_of_day / 3600), mm = static_cast<int>(secs_of_day / 60 % 60),
-              ss = static_cast<int>(secs_of_day % 60);
+    const int hh = static_cast<int>(secs_of_day / 3600),
+              mm = static_cast<int>(secs_of_day / 60 % 60), ss = static_cast<int>(secs_of_day % 60);
     char buf[96];
-    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d", static_cast<long long>(y), m, d,
-                  hh, mm, ss);
+    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d", static_cast<long long>(y), m,
+                  d, hh, mm, ss);
     std::string out = buf;
     if (nanos > 0) {
         std::snprintf(buf, sizeof buf, ".%09d", nanos);
         std::string frac = buf;
-        while (frac.back() == '0') frac.pop_back();
+        while (frac.back() == '0')
+            frac.pop_back();
         out += frac;
     }
     return out + "Z";
@@ -483,7 +523,8 @@ inline void write(Writer& w, const Event& e) {
     w.StartObject();
     put(w, "name", e.name, false);
     put(w, "properties", e.properties);
-    if (e.has_timestamp) put(w, "timestamp", format_rfc3339(e.timestamp_seconds, e.timestamp_nanos));
+    if (e.has_timestamp)
+        put(w, "timestamp", format_rfc3339(e.timestamp_seconds, e.timestamp_nanos));
     w.Key("external");
     w.Bool(e.external);
     w.EndObject();
@@ -492,10 +533,12 @@ inline void write(Writer& w, const Event& e) {
 // Parses `text` into `out`; an empty text leaves `out` default. False on bad JSON.
 template <class T>
 inline bool parse(nk_str text, T& out) {
-    if (text.len == 0) return true;
+    if (text.len == 0)
+        return true;
     rapidjson::Document d;
     d.Parse(text.ptr, text.len);
-    if (d.HasParseError() || !d.IsObject()) return false;
+    if (d.HasParseError() || !d.IsObject())
+        return false;
     read(d, out);
     return true;
 }
@@ -511,7 +554,7 @@ inline std::string serialize(const T& v) {
 // ---- logger ---------------------------------------------------------------
 
 class Logger {
-public:
+  public:
     explicit Logger(const nk_logger* raw) : raw_(raw) {}
 #if defined(__GNUC__)
 #define NK_PRINTF_FORMAT __attribute__((format(printf, 2, 3)))
@@ -548,33 +591,44 @@ public:
     void Log(nk_log_level level, const std::string& message,
              const std::map<std::string, std::string>& fields = {}) const {
         std::vector<nk_kv> kv;
-        for (const auto& [k, v] : fields) kv.push_back({detail::view(k), detail::view(v)});
+        for (const auto& [k, v] : fields)
+            kv.push_back({detail::view(k), detail::view(v)});
         nk_log_fn fn = level_fn(level);
-        if (fn != nullptr) fn(raw_, detail::view(message), kv.data(), kv.size());
+        if (fn != nullptr)
+            fn(raw_, detail::view(message), kv.data(), kv.size());
     }
     bool Enabled(nk_log_level level) const {
         return raw_ != nullptr && (raw_->enabled == nullptr || raw_->enabled(raw_, level) != 0);
     }
-    const nk_logger* raw() const { return raw_; }
+    const nk_logger* raw() const {
+        return raw_;
+    }
 
-private:
+  private:
     nk_log_fn level_fn(nk_log_level level) const {
-        if (raw_ == nullptr) return nullptr;
+        if (raw_ == nullptr)
+            return nullptr;
         switch (level) {
-            case NK_LOG_DEBUG: return raw_->debug;
-            case NK_LOG_INFO: return raw_->info;
-            case NK_LOG_WARN: return raw_->warn;
-            default: return raw_->error;
+            case NK_LOG_DEBUG:
+                return raw_->debug;
+            case NK_LOG_INFO:
+                return raw_->info;
+            case NK_LOG_WARN:
+                return raw_->warn;
+            default:
+                return raw_->error;
         }
     }
     void vlog(nk_log_level level, const char* fmt, va_list ap) const {
-        if (!Enabled(level)) return;
+        if (!Enabled(level))
+            return;
         char small[512];
         va_list copy;
         va_copy(copy, ap);
         int n = std::vsnprintf(small, sizeof small, fmt, copy);
         va_end(copy);
-        if (n < 0) return;
+        if (n < 0)
+            return;
         std::string msg;
         if (static_cast<size_t>(n) < sizeof small) {
             msg.assign(small, static_cast<size_t>(n));
@@ -584,7 +638,8 @@ private:
             msg.resize(static_cast<size_t>(n));
         }
         nk_log_fn fn = level_fn(level);
-        if (fn != nullptr) fn(raw_, detail::view(msg), nullptr, 0);
+        if (fn != nullptr)
+            fn(raw_, detail::view(msg), nullptr, 0);
     }
     const nk_logger* raw_;
 };
@@ -592,7 +647,7 @@ private:
 // ---- module -----------------------------------------------------------------
 
 class Module {
-public:
+  public:
     explicit Module(const nk_module* raw) : raw_(raw) {}
 
     // Go's nk.Event(ctx, evt): enqueues a custom event with ctx and evt.external as given.
@@ -601,7 +656,8 @@ public:
             return {NK_UNIMPLEMENTED, "nk.event is not available"};
         detail::CContext c(ctx);
         std::vector<nk_kv> props;
-        for (const auto& [k, v] : evt.properties) props.push_back({detail::view(k), detail::view(v)});
+        for (const auto& [k, v] : evt.properties)
+            props.push_back({detail::view(k), detail::view(v)});
         nk_event e{};
         e.size = sizeof(nk_event);
         e.kind = NK_EVENT_CUSTOM;
@@ -625,8 +681,10 @@ public:
         std::string body, err;
         nk_sink bs = detail::string_sink(body), es = detail::string_sink(err);
         nk_status st = raw_->account_get_id(raw_, &c.c, detail::view(user_id), &bs, &es);
-        if (st != NK_OK) return {st, err};
-        if (!json::parse(detail::view(body), out)) return Error::Internal("bad account JSON");
+        if (st != NK_OK)
+            return {st, err};
+        if (!json::parse(detail::view(body), out))
+            return Error::Internal("bad account JSON");
         return {};
     }
 
@@ -644,7 +702,7 @@ public:
 
     const nk_module* raw() const { return raw_; }
 
-private:
+  private:
     const nk_module* raw_;
 };
 
@@ -657,7 +715,8 @@ inline nk_status guarded(const nk_logger* logger, nk_sink* r_error, const char* 
     std::string message;
     try {
         Error err = f();
-        if (!err) return NK_OK;
+        if (!err)
+            return NK_OK;
         nk_sink_write(r_error, err.message().data(), err.message().size());
         return err.code();
     } catch (const Error& err) {  // a thrown nk::Error keeps its code
@@ -702,7 +761,8 @@ struct Before {
                           nk_sink* r_error) {
         return guarded(logger, r_error, "before-hook", [&] {
             Req req{};
-            if (!json::parse(in_json, req)) return Error::InvalidArgument("bad request JSON");
+            if (!json::parse(in_json, req))
+                return Error::InvalidArgument("bad request JSON");
             Logger l(logger);
             Module m(nk);
             Error err = (*static_cast<Fn*>(ud))(Context::FromC(ctx), l, m, req);
@@ -719,8 +779,7 @@ template <class Out, class In>
 struct After {
     using Fn = std::function<Error(const Context&, Logger&, Module&, const Out&, const In&)>;
     static nk_status call(void* ud, const nk_context* ctx, const nk_logger* logger,
-                          const nk_module* nk, nk_str out_json, nk_str in_json,
-                          nk_sink* r_error) {
+                          const nk_module* nk, nk_str out_json, nk_str in_json, nk_sink* r_error) {
         return guarded(logger, r_error, "after-hook", [&] {
             Out out{};
             In in{};
@@ -736,14 +795,14 @@ struct After {
 using RpcFn = std::function<Error(const Context&, Logger&, Module&, const std::string& payload,
                                   std::string& out)>;
 inline nk_status on_rpc(void* ud, const nk_context* ctx, const nk_logger* logger,
-                        const nk_module* nk, nk_str payload, nk_sink* r_payload,
-                        nk_sink* r_error) {
+                        const nk_module* nk, nk_str payload, nk_sink* r_payload, nk_sink* r_error) {
     return guarded(logger, r_error, "rpc function", [&] {
         Logger l(logger);
         Module m(nk);
         std::string out;
         Error err = (*static_cast<RpcFn*>(ud))(Context::FromC(ctx), l, m, copy(payload), out);
-        if (!err) nk_sink_write(r_payload, out.data(), out.size());
+        if (!err)
+            nk_sink_write(r_payload, out.data(), out.size());
         return err;
     });
 }
@@ -763,7 +822,7 @@ inline void on_shutdown(void* ud, const nk_context* ctx, const nk_logger* logger
 // ---- initializer ------------------------------------------------------------
 
 class Initializer {
-public:
+  public:
     explicit Initializer(const nk_initializer* raw) : raw_(raw) {}
 
     using EventHandler = std::function<void(const Context&, Logger&, Module&, const Event&)>;
@@ -804,8 +863,8 @@ public:
     Error RegisterBefore(const char* api_id, typename detail::Before<Req>::Fn fn) {
         using Fn = typename detail::Before<Req>::Fn;
         auto* ud = new Fn(std::move(fn));
-        return status(raw_->register_before(raw_, nk_str_c(api_id), &detail::Before<Req>::call,
-                                            ud, &detail::destroy_fn<Fn>),
+        return status(raw_->register_before(raw_, nk_str_c(api_id), &detail::Before<Req>::call, ud,
+                                            &detail::destroy_fn<Fn>),
                       std::string("register_before ") + api_id);
     }
     template <class Out, class In>
@@ -876,8 +935,8 @@ public:
         return RegisterAfter<Session, AuthenticateEmailRequest>(NK_API_AUTHENTICATE_EMAIL,
                                                                 std::move(fn));
     }
-    using AfterSessionRefreshFn = std::function<Error(const Context&, Logger&, Module&,
-                                                      const Session&, const SessionRefreshRequest&)>;
+    using AfterSessionRefreshFn = std::function<Error(
+        const Context&, Logger&, Module&, const Session&, const SessionRefreshRequest&)>;
     Error RegisterAfterSessionRefresh(AfterSessionRefreshFn fn) {
         return RegisterAfter<Session, SessionRefreshRequest>(NK_API_SESSION_REFRESH, std::move(fn));
     }
@@ -912,7 +971,7 @@ public:
 
     const nk_initializer* raw() const { return raw_; }
 
-private:
+  private:
     using RegisterEventFn = nk_status (*)(const nk_initializer*, nk_on_event_fn, void*,
                                           nk_on_destroy_fn);
     Error event(RegisterEventFn reg, EventHandler fn) {
@@ -975,17 +1034,15 @@ inline nk_status run_init(const nk_context* ctx, const nk_logger* logger, const 
 // Defines the plugin's exports (the ABI info symbol and InitModule) around a
 // C++ body that returns nk::Error:
 //   NK_INIT_MODULE(ctx, logger, nk, initializer) { ...; return {}; }
-#define NK_INIT_MODULE(ctx, logger, nk, initializer)                                          \
-    static ::nk::Error nk_init_module_body(const ::nk::Context&, ::nk::Logger&, ::nk::Module&, \
-                                           ::nk::Initializer&);                               \
-    NK_PLUGIN_ABI()                                                                           \
-    extern "C" NK_EXPORT nk_status InitModule(const nk_context* c_ctx,                        \
-                                              const nk_logger* c_logger,                      \
-                                              const nk_module* c_nk,                          \
-                                              const nk_initializer* c_initializer) {          \
-        return ::nk::detail::run_init(c_ctx, c_logger, c_nk, c_initializer,                   \
-                                      &nk_init_module_body);                                  \
-    }                                                                                         \
-    static ::nk::Error nk_init_module_body(                                                   \
-        [[maybe_unused]] const ::nk::Context& ctx, [[maybe_unused]] ::nk::Logger& logger,      \
+#define NK_INIT_MODULE(ctx, logger, nk, initializer)                                               \
+    static ::nk::Error nk_init_module_body(const ::nk::Context&, ::nk::Logger&, ::nk::Module&,     \
+                                           ::nk::Initializer&);                                    \
+    NK_PLUGIN_ABI()                                                                                \
+    extern "C" NK_EXPORT nk_status InitModule(const nk_context* c_ctx, const nk_logger* c_logger,  \
+                                              const nk_module* c_nk,                               \
+                                              const nk_initializer* c_initializer) {               \
+        return ::nk::detail::run_init(c_ctx, c_logger, c_nk, c_initializer, &nk_init_module_body); \
+    }                                                                                              \
+    static ::nk::Error nk_init_module_body(                                                        \
+        [[maybe_unused]] const ::nk::Context& ctx, [[maybe_unused]] ::nk::Logger& logger,          \
         [[maybe_unused]] ::nk::Module& nk, [[maybe_unused]] ::nk::Initializer& initializer)
