@@ -56,7 +56,8 @@ Result measure(std::uint16_t port, int threads, double seconds,
         pool.emplace_back([&, t] {
             httplib::Client c("127.0.0.1", port);
             c.set_keep_alive(true);
-            c.set_tcp_nodelay(true);  // else Nagle + delayed ACK caps POSTs (headers and body are two writes)
+            c.set_tcp_nodelay(
+                true);  // else Nagle + delayed ACK caps POSTs (headers and body are two writes)
             c.set_read_timeout(30, 0);
             for (std::uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
                 (request(c, t, i) ? ok : failed).fetch_add(1, std::memory_order_relaxed);
@@ -65,7 +66,8 @@ Result measure(std::uint16_t port, int threads, double seconds,
     }
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
     stop = true;
-    for (auto& th : pool) th.join();
+    for (auto& th : pool)
+        th.join();
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     return {static_cast<double>(ok.load()) / elapsed, failed.load()};
 }
@@ -73,7 +75,8 @@ Result measure(std::uint16_t port, int threads, double seconds,
 std::string token_of(const std::string& body, const char* field) {
     rapidjson::Document d;
     d.Parse(body.c_str());
-    if (d.HasParseError() || !d.IsObject() || !d.HasMember(field)) return {};
+    if (d.HasParseError() || !d.IsObject() || !d.HasMember(field))
+        return {};
     return d[field].GetString();
 }
 
@@ -85,9 +88,12 @@ int main(int argc, char** argv) {
     int cost = 10;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i];
-        if (a == "--seconds") seconds = std::atof(argv[i + 1]);
-        else if (a == "--threads") threads = std::atoi(argv[i + 1]);
-        else if (a == "--bcrypt-cost") cost = std::atoi(argv[i + 1]);
+        if (a == "--seconds")
+            seconds = std::atof(argv[i + 1]);
+        else if (a == "--threads")
+            threads = std::atoi(argv[i + 1]);
+        else if (a == "--bcrypt-cost")
+            cost = std::atoi(argv[i + 1]);
     }
 
     const auto dir = std::filesystem::temp_directory_path() /
@@ -138,60 +144,57 @@ int main(int argc, char** argv) {
             }
         }
 
-        std::printf("bench_auth: %d client threads, %.1f s per case, %zu io threads, bcrypt cost %d\n",
-                    threads, seconds, server.io_thread_count(), cost);
+        std::printf(
+            "bench_auth: %d client threads, %.1f s per case, %zu io threads, bcrypt cost %d\n",
+            threads, seconds, server.io_thread_count(), cost);
         std::printf("%-18s %12s %10s %8s\n", "case", "req/s", "x baseline", "errors");
-        const Result base = measure(port, threads, seconds, [](httplib::Client& c, int, std::uint64_t) {
-            auto r = c.Get("/healthcheck");
-            return r && r->status == 200;
-        });
+        const Result base =
+            measure(port, threads, seconds, [](httplib::Client& c, int, std::uint64_t) {
+                auto r = c.Get("/healthcheck");
+                return r && r->status == 200;
+            });
         auto report = [&](const char* name, const Result& r) {
             std::printf("%-18s %12.0f %10.3f %8llu\n", name, r.per_second,
                         base.per_second > 0 ? r.per_second / base.per_second : 0.0,
                         static_cast<unsigned long long>(r.errors));
         };
         report("healthcheck", base);
-        report("device (new)", measure(port, threads, seconds,
-                                       [&](httplib::Client& c, int t, std::uint64_t i) {
-                                           auto r = c.Post("/v2/account/authenticate/device", basic,
-                                                           "{\"id\":\"bench-new-" + std::to_string(t) +
-                                                               "-" + std::to_string(i) + "\"}",
-                                                           json);
-                                           return r && r->status == 200;
-                                       }));
-        report("device (found)", measure(port, threads, seconds,
-                                         [&](httplib::Client& c, int t, std::uint64_t) {
-                                             auto r = c.Post("/v2/account/authenticate/device",
-                                                             basic,
-                                                             "{\"id\":\"bench-fixed-device-" +
-                                                                 std::to_string(t) + "\"}",
-                                                             json);
-                                             return r && r->status == 200;
-                                         }));
-        report("refresh", measure(port, threads, seconds,
-                                  [&](httplib::Client& c, int t, std::uint64_t) {
-                                      auto r = c.Post("/v2/account/session/refresh", basic,
-                                                      "{\"token\":\"" + refresh_tokens[t] + "\"}",
-                                                      json);
-                                      return r && r->status == 200;
-                                  }));
-        report("account", measure(port, threads, seconds,
-                                  [&](httplib::Client& c, int t, std::uint64_t) {
-                                      auto r = c.Get("/v2/account",
-                                                     {{"Authorization",
-                                                       "Bearer " + session_tokens[t]}});
-                                      return r && r->status == 200;
-                                  }));
-        report("email (found)", measure(port, threads, seconds,
-                                        [&](httplib::Client& c, int t, std::uint64_t) {
-                                            auto r = c.Post("/v2/account/authenticate/email", basic,
-                                                            "{\"email\":\"bench" +
-                                                                std::to_string(t) +
-                                                                "@example.com\",\"password\":"
-                                                                "\"benchpassword\"}",
-                                                            json);
-                                            return r && r->status == 200;
-                                        }));
+        report("device (new)",
+               measure(port, threads, seconds, [&](httplib::Client& c, int t, std::uint64_t i) {
+                   auto r = c.Post(
+                       "/v2/account/authenticate/device", basic,
+                       "{\"id\":\"bench-new-" + std::to_string(t) + "-" + std::to_string(i) + "\"}",
+                       json);
+                   return r && r->status == 200;
+               }));
+        report("device (found)",
+               measure(port, threads, seconds, [&](httplib::Client& c, int t, std::uint64_t) {
+                   auto r =
+                       c.Post("/v2/account/authenticate/device", basic,
+                              "{\"id\":\"bench-fixed-device-" + std::to_string(t) + "\"}", json);
+                   return r && r->status == 200;
+               }));
+        report("refresh",
+               measure(port, threads, seconds, [&](httplib::Client& c, int t, std::uint64_t) {
+                   auto r = c.Post("/v2/account/session/refresh", basic,
+                                   "{\"token\":\"" + refresh_tokens[t] + "\"}", json);
+                   return r && r->status == 200;
+               }));
+        report(
+            "account",
+            measure(port, threads, seconds, [&](httplib::Client& c, int t, std::uint64_t) {
+                auto r = c.Get("/v2/account", {{"Authorization", "Bearer " + session_tokens[t]}});
+                return r && r->status == 200;
+            }));
+        report("email (found)",
+               measure(port, threads, seconds, [&](httplib::Client& c, int t, std::uint64_t) {
+                   auto r = c.Post("/v2/account/authenticate/email", basic,
+                                   "{\"email\":\"bench" + std::to_string(t) +
+                                       "@example.com\",\"password\":"
+                                       "\"benchpassword\"}",
+                                   json);
+                   return r && r->status == 200;
+               }));
         pool.stop();
         server.shutdown(std::chrono::milliseconds(2000));
     }

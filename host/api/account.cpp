@@ -34,8 +34,10 @@ std::string account_json(const store::Account& a) {
     std::string out = "{\"user\":{";
     bool first = true;
     auto field = [&](const char* name, const std::string& value) {
-        if (value.empty()) return;
-        if (!first) out += ',';
+        if (value.empty())
+            return;
+        if (!first)
+            out += ',';
         first = false;
         append_json_string(out, name);
         out += ':';
@@ -49,8 +51,10 @@ std::string account_json(const store::Account& a) {
     field("location", a.location);
     field("timezone", a.timezone);
     field("metadata", a.metadata);
-    if (a.create_time != 0) field("create_time", rfc3339(a.create_time));
-    if (a.update_time != 0) field("update_time", rfc3339(a.update_time));
+    if (a.create_time != 0)
+        field("create_time", rfc3339(a.create_time));
+    if (a.update_time != 0)
+        field("update_time", rfc3339(a.update_time));
     out += '}';
     if (!a.wallet.empty()) {
         out += ",\"wallet\":";
@@ -63,7 +67,8 @@ std::string account_json(const store::Account& a) {
     if (!a.devices.empty()) {
         out += ",\"devices\":[";
         for (std::size_t i = 0; i < a.devices.size(); ++i) {
-            if (i) out += ',';
+            if (i)
+                out += ',';
             out += "{\"id\":";
             append_json_string(out, a.devices[i]);
             out += '}';
@@ -93,13 +98,16 @@ std::optional<std::string>& update_slot(store::AccountUpdate& u, std::size_t i) 
 
 Status read_update(std::string_view json, store::AccountUpdate& out) {
     rapidjson::Document doc;
-    if (auto s = parse_object(json, doc); !s) return s;
+    if (auto s = parse_object(json, doc); !s)
+        return s;
     store::AccountUpdate next;
     for (std::size_t i = 0; i < std::size(kUpdateFields); ++i) {
         std::string value;
         bool present = false;
-        if (auto s = read_string(doc, kUpdateFields[i], value, present); !s) return s;
-        if (present) update_slot(next, i) = std::move(value);
+        if (auto s = read_string(doc, kUpdateFields[i], value, present); !s)
+            return s;
+        if (present)
+            update_slot(next, i) = std::move(value);
     }
     out = std::move(next);
     return Status::ok();
@@ -109,8 +117,10 @@ std::string update_json(store::AccountUpdate& u) {
     std::string out = "{";
     for (std::size_t i = 0; i < std::size(kUpdateFields); ++i) {
         const auto& v = update_slot(u, i);
-        if (!v) continue;
-        if (out.size() > 1) out += ',';
+        if (!v)
+            continue;
+        if (out.size() > 1)
+            out += ',';
         append_json_string(out, kUpdateFields[i]);
         out += ':';
         append_json_string(out, *v);
@@ -122,9 +132,11 @@ std::string update_json(store::AccountUpdate& u) {
 net::Response get_account(Services& services, const RequestContext& caller) {
     constexpr std::string_view id = "GetAccount";
     std::string in_json;
-    if (auto s = run_before(services, id, caller, in_json); !s) return error(s);
+    if (auto s = run_before(services, id, caller, in_json); !s)
+        return error(s);
     store::Account account;
-    if (auto s = services.accounts->get_account(caller.user_id, account); !s) return error(s);
+    if (auto s = services.accounts->get_account(caller.user_id, account); !s)
+        return error(s);
     std::string body = account_json(account);
     run_after(services, id, caller, body, "");
     return net::Response::json(200, std::move(body));
@@ -135,8 +147,10 @@ net::Response update_account(Services& services, store::AccountUpdate update,
     constexpr std::string_view id = "UpdateAccount";
     if (services.runtime != nullptr && services.runtime->has_before(id)) {
         std::string in_json = update_json(update);
-        if (auto s = run_before(services, id, caller, in_json); !s) return error(s);
-        if (auto s = read_update(in_json, update); !s) return error(s);
+        if (auto s = run_before(services, id, caller, in_json); !s)
+            return error(s);
+        if (auto s = read_update(in_json, update); !s)
+            return error(s);
     }
     if (update.username) {
         const std::string& u = *update.username;
@@ -148,8 +162,10 @@ net::Response update_account(Services& services, store::AccountUpdate update,
                 "Username invalid, no spaces or control characters allowed."));
         }
     }
-    if (update.empty()) return error(Status::invalid_argument("No fields to update."));
-    if (auto s = services.accounts->update_account(caller.user_id, update); !s) return error(s);
+    if (update.empty())
+        return error(Status::invalid_argument("No fields to update."));
+    if (auto s = services.accounts->update_account(caller.user_id, update); !s)
+        return error(s);
     run_after(services, id, caller, "", update_json(update));
     return net::Response::empty_object();
 }
@@ -157,8 +173,10 @@ net::Response update_account(Services& services, store::AccountUpdate update,
 net::Response delete_account(Services& services, const RequestContext& caller) {
     constexpr std::string_view id = "DeleteAccount";
     std::string in_json;
-    if (auto s = run_before(services, id, caller, in_json); !s) return error(s);
-    if (auto s = services.accounts->delete_account(caller.user_id); !s) return error(s);
+    if (auto s = run_before(services, id, caller, in_json); !s)
+        return error(s);
+    if (auto s = services.accounts->delete_account(caller.user_id); !s)
+        return error(s);
     services.tokens->revoke_user(caller.user_id);
     run_after(services, id, caller, "", "");
     return net::Response::empty_object();
@@ -168,13 +186,14 @@ net::Response delete_account(Services& services, const RequestContext& caller) {
 template <class Work>
 void with_caller(Services& services, const net::Request& request, net::Responder respond,
                  Work work) {
-    if (auto s = require_services(services); !s) return respond(error(s));
+    if (auto s = require_services(services); !s)
+        return respond(error(s));
     RequestContext caller;
-    if (auto s = authenticate_bearer(request, services, caller); !s) return respond(error(s));
-    run_blocking(services, std::move(respond),
-                 [work = std::move(work), caller = std::move(caller)]() mutable {
-                     return work(caller);
-                 });
+    if (auto s = authenticate_bearer(request, services, caller); !s)
+        return respond(error(s));
+    run_blocking(
+        services, std::move(respond),
+        [work = std::move(work), caller = std::move(caller)]() mutable { return work(caller); });
 }
 
 }  // namespace
@@ -192,10 +211,11 @@ void register_account_routes(net::Router& router, Services& services) {
     router.add(net::Method::put, "/v2/account",
                [&services](net::Request&& request, net::Responder respond) {
                    store::AccountUpdate update;
-                   if (auto s = read_update(request.body, update); !s) return respond(error(s));
+                   if (auto s = read_update(request.body, update); !s)
+                       return respond(error(s));
                    with_caller(services, request, std::move(respond),
-                               [&services, update = std::move(update)](
-                                   const RequestContext& caller) mutable {
+                               [&services,
+                                update = std::move(update)](const RequestContext& caller) mutable {
                                    return update_account(services, std::move(update), caller);
                                });
                });

@@ -15,8 +15,7 @@ Status require_services(const Services& s) {
     return Status::ok();
 }
 
-void run_blocking(Services& services, net::Responder respond,
-                  std::function<net::Response()> work) {
+void run_blocking(Services& services, net::Responder respond, std::function<net::Response()> work) {
     auto task = [respond, work = std::move(work)]() mutable {
         net::Response response;
         try {
@@ -40,14 +39,16 @@ RequestContext anonymous_context(const net::Request& request) {
 
 Status run_before(Services& services, std::string_view api_id, RequestContext ctx,
                   std::string& in_json) {
-    if (services.runtime == nullptr || !services.runtime->has_before(api_id)) return Status::ok();
+    if (services.runtime == nullptr || !services.runtime->has_before(api_id))
+        return Status::ok();
     ctx.execution_mode = "before";
     return services.runtime->before(api_id, ctx, in_json);
 }
 
 void run_after(Services& services, std::string_view api_id, RequestContext ctx,
                std::string_view out_json, std::string_view in_json) {
-    if (services.runtime == nullptr || !services.runtime->has_after(api_id)) return;
+    if (services.runtime == nullptr || !services.runtime->has_after(api_id))
+        return;
     ctx.execution_mode = "after";
     try {
         services.runtime->after(api_id, ctx, out_json, in_json);
@@ -68,9 +69,9 @@ Status parse_object(std::string_view body, rapidjson::Document& doc) {
     }
     doc.Parse(body.data(), body.size());
     if (doc.HasParseError()) {
-        return Status::invalid_argument(
-            std::string("proto: syntax error (offset ") + std::to_string(doc.GetErrorOffset()) +
-            "): " + rapidjson::GetParseError_En(doc.GetParseError()));
+        return Status::invalid_argument(std::string("proto: syntax error (offset ") +
+                                        std::to_string(doc.GetErrorOffset()) +
+                                        "): " + rapidjson::GetParseError_En(doc.GetParseError()));
     }
     if (!doc.IsObject()) {
         return Status::invalid_argument("proto: syntax error: unexpected token, expected {");
@@ -78,11 +79,11 @@ Status parse_object(std::string_view body, rapidjson::Document& doc) {
     return Status::ok();
 }
 
-Status read_string(const rapidjson::Value& obj, const char* name, std::string& out,
-                   bool& present) {
+Status read_string(const rapidjson::Value& obj, const char* name, std::string& out, bool& present) {
     present = false;
     auto it = obj.FindMember(name);
-    if (it == obj.MemberEnd() || it->value.IsNull()) return Status::ok();
+    if (it == obj.MemberEnd() || it->value.IsNull())
+        return Status::ok();
     if (!it->value.IsString()) {
         return Status::invalid_argument(std::string("proto: invalid value for string field ") +
                                         name);
@@ -96,7 +97,8 @@ Status read_vars(const rapidjson::Value& obj, const char* name,
                  std::map<std::string, std::string>& out, bool& present) {
     present = false;
     auto it = obj.FindMember(name);
-    if (it == obj.MemberEnd() || it->value.IsNull()) return Status::ok();
+    if (it == obj.MemberEnd() || it->value.IsNull())
+        return Status::ok();
     if (!it->value.IsObject()) {
         return Status::invalid_argument(std::string("proto: invalid value for map field ") + name);
     }
@@ -117,7 +119,8 @@ void append_vars(std::string& out, const std::map<std::string, std::string>& var
     out += '{';
     bool first = true;
     for (const auto& [k, v] : vars) {
-        if (!first) out += ',';
+        if (!first)
+            out += ',';
         first = false;
         append_json_string(out, k);
         out += ':';
@@ -149,18 +152,22 @@ bool parse_bool(std::string_view t, bool& out) {
 
 bool has_control(std::string_view s) {
     for (unsigned char c : s) {
-        if (c < 0x20 || c == 0x7F) return true;
+        if (c < 0x20 || c == 0x7F)
+            return true;
     }
     return false;
 }
 
 bool has_space_or_control(std::string_view s) {
     for (unsigned char c : s) {
-        if (c < 0x20 || c == 0x7F || c == ' ') return true;
+        if (c < 0x20 || c == 0x7F || c == ' ')
+            return true;
     }
     return false;
 }
 
-net::Response error(const Status& status) { return net::Response::error(status); }
+net::Response error(const Status& status) {
+    return net::Response::error(status);
+}
 
 }  // namespace nk::api::account_detail

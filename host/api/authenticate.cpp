@@ -31,9 +31,12 @@ struct AuthenticateRequest {
 
 std::string_view api_id(Kind kind) {
     switch (kind) {
-        case Kind::device: return "AuthenticateDevice";
-        case Kind::custom: return "AuthenticateCustom";
-        case Kind::email: return "AuthenticateEmail";
+        case Kind::device:
+            return "AuthenticateDevice";
+        case Kind::custom:
+            return "AuthenticateCustom";
+        case Kind::email:
+            return "AuthenticateEmail";
     }
     return "";
 }
@@ -42,10 +45,13 @@ Status read_account(const rapidjson::Value& account, Kind kind, AuthenticateRequ
     bool present = false;
     Status s;
     if (kind == Kind::email) {
-        if (!(s = read_string(account, "email", req.email, present))) return s;
-        if (!(s = read_string(account, "password", req.password, present))) return s;
+        if (!(s = read_string(account, "email", req.email, present)))
+            return s;
+        if (!(s = read_string(account, "password", req.password, present)))
+            return s;
     } else {
-        if (!(s = read_string(account, "id", req.id, present))) return s;
+        if (!(s = read_string(account, "id", req.id, present)))
+            return s;
     }
     return read_vars(account, "vars", req.vars, req.has_vars);
 }
@@ -55,7 +61,8 @@ std::string hook_json(const AuthenticateRequest& req, Kind kind) {
     std::string out = "{";
     bool first = true;
     auto key = [&](const char* name) {
-        if (!first) out += ',';
+        if (!first)
+            out += ',';
         first = false;
         append_json_string(out, name);
         out += ':';
@@ -93,7 +100,8 @@ std::string hook_json(const AuthenticateRequest& req, Kind kind) {
 // Reads back a (possibly rewritten) hook message.
 Status from_hook_json(std::string_view json, Kind kind, AuthenticateRequest& req) {
     rapidjson::Document doc;
-    if (auto s = parse_object(json, doc); !s) return s;
+    if (auto s = parse_object(json, doc); !s)
+        return s;
     AuthenticateRequest next;
     auto account = doc.FindMember("account");
     if (account != doc.MemberEnd() && !account->value.IsNull()) {
@@ -101,7 +109,8 @@ Status from_hook_json(std::string_view json, Kind kind, AuthenticateRequest& req
             return Status::invalid_argument("proto: invalid value for message field account");
         }
         next.has_account = true;
-        if (auto s = read_account(account->value, kind, next); !s) return s;
+        if (auto s = read_account(account->value, kind, next); !s)
+            return s;
     }
     auto create = doc.FindMember("create");
     if (create != doc.MemberEnd() && !create->value.IsNull()) {
@@ -111,14 +120,16 @@ Status from_hook_json(std::string_view json, Kind kind, AuthenticateRequest& req
         next.create = create->value.GetBool();
     }
     bool present = false;
-    if (auto s = read_string(doc, "username", next.username, present); !s) return s;
+    if (auto s = read_string(doc, "username", next.username, present); !s)
+        return s;
     req = std::move(next);
     return Status::ok();
 }
 
 Status validate_username(const std::string& username) {
     if (has_control(username)) {
-        return Status::invalid_argument("Username invalid, no spaces or control characters allowed.");
+        return Status::invalid_argument(
+            "Username invalid, no spaces or control characters allowed.");
     }
     if (username.size() > 128) {
         return Status::invalid_argument("Username invalid, must be 1-128 bytes.");
@@ -128,7 +139,8 @@ Status validate_username(const std::string& username) {
 
 Status validate_id(const std::string& id, std::string_view label, std::size_t min) {
     const std::string name(label);
-    if (id.empty()) return Status::invalid_argument(name + " ID is required.");
+    if (id.empty())
+        return Status::invalid_argument(name + " ID is required.");
     if (has_space_or_control(id)) {
         return Status::invalid_argument(name +
                                         " ID invalid, no spaces or control characters allowed.");
@@ -143,7 +155,8 @@ Status validate_id(const std::string& id, std::string_view label, std::size_t mi
 // Nakama's ^.+@.+\..+$ on a string already free of whitespace and control characters.
 bool looks_like_email(std::string_view e) {
     const auto at = e.find('@', 1);
-    if (at == std::string_view::npos) return false;
+    if (at == std::string_view::npos)
+        return false;
     const auto dot = e.rfind('.');
     return dot != std::string_view::npos && dot >= at + 2 && dot + 1 < e.size();
 }
@@ -192,11 +205,14 @@ net::Response authenticate(Services& services, Kind kind, AuthenticateRequest re
     const std::string_view id = api_id(kind);
     std::string in_json = hook_json(req, kind);
     if (services.runtime != nullptr && services.runtime->has_before(id)) {
-        if (auto s = run_before(services, id, anon, in_json); !s) return error(s);
-        if (auto s = from_hook_json(in_json, kind, req); !s) return error(s);
+        if (auto s = run_before(services, id, anon, in_json); !s)
+            return error(s);
+        if (auto s = from_hook_json(in_json, kind, req); !s)
+            return error(s);
     }
     bool username_login = false;
-    if (auto s = validate(kind, req, username_login); !s) return error(s);
+    if (auto s = validate(kind, req, username_login); !s)
+        return error(s);
     const bool create = req.create.value_or(true);
 
     store::AuthResult result;
@@ -209,11 +225,12 @@ net::Response authenticate(Services& services, Kind kind, AuthenticateRequest re
             s = services.accounts->authenticate_custom(req.id, req.username, create, result);
             break;
         case Kind::email:
-            s = services.accounts->authenticate_email(username_login ? "" : req.email,
-                                                      req.password, req.username, create, result);
+            s = services.accounts->authenticate_email(username_login ? "" : req.email, req.password,
+                                                      req.username, create, result);
             break;
     }
-    if (!s) return error(s);
+    if (!s)
+        return error(s);
 
     const auto session = services.tokens->issue(result.user_id, result.username, req.vars);
     std::string body = session_json(result.created, session.token, session.refresh_token);
@@ -229,24 +246,28 @@ net::Response authenticate(Services& services, Kind kind, AuthenticateRequest re
 }
 
 void handle(Services& services, Kind kind, net::Request&& request, net::Responder respond) {
-    if (auto s = require_services(services); !s) return respond(error(s));
+    if (auto s = require_services(services); !s)
+        return respond(error(s));
     AuthenticateRequest req;
     rapidjson::Document doc;
-    if (auto s = parse_object(request.body, doc); !s) return respond(error(s));
+    if (auto s = parse_object(request.body, doc); !s)
+        return respond(error(s));
     if (request.body.find('{') != std::string::npos) {  // an account message was sent
         req.has_account = true;
-        if (auto s = read_account(doc, kind, req); !s) return respond(error(s));
+        if (auto s = read_account(doc, kind, req); !s)
+            return respond(error(s));
     }
     if (auto create = request.query_param("create")) {
         bool value = true;
         if (!parse_bool(*create, value)) {
-            return respond(error(Status::invalid_argument(
-                "parsing field \"create\": strconv.ParseBool: parsing \"" + std::string(*create) +
-                "\": invalid syntax")));
+            return respond(error(
+                Status::invalid_argument("parsing field \"create\": strconv.ParseBool: parsing \"" +
+                                         std::string(*create) + "\": invalid syntax")));
         }
         req.create = value;
     }
-    if (auto username = request.query_param("username")) req.username = std::string(*username);
+    if (auto username = request.query_param("username"))
+        req.username = std::string(*username);
     if (auto s = services.tokens->check_server_key(request.header("Authorization")); !s) {
         return respond(error(s));
     }

@@ -28,7 +28,8 @@ std::string refresh_json(const RefreshRequest& r) {
         append_json_string(out, r.token);
     }
     if (r.has_vars) {
-        if (out.size() > 1) out += ',';
+        if (out.size() > 1)
+            out += ',';
         out += "\"vars\":";
         append_vars(out, r.vars);
     }
@@ -38,11 +39,14 @@ std::string refresh_json(const RefreshRequest& r) {
 
 Status read_refresh(std::string_view json, RefreshRequest& r) {
     rapidjson::Document doc;
-    if (auto s = parse_object(json, doc); !s) return s;
+    if (auto s = parse_object(json, doc); !s)
+        return s;
     RefreshRequest next;
     bool present = false;
-    if (auto s = read_string(doc, "token", next.token, present); !s) return s;
-    if (auto s = read_vars(doc, "vars", next.vars, next.has_vars); !s) return s;
+    if (auto s = read_string(doc, "token", next.token, present); !s)
+        return s;
+    if (auto s = read_vars(doc, "vars", next.vars, next.has_vars); !s)
+        return s;
     r = std::move(next);
     return Status::ok();
 }
@@ -51,14 +55,19 @@ net::Response refresh(Services& services, RefreshRequest req, const RequestConte
     constexpr std::string_view id = "SessionRefresh";
     if (services.runtime != nullptr && services.runtime->has_before(id)) {
         std::string in_json = refresh_json(req);
-        if (auto s = run_before(services, id, anon, in_json); !s) return error(s);
-        if (auto s = read_refresh(in_json, req); !s) return error(s);
+        if (auto s = run_before(services, id, anon, in_json); !s)
+            return error(s);
+        if (auto s = read_refresh(in_json, req); !s)
+            return error(s);
     }
-    if (req.token.empty()) return error(Status::invalid_argument("Refresh token is required."));
+    if (req.token.empty())
+        return error(Status::invalid_argument("Refresh token is required."));
     auto claims = services.tokens->verify_refresh(req.token);
-    if (!claims) return error(Status::unauthenticated("Refresh token invalid or expired."));
+    if (!claims)
+        return error(Status::unauthenticated("Refresh token invalid or expired."));
     store::UserRef user;
-    if (auto s = services.accounts->find_user(claims->user_id, user); !s) return error(s);
+    if (auto s = services.accounts->find_user(claims->user_id, user); !s)
+        return error(s);
     const auto& vars = req.has_vars ? req.vars : claims->vars;
     const auto session = services.tokens->reissue(*claims, user.username, vars);
     std::string body = session_json(false, session.token, session.refresh_token);
@@ -85,7 +94,8 @@ std::string logout_json(const LogoutRequest& r) {
         append_json_string(out, r.token);
     }
     if (!r.refresh_token.empty()) {
-        if (out.size() > 1) out += ',';
+        if (out.size() > 1)
+            out += ',';
         out += "\"refresh_token\":";
         append_json_string(out, r.refresh_token);
     }
@@ -95,11 +105,14 @@ std::string logout_json(const LogoutRequest& r) {
 
 Status read_logout(std::string_view json, LogoutRequest& r) {
     rapidjson::Document doc;
-    if (auto s = parse_object(json, doc); !s) return s;
+    if (auto s = parse_object(json, doc); !s)
+        return s;
     LogoutRequest next;
     bool present = false;
-    if (auto s = read_string(doc, "token", next.token, present); !s) return s;
-    if (auto s = read_string(doc, "refresh_token", next.refresh_token, present); !s) return s;
+    if (auto s = read_string(doc, "token", next.token, present); !s)
+        return s;
+    if (auto s = read_string(doc, "refresh_token", next.refresh_token, present); !s)
+        return s;
     r = std::move(next);
     return Status::ok();
 }
@@ -110,8 +123,10 @@ net::Response logout(Services& services, LogoutRequest req, const RequestContext
     constexpr std::string_view id = "SessionLogout";
     if (services.runtime != nullptr && services.runtime->has_before(id)) {
         std::string in_json = logout_json(req);
-        if (auto s = run_before(services, id, caller, in_json); !s) return error(s);
-        if (auto s = read_logout(in_json, req); !s) return error(s);
+        if (auto s = run_before(services, id, caller, in_json); !s)
+            return error(s);
+        if (auto s = read_logout(in_json, req); !s)
+            return error(s);
     }
     std::optional<auth::TokenClaims> session, refresh;
     if (!req.token.empty()) {
@@ -129,8 +144,10 @@ net::Response logout(Services& services, LogoutRequest req, const RequestContext
     if (!session && !refresh) {
         services.tokens->revoke_user(caller.user_id);
     } else {
-        if (session) services.tokens->revoke_session(*session);
-        if (refresh) services.tokens->revoke_refresh(*refresh);
+        if (session)
+            services.tokens->revoke_session(*session);
+        if (refresh)
+            services.tokens->revoke_refresh(*refresh);
     }
     run_after(services, id, caller, "", logout_json(req));
     return net::Response::empty_object();
@@ -139,26 +156,30 @@ net::Response logout(Services& services, LogoutRequest req, const RequestContext
 }  // namespace
 
 void register_session_routes(net::Router& router, Services& services) {
-    router.add(net::Method::post, "/v2/account/session/refresh",
-               [&services](net::Request&& request, net::Responder respond) {
-                   if (auto s = require_services(services); !s) return respond(error(s));
-                   RefreshRequest req;
-                   if (auto s = read_refresh(request.body, req); !s) return respond(error(s));
-                   if (auto s = services.tokens->check_server_key(request.header("Authorization"));
-                       !s) {
-                       return respond(error(s));
-                   }
-                   run_blocking(services, std::move(respond),
-                                [&services, req = std::move(req),
-                                 anon = anonymous_context(request)]() mutable {
-                                    return refresh(services, std::move(req), anon);
-                                });
-               });
+    router.add(
+        net::Method::post, "/v2/account/session/refresh",
+        [&services](net::Request&& request, net::Responder respond) {
+            if (auto s = require_services(services); !s)
+                return respond(error(s));
+            RefreshRequest req;
+            if (auto s = read_refresh(request.body, req); !s)
+                return respond(error(s));
+            if (auto s = services.tokens->check_server_key(request.header("Authorization")); !s) {
+                return respond(error(s));
+            }
+            run_blocking(
+                services, std::move(respond),
+                [&services, req = std::move(req), anon = anonymous_context(request)]() mutable {
+                    return refresh(services, std::move(req), anon);
+                });
+        });
     router.add(net::Method::post, "/v2/session/logout",
                [&services](net::Request&& request, net::Responder respond) {
-                   if (auto s = require_services(services); !s) return respond(error(s));
+                   if (auto s = require_services(services); !s)
+                       return respond(error(s));
                    LogoutRequest req;
-                   if (auto s = read_logout(request.body, req); !s) return respond(error(s));
+                   if (auto s = read_logout(request.body, req); !s)
+                       return respond(error(s));
                    RequestContext caller;
                    if (auto s = authenticate_bearer(request, services, caller); !s) {
                        return respond(error(s));

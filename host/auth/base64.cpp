@@ -38,28 +38,33 @@ std::string encode(std::string_view bytes, std::string_view alphabet, bool pad) 
         const std::uint32_t v = std::uint32_t(std::uint8_t(bytes[i])) << 16;
         out.push_back(alphabet[(v >> 18) & 63]);
         out.push_back(alphabet[(v >> 12) & 63]);
-        if (pad) out += "==";
+        if (pad)
+            out += "==";
     } else if (rest == 2) {
         const std::uint32_t v = (std::uint32_t(std::uint8_t(bytes[i])) << 16) |
                                 (std::uint32_t(std::uint8_t(bytes[i + 1])) << 8);
         out.push_back(alphabet[(v >> 18) & 63]);
         out.push_back(alphabet[(v >> 12) & 63]);
         out.push_back(alphabet[(v >> 6) & 63]);
-        if (pad) out += "=";
+        if (pad)
+            out += "=";
     }
     return out;
 }
 
 // Decodes unpadded text; rejects lengths of 1 mod 4 and non-zero trailing bits.
-std::optional<std::string> decode(std::string_view text, const std::array<std::int8_t, 256>& table) {
-    if (text.size() % 4 == 1) return std::nullopt;
+std::optional<std::string> decode(std::string_view text,
+                                  const std::array<std::int8_t, 256>& table) {
+    if (text.size() % 4 == 1)
+        return std::nullopt;
     std::string out;
     out.reserve(text.size() * 3 / 4);
     std::uint32_t acc = 0;
     int bits = 0;
     for (unsigned char c : text) {
         const int v = table[c];
-        if (v < 0) return std::nullopt;
+        if (v < 0)
+            return std::nullopt;
         acc = (acc << 6) | std::uint32_t(v);
         bits += 6;
         if (bits >= 8) {
@@ -67,7 +72,8 @@ std::optional<std::string> decode(std::string_view text, const std::array<std::i
             out.push_back(static_cast<char>((acc >> bits) & 0xFF));
         }
     }
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
+        return std::nullopt;
     return out;
 }
 
@@ -82,18 +88,24 @@ const std::array<std::int8_t, 256>& std_table() {
 
 }  // namespace
 
-std::string base64url_encode(std::string_view bytes) { return encode(bytes, kUrlAlphabet, false); }
+std::string base64url_encode(std::string_view bytes) {
+    return encode(bytes, kUrlAlphabet, false);
+}
 
 std::optional<std::string> base64url_decode(std::string_view text) {
     return decode(text, url_table());
 }
 
-std::string base64_encode(std::string_view bytes) { return encode(bytes, kStdAlphabet, true); }
+std::string base64_encode(std::string_view bytes) {
+    return encode(bytes, kStdAlphabet, true);
+}
 
 std::optional<std::string> base64_decode(std::string_view text) {
-    if (text.size() % 4 != 0) return std::nullopt;
+    if (text.size() % 4 != 0)
+        return std::nullopt;
     std::size_t pad = 0;
-    while (pad < 2 && pad < text.size() && text[text.size() - 1 - pad] == '=') ++pad;
+    while (pad < 2 && pad < text.size() && text[text.size() - 1 - pad] == '=')
+        ++pad;
     return decode(text.substr(0, text.size() - pad), std_table());
 }
 

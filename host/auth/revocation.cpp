@@ -14,7 +14,8 @@ void RevocationCache::revoke_session(const std::string& tid, std::int64_t expire
     std::unique_lock lock(mutex_);
     sweep_locked(now);
     auto& until = sessions_[tid];
-    if (expires_at > until) until = expires_at;
+    if (expires_at > until)
+        until = expires_at;
 }
 
 void RevocationCache::revoke_refresh(const std::string& tid, std::int64_t expires_at,
@@ -22,7 +23,8 @@ void RevocationCache::revoke_refresh(const std::string& tid, std::int64_t expire
     std::unique_lock lock(mutex_);
     sweep_locked(now);
     auto& until = refreshes_[tid];
-    if (expires_at > until) until = expires_at;
+    if (expires_at > until)
+        until = expires_at;
 }
 
 void RevocationCache::restore_session(const std::string& tid) {
@@ -44,33 +46,40 @@ void RevocationCache::note_issued(const std::string& user_id, const std::string&
     {
         std::shared_lock lock(mutex_);
         auto it = users_.find(user_id);
-        if (it == users_.end() || it->second.at != iat) return;
+        if (it == users_.end() || it->second.at != iat)
+            return;
     }
     std::unique_lock lock(mutex_);
     auto it = users_.find(user_id);
-    if (it != users_.end() && it->second.at == iat) it->second.issued_at.insert(tid);
+    if (it != users_.end() && it->second.at == iat)
+        it->second.issued_at.insert(tid);
 }
 
 bool RevocationCache::user_valid_locked(const std::string& user_id, const std::string& tid,
                                         std::int64_t iat) const {
     auto it = users_.find(user_id);
-    if (it == users_.end()) return true;
-    if (iat > it->second.at) return true;
-    if (iat < it->second.at) return false;
+    if (it == users_.end())
+        return true;
+    if (iat > it->second.at)
+        return true;
+    if (iat < it->second.at)
+        return false;
     return it->second.issued_at.count(tid) != 0;
 }
 
 bool RevocationCache::session_valid(const std::string& user_id, const std::string& tid,
                                     std::int64_t iat) const {
     std::shared_lock lock(mutex_);
-    if (sessions_.count(tid) != 0) return false;
+    if (sessions_.count(tid) != 0)
+        return false;
     return user_valid_locked(user_id, tid, iat);
 }
 
 bool RevocationCache::refresh_valid(const std::string& user_id, const std::string& tid,
                                     std::int64_t iat) const {
     std::shared_lock lock(mutex_);
-    if (refreshes_.count(tid) != 0) return false;
+    if (refreshes_.count(tid) != 0)
+        return false;
     return user_valid_locked(user_id, tid, iat);
 }
 
@@ -80,7 +89,8 @@ std::size_t RevocationCache::size() const {
 }
 
 void RevocationCache::sweep_locked(std::int64_t now) {
-    if (now < next_sweep_) return;
+    if (now < next_sweep_)
+        return;
     next_sweep_ = now + kSweepIntervalSec;
     std::erase_if(sessions_, [now](const auto& e) { return e.second < now; });
     std::erase_if(refreshes_, [now](const auto& e) { return e.second < now; });

@@ -33,7 +33,7 @@
 namespace nk::auth {
 
 class RevocationCache {
-public:
+  public:
     // `user_invalidation_ttl_sec`: how long a per-user invalidation is kept;
     // must be at least the longest token lifetime.
     explicit RevocationCache(std::int64_t user_invalidation_ttl_sec);
@@ -51,7 +51,7 @@ public:
 
     std::size_t size() const;  // number of entries, for tests and metrics
 
-private:
+  private:
     struct UserInvalidation {
         std::int64_t at = 0;              // tokens with iat <= at are invalid...
         std::set<std::string> issued_at;  // ...except these tids, minted in second `at` afterwards

@@ -15,7 +15,8 @@
 namespace nk::auth {
 namespace {
 
-constexpr std::string_view kHeaderB64 = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";  // {"alg":"HS256","typ":"JWT"}
+constexpr std::string_view kHeaderB64 =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";  // {"alg":"HS256","typ":"JWT"}
 constexpr std::size_t kMaxTokenBytes = 16 * 1024;
 
 std::string hmac_sha256(std::string_view key, std::string_view data) {
@@ -27,23 +28,29 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
 }
 
 std::optional<std::int64_t> as_seconds(const rapidjson::Value& v) {
-    if (v.IsInt64()) return v.GetInt64();
-    if (v.IsUint64()) return std::nullopt;  // beyond int64
+    if (v.IsInt64())
+        return v.GetInt64();
+    if (v.IsUint64())
+        return std::nullopt;  // beyond int64
     if (v.IsDouble()) {
         const double d = v.GetDouble();
-        if (!std::isfinite(d) || d > 9.2e18 || d < -9.2e18) return std::nullopt;
+        if (!std::isfinite(d) || d > 9.2e18 || d < -9.2e18)
+            return std::nullopt;
         return static_cast<std::int64_t>(d);
     }
     return std::nullopt;
 }
 
 bool valid_header(std::string_view header_b64) {
-    if (header_b64 == kHeaderB64) return true;  // our own and Nakama's header, the common case
+    if (header_b64 == kHeaderB64)
+        return true;  // our own and Nakama's header, the common case
     auto json = base64url_decode(header_b64);
-    if (!json) return false;
+    if (!json)
+        return false;
     rapidjson::Document doc;
     doc.Parse(json->data(), json->size());
-    if (doc.HasParseError() || !doc.IsObject()) return false;
+    if (doc.HasParseError() || !doc.IsObject())
+        return false;
     auto alg = doc.FindMember("alg");
     return alg != doc.MemberEnd() && alg->value.IsString() &&
            std::string_view(alg->value.GetString(), alg->value.GetStringLength()) == "HS256";
@@ -51,15 +58,19 @@ bool valid_header(std::string_view header_b64) {
 
 std::optional<TokenClaims> decode_claims(std::string_view payload_b64) {
     auto json = base64url_decode(payload_b64);
-    if (!json) return std::nullopt;
+    if (!json)
+        return std::nullopt;
     rapidjson::Document doc;
     doc.Parse(json->data(), json->size());
-    if (doc.HasParseError() || !doc.IsObject()) return std::nullopt;
+    if (doc.HasParseError() || !doc.IsObject())
+        return std::nullopt;
     TokenClaims c;
     auto string_claim = [&](const char* name, std::string& out, bool required) {
         auto it = doc.FindMember(name);
-        if (it == doc.MemberEnd()) return !required;
-        if (!it->value.IsString()) return false;
+        if (it == doc.MemberEnd())
+            return !required;
+        if (!it->value.IsString())
+            return false;
         out.assign(it->value.GetString(), it->value.GetStringLength());
         return true;
     };
@@ -67,23 +78,29 @@ std::optional<TokenClaims> decode_claims(std::string_view payload_b64) {
         !string_claim("usn", c.username, false)) {
         return std::nullopt;
     }
-    if (!is_uuid(c.user_id)) return std::nullopt;
+    if (!is_uuid(c.user_id))
+        return std::nullopt;
     if (auto it = doc.FindMember("vrs"); it != doc.MemberEnd() && !it->value.IsNull()) {
-        if (!it->value.IsObject()) return std::nullopt;
+        if (!it->value.IsObject())
+            return std::nullopt;
         for (const auto& m : it->value.GetObject()) {
-            if (!m.value.IsString()) return std::nullopt;
+            if (!m.value.IsString())
+                return std::nullopt;
             c.vars.emplace(std::string(m.name.GetString(), m.name.GetStringLength()),
                            std::string(m.value.GetString(), m.value.GetStringLength()));
         }
     }
     auto exp = doc.FindMember("exp");
-    if (exp == doc.MemberEnd()) return std::nullopt;
+    if (exp == doc.MemberEnd())
+        return std::nullopt;
     auto exp_value = as_seconds(exp->value);
-    if (!exp_value) return std::nullopt;
+    if (!exp_value)
+        return std::nullopt;
     c.expires_at = *exp_value;
     if (auto iat = doc.FindMember("iat"); iat != doc.MemberEnd()) {
         auto iat_value = as_seconds(iat->value);
-        if (!iat_value) return std::nullopt;
+        if (!iat_value)
+            return std::nullopt;
         c.issued_at = *iat_value;
     }
     return c;
@@ -100,7 +117,8 @@ std::string claims_json(const TokenClaims& c) {
         out += ",\"vrs\":{";
         bool first = true;
         for (const auto& [k, v] : c.vars) {
-            if (!first) out += ',';
+            if (!first)
+                out += ',';
             first = false;
             append_json_string(out, k);
             out += ':';
@@ -130,14 +148,16 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 
 std::string random_uuid_v4() {
     unsigned char b[16];
-    if (RAND_bytes(b, sizeof b) != 1) throw std::runtime_error("RAND_bytes failed");
+    if (RAND_bytes(b, sizeof b) != 1)
+        throw std::runtime_error("RAND_bytes failed");
     b[6] = static_cast<unsigned char>((b[6] & 0x0F) | 0x40);
     b[8] = static_cast<unsigned char>((b[8] & 0x3F) | 0x80);
     static constexpr char hex[] = "0123456789abcdef";
     std::string out;
     out.reserve(36);
     for (int i = 0; i < 16; ++i) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out.push_back('-');
         out.push_back(hex[b[i] >> 4]);
         out.push_back(hex[b[i] & 0x0F]);
     }
@@ -145,11 +165,13 @@ std::string random_uuid_v4() {
 }
 
 bool is_uuid(std::string_view s) {
-    if (s.size() != 36) return false;
+    if (s.size() != 36)
+        return false;
     for (std::size_t i = 0; i < s.size(); ++i) {
         const char c = s[i];
         if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-') return false;
+            if (c != '-')
+                return false;
         } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
             return false;
         }
@@ -158,7 +180,8 @@ bool is_uuid(std::string_view s) {
 }
 
 Status Tokens::validate(const Options& o) {
-    if (o.server_key.empty()) return Status::invalid_argument("socket.server_key must not be empty");
+    if (o.server_key.empty())
+        return Status::invalid_argument("socket.server_key must not be empty");
     if (o.encryption_key.empty())
         return Status::invalid_argument("session.encryption_key must not be empty");
     if (o.refresh_encryption_key.empty())
@@ -175,7 +198,8 @@ Status Tokens::validate(const Options& o) {
 
 namespace {
 Options checked(Options o) {
-    if (auto s = Tokens::validate(o); !s) throw std::invalid_argument(s.message());
+    if (auto s = Tokens::validate(o); !s)
+        throw std::invalid_argument(s.message());
     return o;
 }
 }  // namespace
@@ -185,7 +209,9 @@ Tokens::Tokens(Options options, Clock clock)
       clock_(clock ? std::move(clock) : Clock(system_now)),
       revocations_(std::max(options_.token_expiry_sec, options_.refresh_token_expiry_sec) + 1) {}
 
-std::int64_t Tokens::now() const { return clock_(); }
+std::int64_t Tokens::now() const {
+    return clock_();
+}
 
 std::string Tokens::sign_with(const TokenClaims& claims, const std::string& key) const {
     std::string token(kHeaderB64);
@@ -205,7 +231,8 @@ std::string Tokens::sign(const TokenClaims& claims, TokenKind kind) const {
 IssuedSession Tokens::issue(const std::string& user_id, const std::string& username,
                             const std::map<std::string, std::string>& vars) {
     const std::int64_t t = now();
-    if (options_.single_session) revocations_.revoke_user(user_id, t);
+    if (options_.single_session)
+        revocations_.revoke_user(user_id, t);
     TokenClaims c;
     c.token_id = random_uuid_v4();
     c.user_id = user_id;
@@ -234,22 +261,28 @@ IssuedSession Tokens::reissue(const TokenClaims& refresh, const std::string& use
 }
 
 std::optional<TokenClaims> Tokens::parse(std::string_view token, TokenKind kind) const {
-    if (token.size() > kMaxTokenBytes) return std::nullopt;
+    if (token.size() > kMaxTokenBytes)
+        return std::nullopt;
     const auto dot1 = token.find('.');
-    if (dot1 == std::string_view::npos) return std::nullopt;
+    if (dot1 == std::string_view::npos)
+        return std::nullopt;
     const auto dot2 = token.find('.', dot1 + 1);
     if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos) {
         return std::nullopt;
     }
-    if (!valid_header(token.substr(0, dot1))) return std::nullopt;
+    if (!valid_header(token.substr(0, dot1)))
+        return std::nullopt;
     auto signature = base64url_decode(token.substr(dot2 + 1));
-    if (!signature) return std::nullopt;
+    if (!signature)
+        return std::nullopt;
     const std::string& key =
         kind == TokenKind::session ? options_.encryption_key : options_.refresh_encryption_key;
     const std::string expected = hmac_sha256(key, token.substr(0, dot2));
-    if (!constant_time_equal(*signature, expected)) return std::nullopt;
+    if (!constant_time_equal(*signature, expected))
+        return std::nullopt;
     auto claims = decode_claims(token.substr(dot1 + 1, dot2 - dot1 - 1));
-    if (!claims || claims->expires_at <= now()) return std::nullopt;
+    if (!claims || claims->expires_at <= now())
+        return std::nullopt;
     return claims;
 }
 
@@ -277,21 +310,28 @@ void Tokens::revoke_refresh(const TokenClaims& claims) {
     revocations_.revoke_refresh(claims.token_id, claims.expires_at, now());
 }
 
-void Tokens::revoke_user(const std::string& user_id) { revocations_.revoke_user(user_id, now()); }
+void Tokens::revoke_user(const std::string& user_id) {
+    revocations_.revoke_user(user_id, now());
+}
 
 Status Tokens::check_server_key(std::string_view authorization) const {
-    if (authorization.empty()) return Status::unauthenticated("Server key required");
+    if (authorization.empty())
+        return Status::unauthenticated("Server key required");
     const Status invalid = Status::unauthenticated("Server key invalid");
     constexpr std::string_view prefix = "basic ";
-    if (authorization.size() < prefix.size()) return invalid;
+    if (authorization.size() < prefix.size())
+        return invalid;
     for (std::size_t i = 0; i < prefix.size(); ++i) {
         const char c = authorization[i];
-        if ((c >= 'A' && c <= 'Z' ? char(c + 32) : c) != prefix[i]) return invalid;
+        if ((c >= 'A' && c <= 'Z' ? char(c + 32) : c) != prefix[i])
+            return invalid;
     }
     auto decoded = base64_decode(authorization.substr(prefix.size()));
-    if (!decoded) return invalid;
+    if (!decoded)
+        return invalid;
     const auto colon = decoded->find(':');
-    if (colon == std::string::npos) return invalid;
+    if (colon == std::string::npos)
+        return invalid;
     if (!constant_time_equal(std::string_view(*decoded).substr(0, colon), options_.server_key)) {
         return invalid;
     }

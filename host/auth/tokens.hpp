@@ -26,9 +26,9 @@
 namespace nk::auth {
 
 struct TokenClaims {
-    std::string token_id;  // tid
-    std::string user_id;   // uid
-    std::string username;  // usn
+    std::string token_id;                     // tid
+    std::string user_id;                      // uid
+    std::string username;                     // usn
     std::map<std::string, std::string> vars;  // vrs
     std::int64_t expires_at = 0;              // exp
     std::int64_t issued_at = 0;               // iat
@@ -44,7 +44,7 @@ struct IssuedSession {
 };
 
 class Tokens {
-public:
+  public:
     using Clock = std::function<std::int64_t()>;  // unix seconds
 
     // Throws std::invalid_argument with validate()'s message on bad options.
@@ -86,7 +86,7 @@ public:
 
     const RevocationCache& revocations() const { return revocations_; }
 
-private:
+  private:
     std::string sign_with(const TokenClaims& claims, const std::string& key) const;
 
     Options options_;

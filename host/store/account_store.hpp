@@ -69,7 +69,7 @@ struct UserRef {
 };
 
 class AccountStore {
-public:
+  public:
     virtual ~AccountStore() = default;
 
     // Find the account owning `id`, or create it when `create` (with `username`,
@@ -82,8 +82,7 @@ public:
     // `email` empty: username + password login (never creates). Otherwise the
     // email is lower-cased, and the password checked or (on create) hashed with bcrypt.
     virtual Status authenticate_email(std::string_view email, std::string_view password,
-                                      std::string_view username, bool create,
-                                      AuthResult& out) = 0;
+                                      std::string_view username, bool create, AuthResult& out) = 0;
 
     // Current username of an existing, not banned user (session refresh).
     virtual Status find_user(std::string_view user_id, UserRef& out) = 0;

@@ -55,7 +55,7 @@ std::int64_t unix_now() {
 
 // Statements are cached per connection; a Stmt borrows one and resets it when done.
 class Stmt {
-public:
+  public:
     explicit Stmt(sqlite3_stmt* s) : s_(s) {}
     ~Stmt() {
         if (s_) {
@@ -88,17 +88,16 @@ public:
     }
     std::int64_t int64(int col) const { return sqlite3_column_int64(s_, col); }
 
-private:
+  private:
     sqlite3_stmt* s_;
 };
 
 class Connection {
-public:
+  public:
     Connection(const Options& options) {
-        const int rc = sqlite3_open_v2(options.address.c_str(), &db_,
-                                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                           SQLITE_OPEN_NOMUTEX,
-                                       nullptr);
+        const int rc = sqlite3_open_v2(
+            options.address.c_str(), &db_,
+            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
         if (rc != SQLITE_OK) {
             std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
             sqlite3_close_v2(db_);
@@ -115,7 +114,8 @@ public:
         }
     }
     ~Connection() {
-        for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+        for (auto& [sql, stmt] : cache_)
+            sqlite3_finalize(stmt);
         sqlite3_close_v2(db_);
     }
     Connection(const Connection&) = delete;
@@ -123,7 +123,8 @@ public:
 
     Stmt prepare(const char* sql) {
         auto it = cache_.find(sql);
-        if (it != cache_.end()) return Stmt(it->second);
+        if (it != cache_.end())
+            return Stmt(it->second);
         sqlite3_stmt* stmt = nullptr;
         if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
             SQLITE_OK) {
@@ -135,14 +136,15 @@ public:
     // For one-off statements built at run time (not cached).
     sqlite3_stmt* prepare_once(const std::string& sql) {
         sqlite3_stmt* stmt = nullptr;
-        if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) return nullptr;
+        if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK)
+            return nullptr;
         return stmt;
     }
     int exec(const char* sql) { return sqlite3_exec(db_, sql, nullptr, nullptr, nullptr); }
     const char* error() const { return sqlite3_errmsg(db_); }
     int changes() const { return sqlite3_changes(db_); }
 
-private:
+  private:
     sqlite3* db_ = nullptr;
     std::unordered_map<const char*, sqlite3_stmt*> cache_;  // keyed by the literal's address
 };
@@ -150,20 +152,22 @@ private:
 // BEGIN IMMEDIATE takes the write lock up front, so a find-or-create cannot
 // interleave with another writer and no deferred-upgrade deadlock can occur.
 class WriteTransaction {
-public:
+  public:
     explicit WriteTransaction(Connection& c) : c_(c), ok_(c.exec("BEGIN IMMEDIATE") == SQLITE_OK) {}
     ~WriteTransaction() {
-        if (ok_ && !done_) c_.exec("ROLLBACK");
+        if (ok_ && !done_)
+            c_.exec("ROLLBACK");
     }
     bool begun() const { return ok_; }
     bool commit() {
         done_ = true;
-        if (c_.exec("COMMIT") == SQLITE_OK) return true;
+        if (c_.exec("COMMIT") == SQLITE_OK)
+            return true;
         c_.exec("ROLLBACK");
         return false;
     }
 
-private:
+  private:
     Connection& c_;
     bool ok_;
     bool done_ = false;
@@ -174,7 +178,8 @@ std::string random_uuid_v4() {
     unsigned char b[16];
     for (int i = 0; i < 16; i += 8) {
         const std::uint64_t v = rng();
-        for (int k = 0; k < 8; ++k) b[i + k] = static_cast<unsigned char>(v >> (8 * k));
+        for (int k = 0; k < 8; ++k)
+            b[i + k] = static_cast<unsigned char>(v >> (8 * k));
     }
     b[6] = static_cast<unsigned char>((b[6] & 0x0F) | 0x40);
     b[8] = static_cast<unsigned char>((b[8] & 0x3F) | 0x80);
@@ -182,7 +187,8 @@ std::string random_uuid_v4() {
     std::string out;
     out.reserve(36);
     for (int i = 0; i < 16; ++i) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out.push_back('-');
         out.push_back(hex[b[i] >> 4]);
         out.push_back(hex[b[i] & 0x0F]);
     }
@@ -196,7 +202,8 @@ bool is_unique_violation(int rc) {
 std::string lower_ascii(std::string_view s) {
     std::string out(s);
     for (char& c : out) {
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+        if (c >= 'A' && c <= 'Z')
+            c = static_cast<char>(c + ('a' - 'A'));
     }
     return out;
 }
@@ -215,7 +222,8 @@ std::string generate_username() {
     thread_local std::mt19937 rng{std::random_device{}()};
     std::uniform_int_distribution<int> pick(0, 51);
     std::string out(10, 'a');
-    for (char& c : out) c = letters[pick(rng)];
+    for (char& c : out)
+        c = letters[pick(rng)];
     return out;
 }
 
@@ -229,7 +237,7 @@ struct SqliteAccountStore::Impl {
 
     // A borrowed connection, returned to the pool on destruction.
     class Lease {
-    public:
+      public:
         Lease(Impl& impl, std::unique_ptr<Connection> c) : impl_(impl), c_(std::move(c)) {}
         ~Lease() {
             {
@@ -241,7 +249,7 @@ struct SqliteAccountStore::Impl {
         Connection* operator->() { return c_.get(); }
         Connection& operator*() { return *c_; }
 
-    private:
+      private:
         Impl& impl_;
         std::unique_ptr<Connection> c_;
     };
@@ -275,7 +283,8 @@ struct SqliteAccountStore::Impl {
             throw std::runtime_error(std::string("cannot create schema_version: ") + c.error());
         }
         WriteTransaction tx(c);
-        if (!tx.begun()) throw std::runtime_error(std::string("cannot migrate: ") + c.error());
+        if (!tx.begun())
+            throw std::runtime_error(std::string("cannot migrate: ") + c.error());
         {
             Stmt s = c.prepare("SELECT max(version) FROM schema_version");
             if (!s || s.step() != SQLITE_ROW) {
@@ -299,19 +308,23 @@ struct SqliteAccountStore::Impl {
                 throw std::runtime_error(std::string("cannot record schema version: ") + c.error());
             }
         }
-        if (!tx.commit()) throw std::runtime_error(std::string("cannot migrate: ") + c.error());
+        if (!tx.commit())
+            throw std::runtime_error(std::string("cannot migrate: ") + c.error());
     }
 
     // Looks an identity up with `lookup_sql` (one parameter; columns id, username,
     // disable_time). 1 = found, 0 = absent, -1 = error.
-    static int lookup(Connection& c, const char* lookup_sql, std::string_view key,
-                      AuthResult& out, std::int64_t& disable_time) {
+    static int lookup(Connection& c, const char* lookup_sql, std::string_view key, AuthResult& out,
+                      std::int64_t& disable_time) {
         Stmt s = c.prepare(lookup_sql);
-        if (!s) return -1;
+        if (!s)
+            return -1;
         s.bind(1, key);
         const int rc = s.step();
-        if (rc == SQLITE_DONE) return 0;
-        if (rc != SQLITE_ROW) return -1;
+        if (rc == SQLITE_DONE)
+            return 0;
+        if (rc != SQLITE_ROW)
+            return -1;
         out.user_id = s.text(0);
         out.username = s.text(1);
         disable_time = s.int64(2);
@@ -326,26 +339,34 @@ struct SqliteAccountStore::Impl {
         auto c = acquire();
         std::int64_t disable_time = 0;
         int found = lookup(*c, lookup_sql, key, out, disable_time);
-        if (found < 0) return kFindError;
-        if (found == 0 && !create) return kNotFound;
+        if (found < 0)
+            return kFindError;
+        if (found == 0 && !create)
+            return kNotFound;
         if (found == 0) {
             WriteTransaction tx(*c);
-            if (!tx.begun()) return kCreateError;
+            if (!tx.begun())
+                return kCreateError;
             found = lookup(*c, lookup_sql, key, out, disable_time);
-            if (found < 0) return kCreateError;
+            if (found < 0)
+                return kCreateError;
             if (found == 0) {
                 const std::string id = random_uuid_v4();
                 const int rc = insert(*c, id);
-                if (is_unique_violation(rc)) return kUsernameTaken;
-                if (rc != SQLITE_DONE) return kCreateError;
-                if (!tx.commit()) return kCreateError;
+                if (is_unique_violation(rc))
+                    return kUsernameTaken;
+                if (rc != SQLITE_DONE)
+                    return kCreateError;
+                if (!tx.commit())
+                    return kCreateError;
                 out.user_id = id;
                 out.username = std::string(username);
                 out.created = true;
                 return Status::ok();
             }
         }
-        if (disable_time != 0) return kBanned;
+        if (disable_time != 0)
+            return kBanned;
         out.created = false;
         return Status::ok();
     }
@@ -356,7 +377,8 @@ struct SqliteAccountStore::Impl {
         Stmt s = c.prepare(
             "INSERT INTO users (id, username, custom_id, email, password, create_time, "
             "update_time) VALUES (?, ?, ?, ?, ?, ?, ?)");
-        if (!s) return SQLITE_ERROR;
+        if (!s)
+            return SQLITE_ERROR;
         const std::int64_t now = unix_now();
         s.bind(1, id).bind(2, username).bind(6, now).bind(7, now);
         custom_id ? s.bind(3, *custom_id) : s.bind_null(3);
@@ -370,9 +392,11 @@ SqliteAccountStore::SqliteAccountStore(Options options) : impl_(std::make_unique
     if (options.address.empty()) {
         throw std::invalid_argument("database.address must name a SQLite file");
     }
-    if (options.max_open_conns == 0) options.max_open_conns = 1;
+    if (options.max_open_conns == 0)
+        options.max_open_conns = 1;
     // Every connection to ":memory:" is a separate database: keep one.
-    if (options.address == ":memory:") options.max_open_conns = 1;
+    if (options.address == ":memory:")
+        options.max_open_conns = 1;
     impl_->options = std::move(options);
     auto c = impl_->acquire();
     impl_->migrate(*c);
@@ -380,7 +404,9 @@ SqliteAccountStore::SqliteAccountStore(Options options) : impl_(std::make_unique
 
 SqliteAccountStore::~SqliteAccountStore() = default;
 
-int SqliteAccountStore::schema_version() const { return impl_->version; }
+int SqliteAccountStore::schema_version() const {
+    return impl_->version;
+}
 
 Status SqliteAccountStore::authenticate_device(std::string_view device_id,
                                                std::string_view username, bool create,
@@ -391,9 +417,11 @@ Status SqliteAccountStore::authenticate_device(std::string_view device_id,
         "d.user_id WHERE d.id = ?",
         device_id, username, create, out, [&](Connection& c, const std::string& id) {
             int rc = Impl::insert_user(c, id, username, nullptr, nullptr, nullptr);
-            if (rc != SQLITE_DONE) return rc;
+            if (rc != SQLITE_DONE)
+                return rc;
             Stmt s = c.prepare("INSERT INTO user_device (id, user_id) VALUES (?, ?)");
-            if (!s) return SQLITE_ERROR;
+            if (!s)
+                return SQLITE_ERROR;
             s.bind(1, device).bind(2, id);
             rc = s.step();
             // A device row can only clash here if the re-check raced, which the write lock
@@ -423,31 +451,40 @@ Status SqliteAccountStore::authenticate_email(std::string_view email, std::strin
         {
             auto c = impl_->acquire();
             Stmt s = c->prepare("SELECT id, password, disable_time FROM users WHERE username = ?");
-            if (!s) return kFindError;
+            if (!s)
+                return kFindError;
             s.bind(1, username);
             const int rc = s.step();
-            if (rc == SQLITE_DONE) return kNotFound;
-            if (rc != SQLITE_ROW) return kFindError;
+            if (rc == SQLITE_DONE)
+                return kNotFound;
+            if (rc != SQLITE_ROW)
+                return kFindError;
             out.user_id = s.text(0);
             hash = s.text(1);
             disable_time = s.int64(2);
         }
-        if (disable_time != 0) return kBanned;
-        if (hash.empty() || !bcrypt_verify(password, hash)) return kBadCredentials;
+        if (disable_time != 0)
+            return kBanned;
+        if (hash.empty() || !bcrypt_verify(password, hash))
+            return kBadCredentials;
         out.username = std::string(username);
         out.created = false;
         return Status::ok();
     }
 
     const std::string clean_email = lower_ascii(email);
-    const char* lookup_sql = "SELECT id, username, disable_time, password FROM users WHERE email = ?";
+    const char* lookup_sql =
+        "SELECT id, username, disable_time, password FROM users WHERE email = ?";
     auto find = [&](Connection& c, std::string& hash, std::int64_t& disable_time) {
         Stmt s = c.prepare(lookup_sql);
-        if (!s) return -1;
+        if (!s)
+            return -1;
         s.bind(1, clean_email);
         const int rc = s.step();
-        if (rc == SQLITE_DONE) return 0;
-        if (rc != SQLITE_ROW) return -1;
+        if (rc == SQLITE_DONE)
+            return 0;
+        if (rc != SQLITE_ROW)
+            return -1;
         out.user_id = s.text(0);
         out.username = s.text(1);
         disable_time = s.int64(2);
@@ -455,8 +492,10 @@ Status SqliteAccountStore::authenticate_email(std::string_view email, std::strin
         return 1;
     };
     auto check_existing = [&](const std::string& hash, std::int64_t disable_time) {
-        if (disable_time != 0) return kBanned;
-        if (hash.empty() || !bcrypt_verify(password, hash)) return kBadCredentials;
+        if (disable_time != 0)
+            return kBanned;
+        if (hash.empty() || !bcrypt_verify(password, hash))
+            return kBadCredentials;
         out.created = false;
         return Status::ok();
     };
@@ -468,25 +507,34 @@ Status SqliteAccountStore::authenticate_email(std::string_view email, std::strin
         auto c = impl_->acquire();
         found = find(*c, hash, disable_time);
     }
-    if (found < 0) return kFindError;
-    if (found == 1) return check_existing(hash, disable_time);  // bcrypt outside the lease
-    if (!create) return kNotFound;
+    if (found < 0)
+        return kFindError;
+    if (found == 1)
+        return check_existing(hash, disable_time);  // bcrypt outside the lease
+    if (!create)
+        return kNotFound;
 
     // Hash before taking the write lock: bcrypt is the slow part.
     auto new_hash = bcrypt_hash(password, impl_->options.bcrypt_cost);
-    if (!new_hash) return kCreateError;
+    if (!new_hash)
+        return kCreateError;
     {
         auto c = impl_->acquire();
         WriteTransaction tx(*c);
-        if (!tx.begun()) return kCreateError;
+        if (!tx.begun())
+            return kCreateError;
         found = find(*c, hash, disable_time);
-        if (found < 0) return kCreateError;
+        if (found < 0)
+            return kCreateError;
         if (found == 0) {
             const std::string id = random_uuid_v4();
             const int rc = Impl::insert_user(*c, id, username, nullptr, &clean_email, &*new_hash);
-            if (is_unique_violation(rc)) return kUsernameTaken;
-            if (rc != SQLITE_DONE) return kCreateError;
-            if (!tx.commit()) return kCreateError;
+            if (is_unique_violation(rc))
+                return kUsernameTaken;
+            if (rc != SQLITE_DONE)
+                return kCreateError;
+            if (!tx.commit())
+                return kCreateError;
             out.user_id = id;
             out.username = std::string(username);
             out.created = true;
@@ -499,12 +547,16 @@ Status SqliteAccountStore::authenticate_email(std::string_view email, std::strin
 Status SqliteAccountStore::find_user(std::string_view user_id, UserRef& out) {
     auto c = impl_->acquire();
     Stmt s = c->prepare("SELECT username, disable_time FROM users WHERE id = ?");
-    if (!s) return kFindError;
+    if (!s)
+        return kFindError;
     s.bind(1, user_id);
     const int rc = s.step();
-    if (rc == SQLITE_DONE) return kNotFound;
-    if (rc != SQLITE_ROW) return kFindError;
-    if (s.int64(1) != 0) return kBanned;
+    if (rc == SQLITE_DONE)
+        return kNotFound;
+    if (rc != SQLITE_ROW)
+        return kFindError;
+    if (s.int64(1) != 0)
+        return kBanned;
     out.user_id = std::string(user_id);
     out.username = s.text(0);
     return Status::ok();
@@ -518,11 +570,14 @@ Status SqliteAccountStore::get_account(std::string_view user_id, Account& out) {
             "SELECT id, username, display_name, avatar_url, lang_tag, location, timezone, "
             "metadata, wallet, email, custom_id, verify_time, disable_time, create_time, "
             "update_time FROM users WHERE id = ?");
-        if (!s) return error;
+        if (!s)
+            return error;
         s.bind(1, user_id);
         const int rc = s.step();
-        if (rc == SQLITE_DONE) return Status::not_found("Account not found.");
-        if (rc != SQLITE_ROW) return error;
+        if (rc == SQLITE_DONE)
+            return Status::not_found("Account not found.");
+        if (rc != SQLITE_ROW)
+            return error;
         out.id = s.text(0);
         out.username = s.text(1);
         out.display_name = s.text(2);
@@ -540,37 +595,44 @@ Status SqliteAccountStore::get_account(std::string_view user_id, Account& out) {
         out.update_time = s.int64(14);
     }
     Stmt d = c->prepare("SELECT id FROM user_device WHERE user_id = ? ORDER BY id");
-    if (!d) return error;
+    if (!d)
+        return error;
     d.bind(1, user_id);
     out.devices.clear();
     int rc;
-    while ((rc = d.step()) == SQLITE_ROW) out.devices.push_back(d.text(0));
+    while ((rc = d.step()) == SQLITE_ROW)
+        out.devices.push_back(d.text(0));
     return rc == SQLITE_DONE ? Status::ok() : error;
 }
 
 Status SqliteAccountStore::update_account(std::string_view user_id, const AccountUpdate& update) {
-    if (update.empty()) return Status::invalid_argument("No fields to update.");
+    if (update.empty())
+        return Status::invalid_argument("No fields to update.");
     const Status error = Status::internal("Error while trying to update account.");
     struct Field {
         const char* column;
         const std::optional<std::string>* value;
     };
-    const Field fields[] = {{"username", &update.username},       {"display_name", &update.display_name},
-                            {"avatar_url", &update.avatar_url},   {"lang_tag", &update.lang_tag},
-                            {"location", &update.location},       {"timezone", &update.timezone}};
+    const Field fields[] = {
+        {"username", &update.username},     {"display_name", &update.display_name},
+        {"avatar_url", &update.avatar_url}, {"lang_tag", &update.lang_tag},
+        {"location", &update.location},     {"timezone", &update.timezone}};
     std::string sql = "UPDATE users SET update_time = ?";
     for (const auto& f : fields) {
-        if (*f.value) (sql += ", ") += std::string(f.column) + " = ?";
+        if (*f.value)
+            (sql += ", ") += std::string(f.column) + " = ?";
     }
     sql += " WHERE id = ?";
 
     auto c = impl_->acquire();
     sqlite3_stmt* raw = c->prepare_once(sql);
-    if (!raw) return error;
+    if (!raw)
+        return error;
     int i = 1;
     sqlite3_bind_int64(raw, i++, unix_now());
     for (const auto& f : fields) {
-        if (!*f.value) continue;
+        if (!*f.value)
+            continue;
         const std::string& v = **f.value;
         if (v.empty() && f.value != &update.username) {
             sqlite3_bind_null(raw, i++);
@@ -581,9 +643,12 @@ Status SqliteAccountStore::update_account(std::string_view user_id, const Accoun
     sqlite3_bind_text(raw, i, user_id.data(), static_cast<int>(user_id.size()), SQLITE_TRANSIENT);
     const int rc = sqlite3_step(raw);
     sqlite3_finalize(raw);
-    if (rc == SQLITE_CONSTRAINT_UNIQUE) return kUsernameTaken;
-    if (rc != SQLITE_DONE) return error;  // CHECK (column length) failures land here, as in Postgres
-    if (c->changes() == 0) return Status::not_found("Account not found.");
+    if (rc == SQLITE_CONSTRAINT_UNIQUE)
+        return kUsernameTaken;
+    if (rc != SQLITE_DONE)
+        return error;  // CHECK (column length) failures land here, as in Postgres
+    if (c->changes() == 0)
+        return Status::not_found("Account not found.");
     return Status::ok();
 }
 
@@ -591,13 +656,16 @@ Status SqliteAccountStore::delete_account(std::string_view user_id) {
     const Status error = Status::internal("Error deleting user account.");
     auto c = impl_->acquire();
     WriteTransaction tx(*c);
-    if (!tx.begun()) return error;
+    if (!tx.begun())
+        return error;
     for (const char* sql :
          {"DELETE FROM user_device WHERE user_id = ?", "DELETE FROM users WHERE id = ?"}) {
         Stmt s = c->prepare(sql);
-        if (!s) return error;
+        if (!s)
+            return error;
         s.bind(1, user_id);
-        if (s.step() != SQLITE_DONE) return error;
+        if (s.step() != SQLITE_DONE)
+            return error;
     }
     return tx.commit() ? Status::ok() : error;
 }
@@ -605,10 +673,12 @@ Status SqliteAccountStore::delete_account(std::string_view user_id) {
 Status SqliteAccountStore::set_disabled(std::string_view user_id, bool disabled) {
     auto c = impl_->acquire();
     Stmt s = c->prepare("UPDATE users SET disable_time = ?, update_time = ? WHERE id = ?");
-    if (!s) return kFindError;
+    if (!s)
+        return kFindError;
     const std::int64_t now = unix_now();
     s.bind(1, disabled ? now : std::int64_t{0}).bind(2, now).bind(3, user_id);
-    if (s.step() != SQLITE_DONE) return kFindError;
+    if (s.step() != SQLITE_DONE)
+        return kFindError;
     return c->changes() == 0 ? kNotFound : Status::ok();
 }
 

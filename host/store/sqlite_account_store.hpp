@@ -20,14 +20,14 @@
 namespace nk::store {
 
 class SqliteAccountStore final : public AccountStore {
-public:
+  public:
     explicit SqliteAccountStore(Options options);
     ~SqliteAccountStore() override;
 
-    Status authenticate_device(std::string_view device_id, std::string_view username,
-                               bool create, AuthResult& out) override;
-    Status authenticate_custom(std::string_view custom_id, std::string_view username,
-                               bool create, AuthResult& out) override;
+    Status authenticate_device(std::string_view device_id, std::string_view username, bool create,
+                               AuthResult& out) override;
+    Status authenticate_custom(std::string_view custom_id, std::string_view username, bool create,
+                               AuthResult& out) override;
     Status authenticate_email(std::string_view email, std::string_view password,
                               std::string_view username, bool create, AuthResult& out) override;
     Status find_user(std::string_view user_id, UserRef& out) override;
@@ -39,7 +39,7 @@ public:
     // The schema version the file is at after construction.
     int schema_version() const;
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

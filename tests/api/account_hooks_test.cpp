@@ -23,7 +23,7 @@ struct HookCall {
 
 // Records every call; scripted behaviour per api id.
 class RecordingBridge final : public api::RuntimeBridge {
-public:
+  public:
     std::function<Status(std::string_view, std::string&)> before_fn;
     std::set<std::string, std::less<>> before_ids;
     std::set<std::string, std::less<>> after_ids;
@@ -38,7 +38,8 @@ public:
     void after(std::string_view id, const RequestContext& ctx, std::string_view out_json,
                std::string_view in_json) override {
         record({"after", std::string(id), ctx, std::string(out_json), std::string(in_json)});
-        if (id == "GetAccount") throw std::runtime_error("hook failed");  // must not leak out
+        if (id == "GetAccount")
+            throw std::runtime_error("hook failed");  // must not leak out
     }
     bool has_rpc(std::string_view) const override { return false; }
     Status rpc(std::string_view, const RequestContext&, std::string_view, std::string&) override {
@@ -52,12 +53,13 @@ public:
     std::vector<HookCall> calls_of(const std::string& id) {
         std::vector<HookCall> out;
         for (auto& c : calls()) {
-            if (c.api_id == id) out.push_back(c);
+            if (c.api_id == id)
+                out.push_back(c);
         }
         return out;
     }
 
-private:
+  private:
     void record(HookCall c) {
         std::lock_guard lock(mutex_);
         calls_.push_back(std::move(c));
@@ -91,8 +93,9 @@ TEST_CASE("every account endpoint calls its before and after hooks with Nakama's
         CHECK(calls[0].ctx.execution_mode == "before");
         CHECK(calls[0].ctx.user_id.empty());
         CHECK(calls[0].ctx.client_ip == "127.0.0.1");
-        CHECK(calls[0].in_json ==
-              R"({"account":{"id":"device-hook-01","vars":{"v":"1"}},"create":true,"username":"hooked"})");
+        CHECK(
+            calls[0].in_json ==
+            R"({"account":{"id":"device-hook-01","vars":{"v":"1"}},"create":true,"username":"hooked"})");
         CHECK(calls[1].kind == "after");
         CHECK(calls[1].ctx.execution_mode == "after");
         CHECK(calls[1].ctx.user_id == s.user_id);
@@ -103,14 +106,16 @@ TEST_CASE("every account endpoint calls its before and after hooks with Nakama's
         CHECK(calls[1].in_json == calls[0].in_json);
     }
 
-    session_from(c.Post("/v2/account/authenticate/custom", basic(), R"({"id":"custom-hook"})", kJson));
+    session_from(
+        c.Post("/v2/account/authenticate/custom", basic(), R"({"id":"custom-hook"})", kJson));
     session_from(c.Post("/v2/account/authenticate/email", basic(),
                         R"({"email":"hook@example.com","password":"password1"})", kJson));
     CHECK(bridge.calls_of("AuthenticateCustom").size() == 2);
     {
         auto calls = bridge.calls_of("AuthenticateEmail");
         REQUIRE(calls.size() == 2);
-        CHECK(calls[0].in_json == R"({"account":{"email":"hook@example.com","password":"password1"}})");
+        CHECK(calls[0].in_json ==
+              R"({"account":{"email":"hook@example.com","password":"password1"}})");
     }
 
     // GetAccount: after-hook gets only out; its failure does not change the response.
@@ -127,8 +132,9 @@ TEST_CASE("every account endpoint calls its before and after hooks with Nakama's
     }
 
     // UpdateAccount: after-hook gets only in.
-    REQUIRE(c.Put("/v2/account", bearer(s.token), R"({"display_name":"Hooked","location":""})", kJson)
-                ->status == 200);
+    REQUIRE(
+        c.Put("/v2/account", bearer(s.token), R"({"display_name":"Hooked","location":""})", kJson)
+            ->status == 200);
     {
         auto calls = bridge.calls_of("UpdateAccount");
         REQUIRE(calls.size() == 2);
@@ -197,9 +203,9 @@ TEST_CASE("a before-hook may rewrite the input or reject the call") {
     CHECK(after.kind == "after");
     CHECK(after.in_json == R"({"account":{"id":"rewritten-device"},"username":"fromhook"})");
 
-    check_error(c.Post("/v2/account/authenticate/device", basic(), R"({"id":"reject-me-please"})",
-                       kJson),
-                403, 7, "Denied by hook.");
+    check_error(
+        c.Post("/v2/account/authenticate/device", basic(), R"({"id":"reject-me-please"})", kJson),
+        403, 7, "Denied by hook.");
     // The rejected call created nothing.
     check_error(c.Post("/v2/account/authenticate/device?create=false", basic(),
                        R"({"id":"reject-me-please"})", kJson),
@@ -207,8 +213,9 @@ TEST_CASE("a before-hook may rewrite the input or reject the call") {
 
     check_error(c.Get("/v2/account", bearer(s.token)), 404, 5, "Requested resource was not found.");
 
-    REQUIRE(c.Put("/v2/account", bearer(s.token), R"({"display_name":"from client"})", kJson)
-                ->status == 200);
+    REQUIRE(
+        c.Put("/v2/account", bearer(s.token), R"({"display_name":"from client"})", kJson)->status ==
+        200);
     store::Account account;
     REQUIRE(srv.store.get_account(s.user_id, account).is_ok());
     CHECK(account.display_name == "chosen by hook");

@@ -43,8 +43,8 @@ TEST_CASE("device authentication creates then finds the account") {
     const std::string username = payload["usn"].GetString();
     CHECK(username.size() == 10);
 
-    auto again_res = c.Post("/v2/account/authenticate/device", basic(),
-                            R"({"id":"device-id-0001"})", kJson);
+    auto again_res =
+        c.Post("/v2/account/authenticate/device", basic(), R"({"id":"device-id-0001"})", kJson);
     auto again = session_from(again_res);
     CHECK_FALSE(again.created);
     CHECK(parse(again_res->body).MemberCount() == 2);  // "created" omitted when false
@@ -52,9 +52,9 @@ TEST_CASE("device authentication creates then finds the account") {
     CHECK(std::string(token_payload(again.token)["usn"].GetString()) == username);
 
     // Vars travel into the token.
-    auto with_vars = session_from(c.Post("/v2/account/authenticate/device?username=varsuser&",
-                                         basic(), R"({"id":"device-id-0002","vars":{"a":"b"}})",
-                                         kJson));
+    auto with_vars =
+        session_from(c.Post("/v2/account/authenticate/device?username=varsuser&", basic(),
+                            R"({"id":"device-id-0002","vars":{"a":"b"}})", kJson));
     auto p = token_payload(with_vars.token);
     CHECK(std::string(p["vrs"]["a"].GetString()) == "b");
     CHECK(std::string(p["usn"].GetString()) == "varsuser");
@@ -70,8 +70,8 @@ TEST_CASE("server key checks") {
                     "Server key required");
         check_error(c.Post(path, basic("wrongkey"), R"({"id":"device-id-0001"})", kJson), 401, 16,
                     "Server key invalid");
-        check_error(c.Post(path, {{"Authorization", "Basic %%%"}}, R"({"id":"x"})", kJson), 401,
-                    16, "Server key invalid");
+        check_error(c.Post(path, {{"Authorization", "Basic %%%"}}, R"({"id":"x"})", kJson), 401, 16,
+                    "Server key invalid");
         check_error(c.Post(path, bearer("abc"), R"({"id":"x"})", kJson), 401, 16,
                     "Server key invalid");
     }
@@ -158,8 +158,8 @@ TEST_CASE("email authentication") {
     auto post = [&](const std::string& body, const std::string& query = "") {
         return c.Post(("/v2/account/authenticate/email?" + query).c_str(), basic(), body, kJson);
     };
-    auto created = session_from(
-        post(R"({"email":"Player@Example.com","password":"password1","vars":{}})", "username=emailer"));
+    auto created = session_from(post(
+        R"({"email":"Player@Example.com","password":"password1","vars":{}})", "username=emailer"));
     CHECK(created.created);
     auto again = session_from(post(R"({"email":"player@example.COM","password":"password1"})"));
     CHECK_FALSE(again.created);
@@ -200,8 +200,9 @@ TEST_CASE("bearer token checks on GET /v2/account") {
     auto res = c.Get("/v2/account");
     CHECK(res->get_header_value("WWW-Authenticate") == "Auth token required");
     check_error(c.Get("/v2/account", bearer("garbage")), 401, 16, "Auth token invalid");
-    check_error(c.Get("/v2/account", {{"Authorization", "Basic " + auth::base64_encode("defaultkey:")}}),
-                401, 16, "Auth token invalid");
+    check_error(
+        c.Get("/v2/account", {{"Authorization", "Basic " + auth::base64_encode("defaultkey:")}}),
+        401, 16, "Auth token invalid");
     // The refresh token is not a session token.
     check_error(c.Get("/v2/account", bearer(s.refresh_token)), 401, 16, "Auth token invalid");
 
@@ -245,7 +246,8 @@ TEST_CASE("a token with a 1 s lifetime expires") {
     int status = 0;
     while (std::chrono::steady_clock::now() < deadline) {
         status = c.Get("/v2/account", bearer(s.token))->status;
-        if (status == 401) break;
+        if (status == 401)
+            break;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     CHECK(status == 401);
@@ -270,7 +272,8 @@ TEST_CASE("session refresh") {
     CHECK(std::string(after["vrs"]["k"].GetString()) == "v");  // kept when not given
     CHECK(std::string(after["usn"].GetString()) == "refresher");
     CHECK(c.Get("/v2/account", bearer(r.token))->status == 200);
-    CHECK(std::string(token_payload(r.refresh_token)["tid"].GetString()) == before["tid"].GetString());
+    CHECK(std::string(token_payload(r.refresh_token)["tid"].GetString()) ==
+          before["tid"].GetString());
 
     auto replaced = session_from(
         refresh("{\"token\":\"" + s.refresh_token + "\",\"vars\":{\"n\":\"m\"}}", basic()));
@@ -279,7 +282,8 @@ TEST_CASE("session refresh") {
     CHECK_FALSE(p["vrs"].HasMember("k"));
 
     // The username is read from the store, so a rename shows up.
-    REQUIRE(c.Put("/v2/account", bearer(r.token), R"({"username":"renamed"})", kJson)->status == 200);
+    REQUIRE(c.Put("/v2/account", bearer(r.token), R"({"username":"renamed"})", kJson)->status ==
+            200);
     auto renamed = session_from(refresh("{\"token\":\"" + s.refresh_token + "\"}", basic()));
     CHECK(std::string(token_payload(renamed.token)["usn"].GetString()) == "renamed");
 
@@ -311,16 +315,16 @@ TEST_CASE("logout revokes the named tokens") {
 
     check_error(c.Post("/v2/session/logout", httplib::Headers{}, "{}", kJson), 401, 16,
                 "Auth token required");
-    check_error(c.Post("/v2/session/logout", bearer(a.token),
-                       "{\"token\":\"" + other.token + "\"}", kJson),
-                400, 3, "Session token invalid.");
+    check_error(
+        c.Post("/v2/session/logout", bearer(a.token), "{\"token\":\"" + other.token + "\"}", kJson),
+        400, 3, "Session token invalid.");
     check_error(c.Post("/v2/session/logout", bearer(a.token),
                        "{\"refresh_token\":\"" + a.token + "\"}", kJson),
                 400, 3, "Refresh token invalid.");
 
-    auto res = c.Post("/v2/session/logout?", bearer(a.token),
-                      "{\"token\":\"" + a.token + "\",\"refresh_token\":\"" + a.refresh_token + "\"}",
-                      kJson);
+    auto res = c.Post(
+        "/v2/session/logout?", bearer(a.token),
+        "{\"token\":\"" + a.token + "\",\"refresh_token\":\"" + a.refresh_token + "\"}", kJson);
     REQUIRE(res);
     CHECK(res->status == 200);
     CHECK(res->body == "{}");
@@ -362,7 +366,8 @@ TEST_CASE("GET /v2/account shape") {
     REQUIRE(res->status == 200);
     auto d = parse(res->body);
     std::set<std::string> top;
-    for (const auto& m : d.GetObject()) top.insert(m.name.GetString());
+    for (const auto& m : d.GetObject())
+        top.insert(m.name.GetString());
     CHECK(top == std::set<std::string>{"user", "wallet", "devices"});
     CHECK(std::string(d["wallet"].GetString()) == "{}");
     REQUIRE(d["devices"].IsArray());
@@ -371,7 +376,8 @@ TEST_CASE("GET /v2/account shape") {
     CHECK(std::string(d["devices"][0]["id"].GetString()) == "device-shape-1");
     const auto& user = d["user"];
     std::set<std::string> keys;
-    for (const auto& m : user.GetObject()) keys.insert(m.name.GetString());
+    for (const auto& m : user.GetObject())
+        keys.insert(m.name.GetString());
     CHECK(keys == std::set<std::string>{"id", "username", "lang_tag", "metadata", "create_time",
                                         "update_time"});
     CHECK(std::string(user["id"].GetString()) == s.user_id);
@@ -384,8 +390,8 @@ TEST_CASE("GET /v2/account shape") {
     CHECK(created[10] == 'T');
     CHECK(created.back() == 'Z');
 
-    auto custom = session_from(c.Post("/v2/account/authenticate/custom", basic(),
-                                      R"({"id":"custom-shape"})", kJson));
+    auto custom = session_from(
+        c.Post("/v2/account/authenticate/custom", basic(), R"({"id":"custom-shape"})", kJson));
     auto cd = parse(c.Get("/v2/account", bearer(custom.token))->body);
     CHECK(std::string(cd["custom_id"].GetString()) == "custom-shape");
     CHECK_FALSE(cd.HasMember("devices"));
@@ -483,9 +489,9 @@ TEST_CASE("endpoints without their services answer 501") {
     net::Server server(o, router);
     server.start();
     httplib::Client c("127.0.0.1", server.port());
-    check_error(c.Post("/v2/account/authenticate/device", basic(), R"({"id":"device-id-0001"})",
-                       kJson),
-                501, 12, "Accounts are not available on this server.");
+    check_error(
+        c.Post("/v2/account/authenticate/device", basic(), R"({"id":"device-id-0001"})", kJson),
+        501, 12, "Accounts are not available on this server.");
     CHECK(c.Get("/v2/account", bearer("x"))->status == 501);
     server.shutdown(std::chrono::milliseconds(1000));
 }
@@ -496,19 +502,19 @@ TEST_CASE("accounts persist across a server restart") {
     {
         AccountServer srv(dir);
         auto c = srv.client();
-        user_id = session_from(c.Post("/v2/account/authenticate/email", basic(),
-                                      R"({"email":"keep@example.com","password":"password1"})",
-                                      kJson))
-                      .user_id;
+        user_id =
+            session_from(c.Post("/v2/account/authenticate/email", basic(),
+                                R"({"email":"keep@example.com","password":"password1"})", kJson))
+                .user_id;
         auto s = authenticate_device(c, "device-persist-1");
         REQUIRE(c.Put("/v2/account", bearer(s.token), R"({"display_name":"Persisted"})", kJson)
                     ->status == 200);
     }
     AccountServer srv(dir);
     auto c = srv.client();
-    auto again = session_from(c.Post("/v2/account/authenticate/email?create=false", basic(),
-                                     R"({"email":"keep@example.com","password":"password1"})",
-                                     kJson));
+    auto again =
+        session_from(c.Post("/v2/account/authenticate/email?create=false", basic(),
+                            R"({"email":"keep@example.com","password":"password1"})", kJson));
     CHECK(again.user_id == user_id);
     auto s = authenticate_device(c, "device-persist-1", "create=false&");
     CHECK_FALSE(s.created);
@@ -529,12 +535,14 @@ TEST_CASE("200 parallel authentications of distinct devices") {
                                   "{\"id\":\"parallel-device-" + std::to_string(i) + "\"}", kJson);
                 if (res && res->status == 200) {
                     ok.fetch_add(1);
-                    ids[i] = token_payload(parse(res->body)["token"].GetString())["uid"].GetString();
+                    ids[i] =
+                        token_payload(parse(res->body)["token"].GetString())["uid"].GetString();
                 }
             }
         });
     }
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     CHECK(ok.load() == 200);
     CHECK(std::set<std::string>(ids.begin(), ids.end()).size() == 200);
 }
@@ -550,16 +558,21 @@ TEST_CASE("50 parallel authentications of one new device create one account") {
             auto c = srv.client();
             auto res = c.Post("/v2/account/authenticate/device", basic(),
                               R"({"id":"the-same-device"})", kJson);
-            if (!res) return;
+            if (!res)
+                return;
             statuses[i] = res->status;
-            if (res->status != 200) return;
+            if (res->status != 200)
+                return;
             auto d = parse(res->body);
-            if (d.HasMember("created")) created.fetch_add(1);
+            if (d.HasMember("created"))
+                created.fetch_add(1);
             ids[i] = token_payload(d["token"].GetString())["uid"].GetString();
         });
     }
-    for (auto& t : threads) t.join();
-    for (int s : statuses) CHECK(s == 200);
+    for (auto& t : threads)
+        t.join();
+    for (int s : statuses)
+        CHECK(s == 200);
     CHECK(created.load() == 1);
     CHECK(std::set<std::string>(ids.begin(), ids.end()).size() == 1);
 }

@@ -34,10 +34,7 @@ struct AccountServer {
     using Config = AccountServerConfig;
 
     explicit AccountServer(std::shared_ptr<TempDir> directory, Config config = {})
-        : dir(std::move(directory)),
-          tokens(config.auth),
-          store(store_options(config)),
-          pool(4) {
+        : dir(std::move(directory)), tokens(config.auth), store(store_options(config)), pool(4) {
         services.tokens = &tokens;
         services.accounts = &store;
         services.pool = &pool;
@@ -97,7 +94,8 @@ inline rapidjson::Document parse(const std::string& json) {
 }
 
 // {"code":N,"message":"..."} check.
-inline void check_error(const httplib::Result& res, int http, int code, const std::string& message) {
+inline void check_error(const httplib::Result& res, int http, int code,
+                        const std::string& message) {
     REQUIRE(res);
     CHECK(res->status == http);
     auto d = parse(res->body);
@@ -130,16 +128,16 @@ inline Session session_from(const httplib::Result& res) {
     s.token = d["token"].GetString();
     s.refresh_token = d["refresh_token"].GetString();
     s.created = d.HasMember("created") && d["created"].GetBool();
-    if (d.HasMember("created")) CHECK(d["created"].GetBool());  // never written as false
+    if (d.HasMember("created"))
+        CHECK(d["created"].GetBool());  // never written as false
     s.user_id = token_payload(s.token)["uid"].GetString();
     return s;
 }
 
 inline Session authenticate_device(httplib::Client& c, const std::string& id,
                                    const std::string& query = "create=true&") {
-    return session_from(
-        c.Post(("/v2/account/authenticate/device?" + query).c_str(), basic(),
-               "{\"id\":\"" + id + "\"}", "application/json"));
+    return session_from(c.Post(("/v2/account/authenticate/device?" + query).c_str(), basic(),
+                               "{\"id\":\"" + id + "\"}", "application/json"));
 }
 
 }  // namespace nk::test

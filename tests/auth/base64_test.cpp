@@ -24,7 +24,7 @@ TEST_CASE("base64url rejects foreign characters, bad lengths and non-canonical t
     CHECK_FALSE(base64url_decode("abc="));
     CHECK_FALSE(base64url_decode("a"));
     CHECK_FALSE(base64url_decode("abcde"));
-    CHECK(base64url_decode("QQ"));   // "A"
+    CHECK(base64url_decode("QQ"));        // "A"
     CHECK_FALSE(base64url_decode("QR"));  // same byte, non-zero trailing bits
 }
 

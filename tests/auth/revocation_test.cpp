@@ -20,7 +20,8 @@ TEST_CASE("revoked session and refresh ids are tracked separately") {
     CHECK(cache.session_valid("u", "t1", 100));
 }
 
-TEST_CASE("a user invalidation kills older tokens but not ones minted after it in the same second") {
+TEST_CASE(
+    "a user invalidation kills older tokens but not ones minted after it in the same second") {
     RevocationCache cache(3600);
     cache.revoke_user("u", 1000);
     CHECK_FALSE(cache.session_valid("u", "old", 999));
@@ -58,11 +59,13 @@ TEST_CASE("concurrent revocations and checks") {
             for (int i = 0; i < 2000; ++i) {
                 const std::string tid = std::to_string(t) + ":" + std::to_string(i);
                 cache.revoke_session(tid, 10'000, i);
-                if (!cache.session_valid("u", tid, 1)) invalid.fetch_add(1);
+                if (!cache.session_valid("u", tid, 1))
+                    invalid.fetch_add(1);
                 cache.revoke_user("user" + std::to_string(t), i);
             }
         });
     }
-    for (auto& th : threads) th.join();
+    for (auto& th : threads)
+        th.join();
     CHECK(invalid.load() == 8000);
 }

@@ -24,7 +24,8 @@ Options test_options() {
 }
 
 struct FakeClock {
-    std::shared_ptr<std::atomic<std::int64_t>> t = std::make_shared<std::atomic<std::int64_t>>(1'700'000'000);
+    std::shared_ptr<std::atomic<std::int64_t>> t =
+        std::make_shared<std::atomic<std::int64_t>>(1'700'000'000);
     Tokens::Clock fn() const {
         auto p = t;
         return [p] { return p->load(); };
@@ -47,8 +48,8 @@ std::string evp_mac_sha256(const std::string& key, const std::string& data) {
                            OSSL_PARAM_construct_end()};
     REQUIRE(EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
                          params) == 1);
-    REQUIRE(EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()),
-                           data.size()) == 1);
+    REQUIRE(EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()), data.size()) ==
+            1);
     unsigned char out[64];
     size_t len = 0;
     REQUIRE(EVP_MAC_final(ctx, out, &len, sizeof out) == 1);
@@ -98,7 +99,8 @@ TEST_CASE("issued tokens carry Nakama's claims and verify") {
     CHECK_FALSE(tokens.verify_refresh(s.token));
 
     auto v = tokens.issue(uid, "alice", {{"k", "v"}, {"a", "\"q\""}});
-    CHECK(payload_json(v.token).find("\"vrs\":{\"a\":\"\\\"q\\\"\",\"k\":\"v\"}") != std::string::npos);
+    CHECK(payload_json(v.token).find("\"vrs\":{\"a\":\"\\\"q\\\"\",\"k\":\"v\"}") !=
+          std::string::npos);
     auto cv = tokens.verify_session(v.token);
     REQUIRE(cv);
     CHECK(cv->vars.at("a") == "\"q\"");
@@ -124,7 +126,8 @@ TEST_CASE("expiry is enforced") {
 }
 
 TEST_CASE("interop: a token signed independently (Python hmac) verifies") {
-    // Computed once with Python: hmac.new(key, header + "." + payload, sha256), urlsafe_b64 without '='.
+    // Computed once with Python: hmac.new(key, header + "." + payload, sha256), urlsafe_b64 without
+    // '='.
     const std::string token =
         "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
         "eyJ0aWQiOiI2ZjFjMmE4ZS0zYjRkLTRlNWYtOGE5Yi0wYzFkMmUzZjRhNWIiLCJ1aWQiOiJiMTk0NmFjOS0yZjZlLT"
@@ -176,8 +179,8 @@ TEST_CASE("tampering, other algorithms and alg none are rejected") {
     SUBCASE("payload changed, signature kept") {
         std::string claims = payload_json(s.token);
         claims.replace(claims.find("dave"), 4, "evee");
-        const std::string t = s.token.substr(0, dot1 + 1) + base64url_encode(claims) +
-                              s.token.substr(dot2);
+        const std::string t =
+            s.token.substr(0, dot1 + 1) + base64url_encode(claims) + s.token.substr(dot2);
         CHECK_FALSE(tokens.verify_session(t));
     }
     SUBCASE("alg none") {
@@ -187,12 +190,13 @@ TEST_CASE("tampering, other algorithms and alg none are rejected") {
         CHECK_FALSE(tokens.verify_session(header + "." + body + s.token.substr(dot2)));
     }
     SUBCASE("other alg with a correct HS256 MAC over it") {
-        for (const char* h : {R"({"alg":"HS512","typ":"JWT"})", R"({"alg":"RS256"})", R"({"typ":"JWT"})",
-                              R"({"alg":null})", R"([])"}) {
+        for (const char* h : {R"({"alg":"HS512","typ":"JWT"})", R"({"alg":"RS256"})",
+                              R"({"typ":"JWT"})", R"({"alg":null})", R"([])"}) {
             const std::string input =
                 base64url_encode(h) + "." + s.token.substr(dot1 + 1, dot2 - dot1 - 1);
             const std::string t =
-                input + "." + base64url_encode(evp_mac_sha256(test_options().encryption_key, input));
+                input + "." +
+                base64url_encode(evp_mac_sha256(test_options().encryption_key, input));
             CHECK_FALSE(tokens.verify_session(t));
         }
     }
@@ -220,24 +224,37 @@ TEST_CASE("malformed input never crashes") {
             // Mutate a valid token.
             t = valid;
             const int edits = 1 + static_cast<int>(rng() % 4);
-            for (int e = 0; e < edits; ++e) t[rng() % t.size()] = alphabet[rng() % alphabet.size()];
+            for (int e = 0; e < edits; ++e)
+                t[rng() % t.size()] = alphabet[rng() % alphabet.size()];
         } else if (i % 3 == 1) {
             // Three segments of random JSON-ish text.
             auto seg = [&] {
-                static const char* parts[] = {"{", "}", "\"exp\":", "\"uid\":", "1e400", "[",
-                                              "\"x\"", ",", "null", "-9223372036854775809",
-                                              "\"vrs\":{\"a\":1}", "\"alg\":\"HS256\""};
+                static const char* parts[] = {"{",
+                                              "}",
+                                              "\"exp\":",
+                                              "\"uid\":",
+                                              "1e400",
+                                              "[",
+                                              "\"x\"",
+                                              ",",
+                                              "null",
+                                              "-9223372036854775809",
+                                              "\"vrs\":{\"a\":1}",
+                                              "\"alg\":\"HS256\""};
                 std::string j;
-                for (int k = 0, n = static_cast<int>(rng() % 8); k < n; ++k) j += parts[rng() % 12];
+                for (int k = 0, n = static_cast<int>(rng() % 8); k < n; ++k)
+                    j += parts[rng() % 12];
                 return base64url_encode(j);
             };
             t = seg() + "." + seg() + "." + seg();
         } else {
             const int n = static_cast<int>(rng() % 200);
-            for (int k = 0; k < n; ++k) t.push_back(alphabet[rng() % alphabet.size()]);
+            for (int k = 0; k < n; ++k)
+                t.push_back(alphabet[rng() % alphabet.size()]);
         }
         auto c = tokens.verify_session(t);
-        if (c) CHECK(t == valid);  // only an unchanged token can pass
+        if (c)
+            CHECK(t == valid);  // only an unchanged token can pass
     }
     CHECK_FALSE(tokens.verify_session(std::string(100000, 'a')));
 }
@@ -289,9 +306,10 @@ TEST_CASE("server key and http key checks") {
     const auto required = tokens.check_server_key("");
     CHECK(required.code() == nk::Code::unauthenticated);
     CHECK(required.message() == "Server key required");
-    for (std::string bad : {"Basic " + base64_encode("wrong:"), "Basic " + base64_encode("sk"),
-                            std::string("Basic !!!"), std::string("Bearer abc"), std::string("Basic"),
-                            "Basic " + base64_encode("skx:"), "Basic " + base64_encode(":sk")}) {
+    for (std::string bad :
+         {"Basic " + base64_encode("wrong:"), "Basic " + base64_encode("sk"),
+          std::string("Basic !!!"), std::string("Bearer abc"), std::string("Basic"),
+          "Basic " + base64_encode("skx:"), "Basic " + base64_encode(":sk")}) {
         const auto s = tokens.check_server_key(bad);
         CHECK(s.code() == nk::Code::unauthenticated);
         CHECK(s.message() == "Server key invalid");
@@ -310,11 +328,14 @@ TEST_CASE("concurrent issue and verify") {
             const std::string uid = random_uuid_v4();
             for (int i = 0; i < 500; ++i) {
                 auto s = tokens.issue(uid, "user", {{"i", std::to_string(i)}});
-                if (tokens.verify_session(s.token)) ok.fetch_add(1);
-                if (i % 50 == 0) tokens.revoke_session(s.session);
+                if (tokens.verify_session(s.token))
+                    ok.fetch_add(1);
+                if (i % 50 == 0)
+                    tokens.revoke_session(s.session);
             }
         });
     }
-    for (auto& th : threads) th.join();
+    for (auto& th : threads)
+        th.join();
     CHECK(ok.load() == 2000);
 }

@@ -231,7 +231,8 @@ TEST_CASE("generated usernames are 10 letters") {
     for (int i = 0; i < 100; ++i) {
         const std::string u = generate_username();
         CHECK(u.size() == 10);
-        for (char c : u) CHECK(((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')));
+        for (char c : u)
+            CHECK(((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')));
         seen.insert(u);
     }
     CHECK(seen.size() > 95);
@@ -248,7 +249,8 @@ TEST_CASE("concurrent find-or-create of one id creates exactly one account") {
             threads.emplace_back([&, i] {
                 const std::string name = generate_username();
                 if (kind == 0) {
-                    statuses[i] = store.authenticate_device("same-device-id", name, true, results[i]);
+                    statuses[i] =
+                        store.authenticate_device("same-device-id", name, true, results[i]);
                 } else if (kind == 1) {
                     statuses[i] = store.authenticate_custom("same-custom", name, true, results[i]);
                 } else {
@@ -257,7 +259,8 @@ TEST_CASE("concurrent find-or-create of one id creates exactly one account") {
                 }
             });
         }
-        for (auto& t : threads) t.join();
+        for (auto& t : threads)
+            t.join();
         std::set<std::string> ids;
         int created = 0;
         for (int i = 0; i < 50; ++i) {
@@ -279,17 +282,20 @@ TEST_CASE("concurrent creation of distinct ids") {
     for (int t = 0; t < 8; ++t) {
         threads.emplace_back([&, t] {
             for (int i = t; i < 200; i += 8) {
-                if (store.authenticate_device("distinct-device-" + std::to_string(i),
-                                              generate_username(), true, results[i])
+                if (store
+                        .authenticate_device("distinct-device-" + std::to_string(i),
+                                             generate_username(), true, results[i])
                         .is_ok()) {
                     ok.fetch_add(1);
                 }
             }
         });
     }
-    for (auto& t : threads) t.join();
+    for (auto& t : threads)
+        t.join();
     CHECK(ok.load() == 200);
     std::set<std::string> ids;
-    for (const auto& r : results) ids.insert(r.user_id);
+    for (const auto& r : results)
+        ids.insert(r.user_id);
     CHECK(ids.size() == 200);
 }
