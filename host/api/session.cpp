@@ -68,7 +68,9 @@ net::Response refresh(Services& services, RefreshRequest req, const RequestConte
     store::UserRef user;
     if (auto s = services.accounts->find_user(claims->user_id, user); !s)
         return error(s);
-    const auto& vars = req.has_vars ? req.vars : claims->vars;
+    // A protobuf map has no presence: "vars":{} reads as absent, so the token's vars are kept
+    // (nakama-js always sends "vars":{}).
+    const auto& vars = !req.vars.empty() ? req.vars : claims->vars;
     const auto session = services.tokens->reissue(*claims, user.username, vars);
     std::string body = session_json(false, session.token, session.refresh_token);
     if (services.runtime != nullptr && services.runtime->has_after(id)) {

@@ -270,6 +270,9 @@ TEST_CASE("session refresh") {
     CHECK(std::string(after["tid"].GetString()) == before["tid"].GetString());
     CHECK(after["iat"].GetInt64() == before["iat"].GetInt64());
     CHECK(std::string(after["vrs"]["k"].GetString()) == "v");  // kept when not given
+    // An empty map is no map in protobuf JSON: nakama-js always sends "vars":{}, vars are kept.
+    auto empty_vars = session_from(refresh("{\"token\":\"" + s.refresh_token + "\",\"vars\":{}}", basic()));
+    CHECK(std::string(token_payload(empty_vars.token)["vrs"]["k"].GetString()) == "v");
     CHECK(std::string(after["usn"].GetString()) == "refresher");
     CHECK(c.Get("/v2/account", bearer(r.token))->status == 200);
     CHECK(std::string(token_payload(r.refresh_token)["tid"].GetString()) ==
