@@ -312,6 +312,10 @@ Connected connect_user(Harness& h, const std::string& user, const std::string& e
     auto start = h.recorder().wait_start_of_user(h.user_id(user));
     REQUIRE(start);
     c.start = *start;
+    // session_start is submitted just before the session enters the registry: wait for it.
+    for (int i = 0; i < 1000 && !h.realtime().sessions().find(c.session_id()); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(h.realtime().sessions().find(c.session_id()));
     return c;
 }
 
@@ -407,9 +411,15 @@ TEST_CASE("session_start then session_end carry the session context") {
     CHECK(ctx.lang == "de");
     CHECK(ctx.client_ip == "127.0.0.1");
     CHECK_FALSE(ctx.client_port.empty());
-    CHECK(h.metrics().gauge("sockets_open", "").value() == 1);
+    // session_start is submitted before the session enters the registry (so no end can
+    // precede its start): the handler may see it first, so wait for the registration.
     auto session = h.realtime().sessions().find(ctx.session_id);
+    for (int i = 0; i < 1000 && !session; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        session = h.realtime().sessions().find(ctx.session_id);
+    }
     REQUIRE(session);
+    CHECK(h.metrics().gauge("sockets_open", "").value() == 1);
     CHECK(session->info().status);
 
     CHECK(!c.close(websocket::close_code::normal));
