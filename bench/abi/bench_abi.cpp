@@ -59,9 +59,11 @@ int main(int argc, char** argv) {
     evt.name = "level_up";
     evt.properties = {{"level", "3"}, {"class", "mage"}};
     evt.external = true;
-    evt.context.execution_mode = "event";
-    evt.context.user_id = "3f1e2d4c-0000-4000-8000-000000000001";
-    evt.context.username = "alice";
+    nk::RequestContext evt_ctx;
+    evt_ctx.execution_mode = "event";
+    evt_ctx.user_id = "3f1e2d4c-0000-4000-8000-000000000001";
+    evt_ctx.username = "alice";
+    evt.set_context(evt_ctx);
 
     // Baselines: the same work as a C++ std::function in the host.
     std::function<void(const nk::events::Event&)> direct_event = [](const nk::events::Event& e) {
@@ -75,7 +77,7 @@ int main(int argc, char** argv) {
             direct_calls.fetch_add(1, std::memory_order_relaxed);
     };
     const std::string in_json = "{\"display_name\":\"Bob\"}";
-    nk::RequestContext ctx = evt.context;
+    nk::RequestContext ctx = evt.context();
 
     std::printf("bench_abi: %ld calls per row\n", n);
     const double ev_direct = calls_per_sec(n, [&] { direct_event(evt); });

@@ -63,7 +63,10 @@ net::Response handle_event(Services& services, std::string& body, RequestContext
     if (after)
         after_json = events::encode_event_json(event);
     ctx.execution_mode = "event";
-    event.context = ctx;
+    if (after)
+        event.set_context(ctx);  // the after-hook below still needs the caller
+    else
+        event.set_context(std::move(ctx));
 
     switch (services.events->submit(std::move(event))) {
         case events::SubmitResult::accepted:

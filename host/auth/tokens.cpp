@@ -2,13 +2,16 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <rapidjson/document.h>
 
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "auth/base64.hpp"
 
@@ -19,11 +22,77 @@ constexpr std::string_view kHeaderB64 =
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";  // {"alg":"HS256","typ":"JWT"}
 constexpr std::size_t kMaxTokenBytes = 16 * 1024;
 
+// HMAC-SHA256 with the key schedule kept per thread. OpenSSL 3's one-shot HMAC() fetches the
+// algorithm from the provider store (a global read lock) and sets the key up on every call,
+// which cost more than the MAC itself on the request path. Each thread keeps an EVP_MAC_CTX
+// per key (session and refresh keys: two in practice) and re-initialises it without a key,
+// which restarts the MAC with the same key.
+class HmacCache {
+  public:
+    ~HmacCache() {
+        for (Entry& e : entries_)
+            EVP_MAC_CTX_free(e.ctx);
+    }
+
+    bool sign(std::string_view key, std::string_view data, unsigned char* out, size_t* len) {
+        EVP_MAC_CTX* ctx = context_for(key);
+        return ctx != nullptr && EVP_MAC_init(ctx, nullptr, 0, nullptr) == 1 &&
+               EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()),
+                              data.size()) == 1 &&
+               EVP_MAC_final(ctx, out, len, EVP_MAX_MD_SIZE) == 1;
+    }
+
+  private:
+    struct Entry {
+        std::string key;
+        EVP_MAC_CTX* ctx = nullptr;
+    };
+    static constexpr std::size_t max_entries = 4;
+
+    static EVP_MAC* algorithm() {
+        static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+        return mac;
+    }
+
+    EVP_MAC_CTX* context_for(std::string_view key) {
+        for (std::size_t i = 0; i < entries_.size(); ++i) {
+            if (entries_[i].key == key) {
+                if (i != 0)
+                    std::swap(entries_[i], entries_[0]);  // most recently used first
+                return entries_[0].ctx;
+            }
+        }
+        if (algorithm() == nullptr)
+            return nullptr;
+        EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(algorithm());
+        char digest[] = "SHA256";
+        const OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+            OSSL_PARAM_construct_end()};
+        // An empty key still needs a non-null pointer to count as "set the key".
+        static const unsigned char empty = 0;
+        const auto* k = key.empty() ? &empty : reinterpret_cast<const unsigned char*>(key.data());
+        if (ctx == nullptr || EVP_MAC_init(ctx, k, key.size(), params) != 1) {
+            EVP_MAC_CTX_free(ctx);
+            return nullptr;
+        }
+        if (entries_.size() == max_entries) {
+            EVP_MAC_CTX_free(entries_.back().ctx);
+            entries_.pop_back();
+        }
+        entries_.insert(entries_.begin(), Entry{std::string(key), ctx});
+        return ctx;
+    }
+
+    std::vector<Entry> entries_;
+};
+
 std::string hmac_sha256(std::string_view key, std::string_view data) {
+    thread_local HmacCache cache;
     unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-         reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
+    size_t len = 0;
+    if (!cache.sign(key, data, md, &len))
+        throw std::runtime_error("HMAC-SHA256 failed");
     return std::string(reinterpret_cast<const char*>(md), len);
 }
 

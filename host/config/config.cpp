@@ -409,6 +409,12 @@ std::vector<Key> build_keys() {
         "When the event queue is full: drop the event (Nakama: client still "
         "gets 200) or reject it with 503 and Retry-After."));
     k.push_back(integer_key(
+        "runtime.event_worker_nap_us", [](Config & c) -> auto& { return c.events.worker_nap_us; },
+        0, 100000,
+        "Microseconds an event worker that ran out of work waits for more before it sleeps "
+        "until woken (one worker at a time; producers skip the wake meanwhile). Trades that much "
+        "handler latency for fewer wake-ups under steady load; 0 disables."));
+    k.push_back(integer_key(
         "runtime.event_reject_retry_after_sec",
         [](Config & c) -> auto& { return c.events.reject_retry_after_sec; }, 0, 86400,
         "Retry-After seconds sent with a rejected event (503)."));

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,8 +29,19 @@ struct Event {
     bool has_timestamp = false;  // Nakama leaves the timestamp nil when the client omits it
     Timestamp timestamp;
     bool external = false;
-    RequestContext context;  // who produced it
     std::chrono::system_clock::time_point received_at{};
+    // Who produced it. Shared and immutable: an Event stays small (a few cache lines) to move
+    // through the queue, and events of one realtime session can share one context. Null means
+    // no context (context() is then empty).
+    std::shared_ptr<const RequestContext> shared_context;
+
+    const RequestContext& context() const {
+        static const RequestContext empty;
+        return shared_context ? *shared_context : empty;
+    }
+    void set_context(RequestContext ctx) {
+        shared_context = std::make_shared<const RequestContext>(std::move(ctx));
+    }
 };
 
 }  // namespace nk::events

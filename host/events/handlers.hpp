@@ -1,14 +1,16 @@
 // HandlerSet: the event handlers the workers call, as one immutable snapshot.
 //
 // The runtime (plugin registry) publishes a new snapshot whenever a module
-// generation is loaded or retired; a worker takes the current snapshot once
-// per event and holds it (a shared_ptr) while the handlers run, so a handler's
-// code and user data stay alive for the whole call. Each handler function
+// generation is loaded or retired; a worker holds the current snapshot (a
+// shared_ptr) while the handlers run, so a handler's code and user data stay
+// alive for the whole call, and keeps it between batches until generation()
+// changes. Each handler function
 // captures whatever keeps its module loaded.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <utility>
@@ -50,6 +52,12 @@ class HandlerSource {
         const auto set = handlers();
         return set && !set->for_kind(k).empty();
     }
+
+    // A number that changes whenever handlers() would return a different snapshot, so a worker
+    // can keep its snapshot between batches and reload it only when this changes (loading a
+    // std::atomic<std::shared_ptr> takes a lock and bumps a shared reference count). 0 means
+    // "not tracked": reload every time.
+    virtual std::uint64_t generation() const { return 0; }
 };
 
 // A HandlerSource that holds one replaceable snapshot: for in-process C++ handlers (tests,
@@ -60,6 +68,9 @@ class StaticHandlerSource final : public HandlerSource {
     explicit StaticHandlerSource(HandlerSet set) { publish(std::move(set)); }
 
     std::shared_ptr<const HandlerSet> handlers() const override { return set_.load(); }
+    std::uint64_t generation() const override {
+        return generation_.load(std::memory_order_acquire);
+    }
     bool has_handlers(Kind k) const override {
         return present_[static_cast<std::size_t>(k)].load(std::memory_order_acquire);
     }
@@ -71,11 +82,13 @@ class StaticHandlerSource final : public HandlerSource {
                                                         std::memory_order_release);
         }
         set_.store(std::move(next));
+        generation_.fetch_add(1, std::memory_order_acq_rel);
     }
 
   private:
     std::atomic<std::shared_ptr<const HandlerSet>> set_;
     std::atomic<bool> present_[3] = {false, false, false};
+    std::atomic<std::uint64_t> generation_{1};
 };
 
 // Outcome of offering an event to the pipeline.

@@ -22,6 +22,12 @@ constexpr std::size_t max_batch = 64;
 constexpr std::uint64_t latency_sample_every = 16;
 constexpr std::int64_t warning_interval_ns = 1'000'000'000;
 
+BoundedQueue<Event>::Waiting waiting_for(const Options& options) {
+    BoundedQueue<Event>::Waiting w;
+    w.nap = std::chrono::microseconds(options.worker_nap_us);
+    return w;
+}
+
 std::int64_t steady_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
                std::chrono::steady_clock::now().time_since_epoch())
@@ -77,7 +83,7 @@ EventPipeline::EventPipeline(const Options& options, HandlerSource& handlers,
       handlers_(handlers),
       own_registry_(registry ? nullptr : std::make_unique<metrics::Registry>("nkhost", "")),
       registry_(registry ? registry : own_registry_.get()),
-      queue_(options.queue_size) {
+      queue_(options.queue_size, waiting_for(options)) {
     if (options.workers == 0)
         throw std::invalid_argument("runtime.event_queue_workers must be >= 1");
     for (Kind k : {Kind::custom, Kind::session_start, Kind::session_end}) {
@@ -139,10 +145,10 @@ SubmitResult EventPipeline::submit(Event&& event) {
     }
     KindMetrics& m = kind_metrics_[kind_index(kind)];
 
-    if (kind == Kind::session_start && !event.context.session_id.empty()) {
+    if (kind == Kind::session_start && !event.context().session_id.empty()) {
         // Register the start before it becomes visible to workers, so an end submitted from now
         // on parks behind it.
-        std::string session_id = event.context.session_id;
+        std::string session_id = event.context().session_id;
         SessionShard& shard = shard_for(session_id);
         {
             std::lock_guard lock(shard.mutex);
@@ -160,11 +166,11 @@ SubmitResult EventPipeline::submit(Event&& event) {
         return on_full(kind);
     }
 
-    if (kind == Kind::session_end && !event.context.session_id.empty() &&
+    if (kind == Kind::session_end && !event.context().session_id.empty() &&
         handlers_.has_handlers(Kind::session_start)) {
-        SessionShard& shard = shard_for(event.context.session_id);
+        SessionShard& shard = shard_for(event.context().session_id);
         std::unique_lock lock(shard.mutex);
-        auto it = shard.sessions.find(event.context.session_id);
+        auto it = shard.sessions.find(event.context().session_id);
         if (it != shard.sessions.end()) {
             const auto r = queue_.try_reserve();
             if (r == BoundedQueue<Event>::Push::closed)
@@ -285,6 +291,10 @@ void EventPipeline::session_start_finished(const std::string& session_id, const 
     queue_.release(n);
 }
 
+void EventPipeline::handlers_changed() {
+    queue_.wake_all();
+}
+
 void EventPipeline::run_worker() {
     BatchBuffer batch(max_batch);
     const std::size_t workers = options_.workers;
@@ -293,18 +303,31 @@ void EventPipeline::run_worker() {
     const auto done = [this] {
         return abandon_.load(std::memory_order_relaxed) || (queue_.closed() && queue_.held() == 0);
     };
+    // The snapshot is kept between batches and reloaded only when the source publishes a new
+    // one. A worker about to sleep drops a stale one, so after handlers_changed() (which wakes
+    // every worker) no idle worker keeps a retired module loaded.
+    std::shared_ptr<const HandlerSet> set;
+    std::uint64_t set_generation = 0;
     for (;;) {
         const std::size_t share = std::clamp<std::size_t>(queue_.held() / workers, 1, max_batch);
         const std::size_t n = queue_.try_pop_bulk(batch.data(), share);
         if (n == 0) {
             if (done())
                 break;
-            queue_.wait_for_work(done);
+            if (set && handlers_.generation() != set_generation)
+                set.reset();
+            // Also stop waiting when the snapshot went stale meanwhile (checked after the worker
+            // registers as a sleeper, so a handlers_changed() wake cannot be missed).
+            queue_.wait_for_work(
+                [&] { return done() || (set && handlers_.generation() != set_generation); });
             continue;
         }
         if (n == share && share > 1)
             queue_.wake_helper_if_ready();
-        const std::shared_ptr<const HandlerSet> set = handlers_.handlers();
+        if (const std::uint64_t g = handlers_.generation(); !set || g == 0 || g != set_generation) {
+            set = handlers_.handlers();
+            set_generation = g;
+        }
         processed.fill(0);
         for (std::size_t i = 0; i < n; ++i) {
             const Event& e = batch.data()[i];
@@ -315,8 +338,8 @@ void EventPipeline::run_worker() {
             if (set)
                 dispatch(*set, e, (timing_tick++ % latency_sample_every) == 0);
             ++processed[kind_index(e.kind)];
-            if (e.kind == Kind::session_start && !e.context.session_id.empty()) {
-                session_start_finished(e.context.session_id, set.get());
+            if (e.kind == Kind::session_start && !e.context().session_id.empty()) {
+                session_start_finished(e.context().session_id, set.get());
             }
         }
         batch.destroy(n);

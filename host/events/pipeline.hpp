@@ -76,6 +76,10 @@ class EventPipeline final : public EventSink {
     // number that were not. Idempotent (a second call returns 0).
     std::size_t drain(std::chrono::milliseconds grace);
 
+    // Call after the HandlerSource published a new snapshot: wakes every idle worker so it
+    // drops the snapshot it kept (and with it the last reference to retired handlers).
+    void handlers_changed();
+
     FullPolicy full_policy() const { return options_.full_policy; }
     std::uint32_t retry_after_sec() const { return options_.reject_retry_after_sec; }
 

@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -40,6 +41,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <ctime>
 #endif
 
 namespace nk::events {
@@ -72,6 +74,24 @@ inline void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected)
 #endif
 }
 
+// Like futex_wait, but returns after `timeout` at the latest.
+inline void futex_wait_for(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                           std::chrono::microseconds timeout) {
+#if defined(__linux__)
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(secs.count());
+    ts.tv_nsec = static_cast<long>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(timeout - secs).count());
+    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected,
+              &ts, nullptr, 0);
+#else
+    (void)word;
+    (void)expected;
+    std::this_thread::sleep_for(timeout);
+#endif
+}
+
 inline void futex_wake(std::atomic<std::uint32_t>& word, bool all) {
 #if defined(__linux__)
     ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE,
@@ -93,8 +113,22 @@ class BoundedQueue {
   public:
     enum class Push { ok, full, closed };
 
-    explicit BoundedQueue(std::size_t capacity)
-        : capacity_(capacity), mask_(ring_size(capacity) - 1), cells_(new Cell[mask_ + 1]) {
+    // How a consumer that ran out of work waits before it sleeps until woken (each step is
+    // taken by one consumer at a time; 0 skips it):
+    // - `spin`: pause iterations watching for work;
+    // - `nap`: a timed sleep during which producers do not wake anyone (unless `nap_backlog`
+    //   values are held), so under a steady trickle of events one consumer collects them every
+    //   `nap` instead of every push paying a futex wake and a context switch. A nap that finds
+    //   nothing is followed by an ordinary sleep, so an idle queue costs no CPU.
+    struct Waiting {
+        unsigned spin = 64;
+        std::chrono::microseconds nap{100};
+        std::size_t nap_backlog = 64;
+    };
+
+    explicit BoundedQueue(std::size_t capacity) : BoundedQueue(capacity, Waiting{}) {}
+    BoundedQueue(std::size_t capacity, Waiting waiting)
+        : waiting_(waiting), capacity_(capacity), mask_(ring_size(capacity) - 1), cells_(new Cell[mask_ + 1]) {
         if (capacity == 0)
             throw std::invalid_argument("queue capacity must be >= 1");
         if (capacity >= closed_bit)
@@ -203,12 +237,30 @@ class BoundedQueue {
         // runs right after a consumer ran out of work, so an idle queue still costs no CPU.
         // The spin watches the positions, not the cell: reading the cell line while the producer
         // writes the value into it would bounce that line on every store.
-        for (unsigned i = 0; i < spin_before_sleep; ++i) {
-            if (maybe_ready() && has_ready())
+        // Only one consumer spins at a time: more spinners would only take CPU from producers.
+        const auto ready = [&] { return (maybe_ready() && has_ready()) || done(); };
+        if (waiting_.spin > 0 && !spinning_.exchange(true, std::memory_order_acquire)) {
+            bool found = false;
+            for (unsigned i = 0; i < waiting_.spin && !found; ++i) {
+                found = ready();
+                if (!found)
+                    cpu_relax();
+            }
+            spinning_.store(false, std::memory_order_release);
+            if (found)
                 return;
-            if (done())
+        }
+        // One napper at a time. Producers that see it skip their wake (below a backlog), so the
+        // exit is a full-barrier RMW followed by a look at the ring: a push whose producer saw
+        // the napper is visible here (Dekker, as for waiters_).
+        if (waiting_.nap.count() > 0 && !napping_.exchange(true, std::memory_order_acq_rel)) {
+            naps_.fetch_add(1, std::memory_order_relaxed);
+            const std::uint32_t key = epoch_.load(std::memory_order_acquire);
+            if (!ready())
+                detail::futex_wait_for(epoch_, key, waiting_.nap);
+            napping_.exchange(false, std::memory_order_seq_cst);
+            if (ready())
                 return;
-            cpu_relax();
         }
         waiters_.fetch_add(1, std::memory_order_relaxed);
         detail::store_load_barrier();
@@ -259,6 +311,7 @@ class BoundedQueue {
     // How many times a consumer went to sleep, and how many times a producer woke one.
     std::uint64_t sleeps() const { return sleeps_.load(std::memory_order_relaxed); }
     std::uint64_t wakes() const { return wakes_.load(std::memory_order_relaxed); }
+    std::uint64_t naps() const { return naps_.load(std::memory_order_relaxed); }
 
     // A value was claimed (perhaps not yet written) beyond the consumers' position.
     bool maybe_ready() const {
@@ -266,7 +319,6 @@ class BoundedQueue {
                dequeue_pos_.load(std::memory_order_relaxed);
     }
 
-    static constexpr unsigned spin_before_sleep = 4096;
 
   private:
     static void cpu_relax() {
@@ -301,6 +353,11 @@ class BoundedQueue {
         detail::store_load_barrier();  // our cell write before the waiters_ read (Dekker)
         if (waiters_.load(std::memory_order_relaxed) == 0)
             return;
+        // A napping consumer will look soon: leave the sleepers alone unless a backlog builds.
+        if (napping_.load(std::memory_order_relaxed) &&
+            (held_.load(std::memory_order_relaxed) & ~closed_bit) < waiting_.nap_backlog) {
+            return;
+        }
         // An RMW, not a load: a consumer's later clear must read it (see wait_for_work).
         if (wake_pending_.exchange(true, std::memory_order_acq_rel))
             return;
@@ -309,6 +366,7 @@ class BoundedQueue {
         detail::futex_wake(epoch_, false);
     }
 
+    const Waiting waiting_;
     const std::size_t capacity_;
     const std::size_t mask_;
     std::unique_ptr<Cell[]> cells_;
@@ -319,8 +377,12 @@ class BoundedQueue {
     alignas(detail::cache_line) std::atomic<std::uint32_t> waiters_{0};
     std::atomic<std::uint32_t> epoch_{0};
     std::atomic<bool> wake_pending_{false};
+    // Consumers flip these each time they run dry: kept off the line producers read per push.
+    alignas(detail::cache_line) std::atomic<bool> spinning_{false};
+    std::atomic<bool> napping_{false};
     alignas(detail::cache_line) std::atomic<std::uint64_t> sleeps_{0};
     std::atomic<std::uint64_t> wakes_{0};
+    std::atomic<std::uint64_t> naps_{0};
 };
 
 }  // namespace nk::events

@@ -33,7 +33,7 @@ events::Event SessionHub::make_event(events::Kind kind, const Session& session) 
     event.timestamp.nanos = 0;
     event.external = false;
     event.received_at = now;
-    RequestContext& ctx = event.context;
+    RequestContext ctx;
     ctx.execution_mode = "event";
     ctx.user_id = info.user_id;
     ctx.username = info.username;
@@ -43,6 +43,7 @@ events::Event SessionHub::make_event(events::Kind kind, const Session& session) 
     ctx.lang = info.lang;
     ctx.client_ip = info.client_ip;
     ctx.client_port = info.client_port;
+    event.set_context(std::move(ctx));
     return event;
 }
 

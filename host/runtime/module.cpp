@@ -188,7 +188,7 @@ nk_status module_event(const nk_module* m, const nk_context* ctx, const nk_event
         e.timestamp.seconds = evt->timestamp_seconds;
         e.timestamp.nanos = evt->timestamp_nanos;
         e.external = evt->external != 0;
-        e.context = request_context_of(ctx);
+        e.set_context(request_context_of(ctx));
         e.received_at = std::chrono::system_clock::now();
         switch (sink->submit(std::move(e))) {
             case events::SubmitResult::accepted:

@@ -178,9 +178,10 @@ void Runtime::publish(std::vector<std::shared_ptr<ModuleGeneration>> modules) {
     events::HandlerSet set;
     auto event_fn = [](const std::shared_ptr<ModuleGeneration>& m, Callback<nk_on_event_fn> cb) {
         return [m, cb](const events::Event& e) {
-            std::string_view mode = e.context.execution_mode.empty() ? std::string_view("event")
-                                                                     : e.context.execution_mode;
-            CallContext ctx(m->host(), e.context, mode);
+            const RequestContext& rc = e.context();
+            std::string_view mode =
+                rc.execution_mode.empty() ? std::string_view("event") : rc.execution_mode;
+            CallContext ctx(m->host(), rc, mode);
             std::vector<nk_kv> props;
             props.reserve(e.properties.size());
             for (const auto& [k, v] : e.properties)
@@ -224,6 +225,16 @@ void Runtime::publish(std::vector<std::shared_ptr<ModuleGeneration>> modules) {
             snap->shutdown.push_back({m, cb});
     }
     snap->modules = std::move(modules);
+    auto index = std::make_unique<HookIndex>();
+    for (const auto& [id, bound] : snap->before)
+        index->before.push_back(id);  // std::map: already sorted
+    for (const auto& [id, bound] : snap->after)
+        index->after.push_back(id);
+    {
+        std::lock_guard lock(hook_indexes_mutex_);
+        hook_index_.store(index.get(), std::memory_order_release);
+        hook_indexes_.push_back(std::move(index));
+    }
     snapshot_.store(std::move(snap));
     handler_source_.publish(std::move(set));
 }
@@ -232,18 +243,24 @@ std::shared_ptr<const events::HandlerSet> Runtime::handlers() const {
     return handler_source_.handlers();
 }
 
+std::uint64_t Runtime::generation() const {
+    return handler_source_.generation();
+}
+
 bool Runtime::has_handlers(events::Kind k) const {
     return handler_source_.has_handlers(k);
 }
 
 bool Runtime::has_before(std::string_view api_id) const {
-    auto s = snapshot();
-    return s->before.find(api_id) != s->before.end();
+    const HookIndex* index = hook_index_.load(std::memory_order_acquire);
+    return index != nullptr && std::binary_search(index->before.begin(), index->before.end(),
+                                                  api_id, std::less<>{});
 }
 
 bool Runtime::has_after(std::string_view api_id) const {
-    auto s = snapshot();
-    return s->after.find(api_id) != s->after.end();
+    const HookIndex* index = hook_index_.load(std::memory_order_acquire);
+    return index != nullptr && std::binary_search(index->after.begin(), index->after.end(),
+                                                  api_id, std::less<>{});
 }
 
 bool Runtime::has_rpc(std::string_view id) const {

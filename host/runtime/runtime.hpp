@@ -95,6 +95,7 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
     // events::HandlerSource
     std::shared_ptr<const events::HandlerSet> handlers() const override;
     bool has_handlers(events::Kind k) const override;
+    std::uint64_t generation() const override;
 
     // api::RuntimeBridge
     bool has_before(std::string_view api_id) const override;
@@ -112,6 +113,18 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
   private:
     std::shared_ptr<const Snapshot> snapshot() const;
     void publish(std::vector<std::shared_ptr<ModuleGeneration>> modules);
+
+    // Which api ids have hooks, for has_before/has_after on every request without loading the
+    // snapshot (a std::atomic<std::shared_ptr> load takes a lock and bumps a shared count).
+    // Indexes are tiny and published only when modules load, so they are kept until the
+    // runtime is destroyed: a reader's raw pointer never dangles.
+    struct HookIndex {
+        std::vector<std::string> before;  // sorted
+        std::vector<std::string> after;   // sorted
+    };
+    std::atomic<const HookIndex*> hook_index_{nullptr};
+    std::mutex hook_indexes_mutex_;
+    std::vector<std::unique_ptr<const HookIndex>> hook_indexes_;
 
     std::shared_ptr<HostServices> host_;
     std::atomic<std::shared_ptr<const Snapshot>> snapshot_;

@@ -222,14 +222,14 @@ TEST_CASE("POST /v2/event: 200 {} and the handler gets the event, external=true 
     CHECK(e.timestamp.seconds == 1700000000);
     CHECK(e.external);
     CHECK(e.kind == events::Kind::custom);
-    CHECK(e.context.execution_mode == "event");
-    CHECK(e.context.user_id == "3e2b5c4a-1111-4a4a-8a8a-000000000001");
-    CHECK(e.context.username == "alice");
-    CHECK(e.context.vars.at("tier") == "gold");
-    CHECK(e.context.session_expiry > 0);
-    CHECK(e.context.session_id.empty());
-    CHECK(e.context.client_ip == "127.0.0.1");
-    CHECK_FALSE(e.context.client_port.empty());
+    CHECK(e.context().execution_mode == "event");
+    CHECK(e.context().user_id == "3e2b5c4a-1111-4a4a-8a8a-000000000001");
+    CHECK(e.context().username == "alice");
+    CHECK(e.context().vars.at("tier") == "gold");
+    CHECK(e.context().session_expiry > 0);
+    CHECK(e.context().session_id.empty());
+    CHECK(e.context().client_ip == "127.0.0.1");
+    CHECK_FALSE(e.context().client_port.empty());
 
     // Empty body and a missing name are accepted (Nakama does no validation).
     res = s.post("");

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -64,7 +65,9 @@ Event session_event(Kind kind, const std::string& session) {
     Event e;
     e.kind = kind;
     e.name = kind == Kind::session_start ? "session_start" : "session_end";
-    e.context.session_id = session;
+    nk::RequestContext ctx;
+    ctx.session_id = session;
+    e.set_context(std::move(ctx));
     return e;
 }
 
@@ -305,19 +308,19 @@ TEST_CASE("session_start handlers finish before session_end handlers of the same
     std::atomic<int> violations{0}, ends{0};
     HandlerSet set;
     set.session_start.push_back([&](const Event& e) {
-        const int s = std::stoi(e.context.session_id);
+        const int s = std::stoi(e.context().session_id);
         if (state[s].exchange(1) != 0)
             ++violations;
         if (s % 7 == 0)
             std::this_thread::yield();  // let other workers race ahead
     });
     set.session_start.push_back([&](const Event& e) {
-        const int s = std::stoi(e.context.session_id);
+        const int s = std::stoi(e.context().session_id);
         if (state[s].exchange(2) != 1)
             ++violations;
     });
     set.session_end.push_back([&](const Event& e) {
-        const int s = std::stoi(e.context.session_id);
+        const int s = std::stoi(e.context().session_id);
         if (state[s].exchange(3) != 2)
             ++violations;
         ++ends;
@@ -372,7 +375,13 @@ TEST_CASE("idle workers sleep: no polling while idle, one wake per event") {
     StaticHandlerSource source(std::move(set));
     EventPipeline p(opts(64, 4), source, nullptr);
     p.start();
-    REQUIRE(wait_until([&] { return p.stats().sleeping_workers == 4; }));
+    // A worker counts as sleeping (sleeping_workers) a moment before it counts its sleep
+    // (worker_sleeps), right before the futex wait: wait for both, each worker slept once.
+    const auto all_asleep = [&](std::uint64_t sleeps) {
+        const auto s = p.stats();
+        return s.sleeping_workers == 4 && s.worker_sleeps == sleeps;
+    };
+    REQUIRE(wait_until([&] { return all_asleep(4); }));
     const auto before = p.stats();
     // Observe a quiet period: a spinning or polling worker would go back to sleep repeatedly.
     std::this_thread::sleep_for(200ms);
@@ -383,8 +392,33 @@ TEST_CASE("idle workers sleep: no polling while idle, one wake per event") {
 
     REQUIRE(p.submit(custom_event(1)) == SubmitResult::accepted);
     REQUIRE(wait_until([&] { return handled == 1; }));
-    REQUIRE(wait_until([&] { return p.stats().sleeping_workers == 4; }));
+    REQUIRE(wait_until([&] { return all_asleep(idle.worker_sleeps + 1); }));
     const auto after = p.stats();
     CHECK(after.worker_wakes - idle.worker_wakes == 1);  // only one sleeper was woken
     CHECK(after.worker_sleeps - idle.worker_sleeps == 1);
+}
+
+TEST_CASE("handlers_changed: idle workers let go of a retired handler snapshot") {
+    auto module = std::make_shared<int>(1);  // stands for a loaded module's code and data
+    std::weak_ptr<int> alive = module;
+    std::atomic<int> old_calls{0}, new_calls{0};
+    HandlerSet first;
+    first.custom.push_back([&old_calls, module](const Event&) { ++old_calls; });
+    module.reset();
+    StaticHandlerSource source(std::move(first));
+    EventPipeline p(opts(64, 2), source, nullptr);
+    p.start();
+    REQUIRE(p.submit(custom_event(1)) == SubmitResult::accepted);
+    REQUIRE(wait_until([&] { return old_calls == 1; }));
+
+    HandlerSet second;
+    second.custom.push_back([&new_calls](const Event&) { ++new_calls; });
+    source.publish(std::move(second));
+    p.handlers_changed();
+    // No event arrives, yet the workers drop the retired snapshot.
+    REQUIRE(wait_until([&] { return alive.expired(); }));
+    REQUIRE(p.submit(custom_event(2)) == SubmitResult::accepted);
+    REQUIRE(wait_until([&] { return new_calls == 1; }));
+    CHECK(old_calls == 1);
+    CHECK(p.drain(30s) == 0);
 }

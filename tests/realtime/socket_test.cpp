@@ -76,18 +76,18 @@ public:
     }
     std::optional<Event> wait_start_of_user(const std::string& user_id) const {
         return wait_for([&](const Event& e) {
-            return e.kind == Kind::session_start && e.context.user_id == user_id;
+            return e.kind == Kind::session_start && e.context().user_id == user_id;
         });
     }
     std::optional<Event> wait_end(const std::string& session_id) const {
         return wait_for([&](const Event& e) {
-            return e.kind == Kind::session_end && e.context.session_id == session_id;
+            return e.kind == Kind::session_end && e.context().session_id == session_id;
         });
     }
     std::size_t count(Kind kind, const std::string& session_id) const {
         std::lock_guard lock(mutex_);
         std::size_t n = 0;
-        for (const auto& e : events_) n += e.kind == kind && e.context.session_id == session_id;
+        for (const auto& e : events_) n += e.kind == kind && e.context().session_id == session_id;
         return n;
     }
 
@@ -162,7 +162,7 @@ public:
     void check_pairs() const {
         std::map<std::string, std::pair<int, int>> seen;
         for (const auto& e : recorder_.events()) {
-            auto& p = seen[e.context.session_id];
+            auto& p = seen[e.context().session_id];
             if (e.kind == Kind::session_start) ++p.first;
             if (e.kind == Kind::session_end) {
                 ++p.second;
@@ -300,7 +300,7 @@ std::string ws_target(const std::string& token, const std::string& extra = "") {
 struct Connected {
     std::unique_ptr<Client> client;
     Event start;
-    std::string session_id() const { return start.context.session_id; }
+    std::string session_id() const { return start.context().session_id; }
 };
 
 Connected connect_user(Harness& h, const std::string& user, const std::string& extra = "",
@@ -382,7 +382,7 @@ TEST_CASE("Bearer header is accepted and format=json is the default") {
     auto start = h.recorder().wait_start_of_user(h.user_id("bearer-user"));
     REQUIRE(start);
     CHECK(!c.close(websocket::close_code::normal));
-    CHECK(end_reason(h, start->context.session_id) == "");
+    CHECK(end_reason(h, start->context().session_id) == "");
     h.stop();
     h.check_pairs();
 }
@@ -401,7 +401,7 @@ TEST_CASE("session_start then session_end carry the session context") {
     CHECK(start->has_timestamp);
     CHECK(start->timestamp.nanos == 0);
     CHECK(start->timestamp.seconds > 1700000000);
-    const auto& ctx = start->context;
+    const auto& ctx = start->context();
     CHECK(ctx.execution_mode == "event");
     CHECK(ctx.user_id == user);
     CHECK(ctx.username == "alice");
@@ -429,10 +429,10 @@ TEST_CASE("session_start then session_end carry the session context") {
     REQUIRE(end->properties.size() == 1);
     CHECK(end->properties[0].first == "reason");
     CHECK(end->properties[0].second == "");
-    CHECK(end->context.session_id == ctx.session_id);
-    CHECK(end->context.user_id == user);
-    CHECK(end->context.lang == "de");
-    CHECK(end->context.execution_mode == "event");
+    CHECK(end->context().session_id == ctx.session_id);
+    CHECK(end->context().user_id == user);
+    CHECK(end->context().lang == "de");
+    CHECK(end->context().execution_mode == "event");
     CHECK(end->timestamp.nanos == 0);
     h.stop();
     h.check_pairs();

@@ -173,7 +173,7 @@ TEST_CASE("SessionHub emits one start and one end, kicks older sockets with sing
     CHECK(sink.events[0].name == "session_start");
     CHECK(sink.events[0].properties.empty());
     CHECK(sink.events[2].name == "session_end");
-    CHECK(sink.events[2].context.session_id == "s1");
+    CHECK(sink.events[2].context().session_id == "s1");
     REQUIRE(sink.events[2].properties.size() == 1);
     CHECK(sink.events[2].properties[0].second == "server-side session disconnect");
     CHECK(sink.events[3].properties[0].second == "connection lost");

@@ -48,9 +48,11 @@ struct Host {
         e.kind = kind;
         e.name = name;
         e.external = true;
-        e.context.execution_mode = "event";
-        e.context.user_id = "u-1";
-        e.context.username = "alice";
+        RequestContext ctx;
+        ctx.execution_mode = "event";
+        ctx.user_id = "u-1";
+        ctx.username = "alice";
+        e.set_context(std::move(ctx));
         return e;
     }
 
@@ -61,6 +63,12 @@ struct Host {
     std::unique_ptr<events::EventPipeline> pipeline;
     Status status;
 };
+
+void with_session(events::Event& e, const std::string& session_id) {
+    RequestContext ctx = e.context();
+    ctx.session_id = session_id;
+    e.set_context(std::move(ctx));
+}
 
 RequestContext user_ctx() {
     RequestContext c;
@@ -87,7 +95,7 @@ TEST_CASE("event handlers get the event and its context; nk.event re-enters the 
     CHECK(prop(pong, "seen_mode") == "event");
     CHECK(prop(pong, "seen_external") == "true");
     CHECK_FALSE(pong.external);            // as the plugin gave it
-    CHECK(pong.context.user_id == "u-1");  // the caller's context travels with it
+    CHECK(pong.context().user_id == "u-1");  // the caller's context travels with it
     CHECK(pong.kind == events::Kind::custom);
 }
 
@@ -95,9 +103,9 @@ TEST_CASE("session start and end handlers") {
     Host h({fixture("events_good")});
     REQUIRE(h.status.is_ok());
     auto start = h.event("session_start", events::Kind::session_start);
-    start.context.session_id = "s-42";
+    with_session(start, "s-42");
     auto end = h.event("session_end", events::Kind::session_end);
-    end.context.session_id = "s-42";
+    with_session(end, "s-42");
     end.properties = {{"reason", ""}};
     h.pipeline->submit(std::move(start));
     h.pipeline->submit(std::move(end));
@@ -131,8 +139,8 @@ TEST_CASE("RPC calls: payload, context (mode, user, node, env), errors, unknown 
     events::Event e;
     REQUIRE(h.sink.wait_for("from_rpc", e));
     CHECK(e.external);
-    CHECK(e.context.user_id == "u-1");
-    CHECK(e.context.execution_mode == "rpc");
+    CHECK(e.context().user_id == "u-1");
+    CHECK(e.context().execution_mode == "rpc");
     CHECK(prop(e, "from") == "rpc");
     // No account store wired: unimplemented, not a crash.
     st = h.rt->rpc("account", user_ctx(), "u-1", out);
@@ -294,7 +302,7 @@ TEST_CASE("quickstart: after UpdateAccount emits account_updated; processEvent r
     h.pipeline->submit(h.event("something_else"));
     CHECK(logs.wait_for("unrecognised evt: name:something_else"));
     auto start = h.event("session_start", events::Kind::session_start);
-    start.context.session_id = "s-1";
+    with_session(start, "s-1");
     h.pipeline->submit(std::move(start));
     CHECK(logs.wait_for("process event session start: name:session_start"));
     std::string out;
@@ -309,7 +317,7 @@ TEST_CASE("c_minimal (plain C): events counted, nk->event from an after-hook, RP
     events::Event e;
     REQUIRE(h.sink.wait_for("account_updated", e));
     CHECK_FALSE(e.external);
-    CHECK(e.context.user_id.empty());  // NULL ctx = background
+    CHECK(e.context().user_id.empty());  // NULL ctx = background
     std::string out;
     CHECK(wait_until(
         [&] { return h.rt->rpc("c_count", user_ctx(), "", out).is_ok() && out == "1"; }));
