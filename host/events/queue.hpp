@@ -251,14 +251,16 @@ class BoundedQueue {
                 return;
         }
         // One napper at a time. Producers that see it skip their wake (below a backlog), so the
-        // exit is a full-barrier RMW followed by a look at the ring: a push whose producer saw
-        // the napper is visible here (Dekker, as for waiters_).
+        // exit clears the flag, then a full barrier, then a look at the ring: a push whose
+        // producer saw the flag set (its cell write, barrier, flag read) is visible here
+        // (Dekker, as for waiters_).
         if (waiting_.nap.count() > 0 && !napping_.exchange(true, std::memory_order_acq_rel)) {
             naps_.fetch_add(1, std::memory_order_relaxed);
             const std::uint32_t key = epoch_.load(std::memory_order_acquire);
             if (!ready())
                 detail::futex_wait_for(epoch_, key, waiting_.nap);
-            napping_.exchange(false, std::memory_order_seq_cst);
+            napping_.exchange(false, std::memory_order_acq_rel);
+            detail::store_load_barrier();  // the clear before the look at the ring (Dekker)
             if (ready())
                 return;
         }

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -115,4 +116,98 @@ TEST_CASE("many producers and consumers: every accepted value is popped exactly 
         accepted_count += accepted[id].load();
     }
     CHECK(accepted_count > 0);
+}
+
+namespace {
+
+// Two consumers that pop one value at a time until `stop`; counts what they took.
+struct Consumers {
+    BoundedQueue<std::string>& q;
+    std::atomic<bool> stop{false};
+    std::atomic<int> taken{0};
+    std::vector<std::thread> threads;
+
+    explicit Consumers(BoundedQueue<std::string>& queue) : q(queue) {
+        for (int i = 0; i < 2; ++i) {
+            threads.emplace_back([this] {
+                std::string v;
+                for (;;) {
+                    if (q.try_pop_bulk(&v, 1) == 1) {
+                        q.release(1);
+                        ++taken;
+                        continue;
+                    }
+                    if (stop)
+                        return;
+                    q.wait_for_work([this] { return stop.load(); });
+                }
+            });
+        }
+    }
+    ~Consumers() {
+        stop = true;
+        q.wake_all();
+        for (auto& t : threads)
+            t.join();
+    }
+};
+
+template <class Pred>
+bool eventually(Pred pred) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > deadline)
+            return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("a push while a consumer naps wakes nobody; the napper takes it") {
+    BoundedQueue<std::string>::Waiting w;
+    w.spin = 0;
+    w.nap = std::chrono::seconds(2);  // long enough to push inside it on a loaded machine
+    w.nap_backlog = 64;
+    BoundedQueue<std::string> q(16, w);
+    Consumers c(q);
+    // One consumer naps, the other sleeps (only one naps at a time).
+    REQUIRE(eventually([&] { return q.naps() == 1 && q.sleeps() == 1; }));
+    REQUIRE(q.try_push("a") == Push::ok);
+    REQUIRE(eventually([&] { return c.taken == 1; }));
+    CHECK(q.wakes() == 0);  // the sleeper was left alone
+}
+
+TEST_CASE("a backlog during a nap wakes a sleeper") {
+    BoundedQueue<std::string>::Waiting w;
+    w.spin = 0;
+    w.nap = std::chrono::seconds(30);  // the napper would not look before the test's deadline
+    w.nap_backlog = 2;
+    BoundedQueue<std::string> q(16, w);
+    Consumers c(q);
+    REQUIRE(eventually([&] { return q.naps() == 1 && q.sleeps() == 1; }));
+    REQUIRE(q.try_push("a") == Push::ok);  // below the backlog: the sleeper stays asleep
+    CHECK(q.wakes() == 0);
+    REQUIRE(q.try_push("b") == Push::ok);  // backlog reached: wake the sleeper
+    CHECK(q.wakes() == 1);
+    REQUIRE(eventually([&] { return c.taken == 2; }));
+}
+
+TEST_CASE("an idle queue with napping enabled ends up with every consumer asleep") {
+    BoundedQueue<std::string>::Waiting w;
+    w.nap = std::chrono::milliseconds(1);
+    BoundedQueue<std::string> q(16, w);
+    Consumers c(q);
+    REQUIRE(q.try_push("a") == Push::ok);
+    REQUIRE(eventually([&] { return c.taken == 1; }));
+    // The nap that finds nothing is followed by an ordinary sleep: no periodic wake-ups.
+    REQUIRE(eventually([&] { return q.sleepers() == 2 && q.sleeps() >= 2; }));
+    // A consumer counts as a sleeper a moment before it counts its sleep: let that settle.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const auto naps = q.naps();
+    const auto sleeps = q.sleeps();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(q.naps() == naps);
+    CHECK(q.sleeps() == sleeps);
 }
