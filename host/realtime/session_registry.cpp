@@ -6,16 +6,14 @@ bool SessionRegistry::add(const std::shared_ptr<Session>& session,
                           std::vector<std::shared_ptr<Session>>* same_user) {
     std::lock_guard lock(mutex_);
     if (closed_) return false;
+    const std::string& user_id = session->info().user_id;
     if (same_user) {
-        auto [first, last] = by_user_.equal_range(session->info().user_id);
-        for (auto it = first; it != last; ++it) {
-            if (auto found = by_id_.find(it->second); found != by_id_.end()) {
-                same_user->push_back(found->second);
-            }
+        if (auto user = by_user_.find(user_id); user != by_user_.end()) {
+            same_user->reserve(user->second.size());
+            for (Session* s : user->second) same_user->push_back(s->shared_from_this());
         }
     }
-    by_id_.emplace(session->id(), session);
-    by_user_.emplace(session->info().user_id, session->id());
+    if (by_id_.emplace(session->id(), session).second) by_user_[user_id].insert(session.get());
     return true;
 }
 
@@ -27,12 +25,9 @@ bool SessionRegistry::remove(const std::string& session_id) {
         if (it == by_id_.end()) return false;
         removed = std::move(it->second);
         by_id_.erase(it);
-        auto [first, last] = by_user_.equal_range(removed->info().user_id);
-        for (auto u = first; u != last; ++u) {
-            if (u->second == session_id) {
-                by_user_.erase(u);
-                break;
-            }
+        if (auto user = by_user_.find(removed->info().user_id); user != by_user_.end()) {
+            user->second.erase(removed.get());
+            if (user->second.empty()) by_user_.erase(user);
         }
         if (by_id_.empty()) emptied_.notify_all();
     }
@@ -48,11 +43,9 @@ std::shared_ptr<Session> SessionRegistry::find(const std::string& session_id) co
 std::vector<std::shared_ptr<Session>> SessionRegistry::for_user(const std::string& user_id) const {
     std::vector<std::shared_ptr<Session>> out;
     std::lock_guard lock(mutex_);
-    auto [first, last] = by_user_.equal_range(user_id);
-    for (auto it = first; it != last; ++it) {
-        if (auto found = by_id_.find(it->second); found != by_id_.end()) {
-            out.push_back(found->second);
-        }
+    if (auto user = by_user_.find(user_id); user != by_user_.end()) {
+        out.reserve(user->second.size());
+        for (Session* s : user->second) out.push_back(s->shared_from_this());
     }
     return out;
 }

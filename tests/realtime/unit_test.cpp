@@ -2,10 +2,16 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <variant>
 #include <vector>
 
+#include "net/http.hpp"
 #include "realtime/envelope.hpp"
+#include "realtime/realtime.hpp"
 #include "realtime/session_end.hpp"
 #include "realtime/session_hub.hpp"
 #include "realtime/session_registry.hpp"
@@ -150,6 +156,36 @@ TEST_CASE("SessionRegistry indexes by id and user and refuses after close_for_ne
     CHECK(registry.wait_empty(std::chrono::steady_clock::now()));
 }
 
+TEST_CASE("SessionRegistry keeps a user's index exact with many sessions of one user") {
+    // One user may hold thousands of sockets (a bot account, a load test): removing them in
+    // any order leaves exactly the others indexed, and the user's entry goes with the last one.
+    SessionRegistry registry;
+    constexpr int n = 5000;
+    std::vector<std::shared_ptr<FakeSocket>> sessions;
+    for (int i = 0; i < n; ++i) {
+        sessions.push_back(make_session("s" + std::to_string(i), "many"));
+        REQUIRE(registry.add(sessions.back()));
+    }
+    REQUIRE(registry.add(make_session("other", "u2")));
+    CHECK(registry.for_user("many").size() == n);
+    // Remove every third, then the rest from the back.
+    std::size_t left = n;
+    for (int i = 0; i < n; i += 3, --left) REQUIRE(registry.remove("s" + std::to_string(i)));
+    auto remaining = registry.for_user("many");
+    CHECK(remaining.size() == left);
+    for (const auto& s : remaining) CHECK(std::stoi(s->id().substr(1)) % 3 != 0);
+    std::vector<std::shared_ptr<Session>> same;
+    REQUIRE(registry.add(make_session("late", "many"), &same));
+    CHECK(same.size() == left);
+    CHECK(registry.remove("late"));
+    for (int i = n - 1; i >= 0; --i) {
+        if (i % 3 != 0) REQUIRE(registry.remove("s" + std::to_string(i)));
+    }
+    CHECK(registry.for_user("many").empty());
+    CHECK(registry.size() == 1);
+    CHECK(registry.for_user("u2").size() == 1);
+}
+
 TEST_CASE("SessionHub emits one start and one end, kicks older sockets with single_socket") {
     Options options;
     options.single_socket = true;
@@ -191,4 +227,39 @@ TEST_CASE("SessionHub ends a session at once when shutdown began") {
     CHECK(sink.events[0].kind == nk::events::Kind::session_start);
     CHECK(sink.events[1].kind == nk::events::Kind::session_end);
     CHECK(sink.events[1].properties[0].second == "server shutdown");
+}
+
+TEST_CASE("authorize records ?status= as Go's ParseBool reads it") {
+    Realtime realtime(Options{}, [](std::string_view token) -> std::optional<Identity> {
+        if (token != "good") return std::nullopt;
+        return Identity{"user-1", "alice", {}, 4102444800};
+    }, nullptr, nullptr);
+    auto status_of = [&](std::optional<std::string> status) -> std::optional<bool> {
+        nk::net::Request request;
+        request.method = nk::net::Method::get;
+        request.path = "/ws";
+        request.query = {{"token", "good"}, {"lang", "en"}};
+        if (status) request.query.emplace_back("status", *status);
+        auto decision = realtime.authorize(request);
+        auto* info = std::get_if<SessionInfo>(&decision);
+        if (!info) return std::nullopt;
+        CHECK(info->user_id == "user-1");
+        return info->status;
+    };
+    for (const char* yes : {"true", "1", "t", "T", "TRUE", "True"}) {
+        CAPTURE(yes);
+        CHECK(status_of(yes) == true);
+    }
+    // Anything else is false, and never a refusal (Nakama ignores the parse error).
+    for (const char* no : {"false", "0", "f", "", "yes", "on", "tRuE"}) {
+        CAPTURE(no);
+        CHECK(status_of(no) == false);
+    }
+    CHECK(status_of(std::nullopt) == false);
+
+    // The status envelopes are not served: they are an unsupported kind (the socket stays open).
+    auto follow = parse_envelope(R"({"cid":"7","status_follow":{"user_ids":["u2"]}})");
+    REQUIRE(follow);
+    CHECK(follow->type == Envelope::Type::other);
+    CHECK(follow->kind == "status_follow");
 }
