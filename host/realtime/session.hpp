@@ -23,7 +23,9 @@ struct SessionInfo {
     std::map<std::string, std::string> vars;
     std::int64_t expiry = 0;  // token exp, unix seconds
     std::string lang = "en";
-    bool status = false;  // ?status=true (presence follows are not implemented yet)
+    // ?status= as Go's strconv.ParseBool reads it (invalid: false). Recorded only: nkhost tracks
+    // no status presence yet, so nobody is told the user is online (docs/operations.md).
+    bool status = false;
     std::string client_ip;
     std::string client_port;
     std::chrono::system_clock::time_point opened_at{};
