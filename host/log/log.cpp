@@ -65,6 +65,29 @@ void append_timestamp(Buffer& out, spdlog::log_clock::time_point time) {
                    millis);
 }
 
+// The backslash escapes both formats write: quote, backslash and the line breaks and tab. Empty
+// when `c` has none; each format escapes the remaining control characters its own way.
+std::string_view short_escape(unsigned char c) {
+    switch (c) {
+        case '"':
+            return "\\\"";
+        case '\\':
+            return "\\\\";
+        case '\n':
+            return "\\n";
+        case '\r':
+            return "\\r";
+        case '\t':
+            return "\\t";
+        default:
+            return {};
+    }
+}
+
+bool is_control(unsigned char c) {
+    return c < 0x20 || c == 0x7F;
+}
+
 // Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not valid.
 std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
@@ -102,36 +125,18 @@ void append_json_string(Buffer& out, std::string_view s) {
     for (std::size_t i = 0; i < s.size();) {
         const unsigned char c = static_cast<unsigned char>(s[i]);
         if (c < 0x80) {
-            switch (c) {
-                case '"':
-                    append(out, "\\\"");
-                    break;
-                case '\\':
-                    append(out, "\\\\");
-                    break;
-                case '\n':
-                    append(out, "\\n");
-                    break;
-                case '\r':
-                    append(out, "\\r");
-                    break;
-                case '\t':
-                    append(out, "\\t");
-                    break;
-                case '\b':
-                    append(out, "\\b");
-                    break;
-                case '\f':
-                    append(out, "\\f");
-                    break;
-                default:
-                    if (c < 0x20 || c == 0x7F) {
-                        append(out, "\\u00");
-                        out.push_back(hex[c >> 4]);
-                        out.push_back(hex[c & 0xF]);
-                    } else {
-                        out.push_back(static_cast<char>(c));
-                    }
+            if (const auto escape = short_escape(c); !escape.empty()) {
+                append(out, escape);
+            } else if (c == '\b') {
+                append(out, "\\b");
+            } else if (c == '\f') {
+                append(out, "\\f");
+            } else if (is_control(c)) {
+                append(out, "\\u00");
+                out.push_back(hex[c >> 4]);
+                out.push_back(hex[c & 0xF]);
+            } else {
+                out.push_back(static_cast<char>(c));
             }
             ++i;
             continue;
@@ -153,7 +158,7 @@ void append_text_value(Buffer& out, std::string_view s) {
     bool needs_quotes = s.empty();
     for (const char ch : s) {
         const unsigned char c = static_cast<unsigned char>(ch);
-        if (c <= 0x20 || c == 0x7F || c == '"' || c == '=' || c == '\\') {
+        if (c == ' ' || is_control(c) || c == '"' || c == '=' || c == '\\') {
             needs_quotes = true;
             break;
         }
@@ -165,28 +170,12 @@ void append_text_value(Buffer& out, std::string_view s) {
     out.push_back('"');
     for (const char ch : s) {
         const unsigned char c = static_cast<unsigned char>(ch);
-        switch (c) {
-            case '"':
-                append(out, "\\\"");
-                break;
-            case '\\':
-                append(out, "\\\\");
-                break;
-            case '\n':
-                append(out, "\\n");
-                break;
-            case '\r':
-                append(out, "\\r");
-                break;
-            case '\t':
-                append(out, "\\t");
-                break;
-            default:
-                if (c < 0x20 || c == 0x7F) {
-                    fmt::format_to(std::back_inserter(out), "\\x{:02x}", c);
-                } else {
-                    out.push_back(ch);
-                }
+        if (const auto escape = short_escape(c); !escape.empty()) {
+            append(out, escape);
+        } else if (is_control(c)) {
+            fmt::format_to(std::back_inserter(out), "\\x{:02x}", c);
+        } else {
+            out.push_back(ch);
         }
     }
     out.push_back('"');
@@ -201,7 +190,29 @@ void append_text_key(Buffer& out, std::string_view s) {
     }
     for (const char ch : s) {
         const unsigned char c = static_cast<unsigned char>(ch);
-        out.push_back(c <= 0x20 || c == 0x7F || c == '"' || c == '=' ? '_' : ch);
+        out.push_back(c == ' ' || is_control(c) || c == '"' || c == '=' ? '_' : ch);
+    }
+}
+
+// How a format writes the structured fields: each one as <separator><key><assign><value>.
+struct FieldSyntax {
+    char separator;
+    void (*key)(Buffer&, std::string_view);
+    char assign;
+    void (*value)(Buffer&, std::string_view);
+};
+constexpr FieldSyntax kTextFields{' ', append_text_key, '=', append_text_value};
+constexpr FieldSyntax kJsonFields{',', append_json_string, ':', append_json_string};
+
+// The fields write() passed for the line being formatted (none for plain spdlog calls).
+void append_fields(Buffer& out, const FieldSyntax& syntax) {
+    if (current_fields == nullptr)
+        return;
+    for (const auto& [key, value] : *current_fields) {
+        out.push_back(syntax.separator);
+        syntax.key(out, key);
+        out.push_back(syntax.assign);
+        syntax.value(out, value);
     }
 }
 
@@ -226,14 +237,7 @@ class TextFormatter final : public spdlog::formatter {
                 out.push_back(ch);
             }
         }
-        if (current_fields != nullptr) {
-            for (const auto& [key, value] : *current_fields) {
-                out.push_back(' ');
-                append_text_key(out, key);
-                out.push_back('=');
-                append_text_value(out, value);
-            }
-        }
+        append_fields(out, kTextFields);
         out.push_back('\n');
     }
     std::unique_ptr<spdlog::formatter> clone() const override {
@@ -250,14 +254,7 @@ class JsonFormatter final : public spdlog::formatter {
         append_timestamp(out, msg.time);
         append(out, "\",\"msg\":");
         append_json_string(out, payload(msg));
-        if (current_fields != nullptr) {
-            for (const auto& [key, value] : *current_fields) {
-                out.push_back(',');
-                append_json_string(out, key);
-                out.push_back(':');
-                append_json_string(out, value);
-            }
-        }
+        append_fields(out, kJsonFields);
         append(out, "}\n");
     }
     std::unique_ptr<spdlog::formatter> clone() const override {
