@@ -6,7 +6,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,46 +23,15 @@
 #include "metrics/registry.hpp"
 #include "net/router.hpp"
 #include "net/server.hpp"
+#include "support/wait.hpp"
 
 using namespace nk;
 using namespace std::chrono_literals;
 
 namespace {
 
-template <class Pred>
-bool wait_until(Pred pred, std::chrono::seconds limit = 30s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline)
-            return false;
-        std::this_thread::sleep_for(1ms);
-    }
-    return true;
-}
-
-class Gate {
-  public:
-    void wait() {
-        std::unique_lock lock(m_);
-        ++waiting_;
-        cv_.wait(lock, [&] { return open_; });
-    }
-    void open() {
-        std::lock_guard lock(m_);
-        open_ = true;
-        cv_.notify_all();
-    }
-    int waiting() {
-        std::lock_guard lock(m_);
-        return waiting_;
-    }
-
-  private:
-    std::mutex m_;
-    std::condition_variable cv_;
-    bool open_ = false;
-    int waiting_ = 0;
-};
+using test::Gate;
+using test::wait_until;
 
 // Event hooks implemented in-process (the plugin runtime implements the same interface).
 class TestHooks final : public api::RuntimeBridge {

@@ -2,7 +2,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -12,48 +11,15 @@
 
 #include "events/pipeline.hpp"
 #include "metrics/registry.hpp"
+#include "support/wait.hpp"
 
 using namespace nk::events;
 using namespace std::chrono_literals;
 
 namespace {
 
-// Polls `pred` until true or a generous safety deadline; the deadline is never the thing tested.
-template <class Pred>
-bool wait_until(Pred pred, std::chrono::seconds limit = 30s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline)
-            return false;
-        std::this_thread::sleep_for(1ms);
-    }
-    return true;
-}
-
-// A gate handlers can block on until the test opens it.
-class Gate {
-  public:
-    void wait() {
-        std::unique_lock lock(m_);
-        ++waiting_;
-        cv_.wait(lock, [&] { return open_; });
-    }
-    void open() {
-        std::lock_guard lock(m_);
-        open_ = true;
-        cv_.notify_all();
-    }
-    int waiting() {
-        std::lock_guard lock(m_);
-        return waiting_;
-    }
-
-  private:
-    std::mutex m_;
-    std::condition_variable cv_;
-    bool open_ = false;
-    int waiting_ = 0;
-};
+using nk::test::Gate;
+using nk::test::wait_until;
 
 Event custom_event(int id) {
     Event e;
