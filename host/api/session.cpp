@@ -15,6 +15,33 @@ namespace {
 
 using namespace account_detail;
 
+// Writes `"name":"value"` into the JSON object being built in `out` (opened with '{'); an empty
+// value is left out, as protobuf's JSON leaves out empty strings.
+void append_string_member(std::string& out, std::string_view name, const std::string& value) {
+    if (value.empty())
+        return;
+    if (out.size() > 1)
+        out += ',';
+    out += '"';
+    out += name;
+    out += "\":";
+    append_json_string(out, value);
+}
+
+// Reads a request object into a fresh Request with `read_members`; `r` changes only when the
+// whole object read cleanly.
+template <class Request, class ReadMembers>
+Status read_request(std::string_view json, Request& r, ReadMembers read_members) {
+    rapidjson::Document doc;
+    if (auto s = parse_object(json, doc); !s)
+        return s;
+    Request next;
+    if (auto s = read_members(doc, next); !s)
+        return s;
+    r = std::move(next);
+    return Status::ok();
+}
+
 struct RefreshRequest {
     std::string token;
     std::map<std::string, std::string> vars;
@@ -23,10 +50,7 @@ struct RefreshRequest {
 
 std::string refresh_json(const RefreshRequest& r) {
     std::string out = "{";
-    if (!r.token.empty()) {
-        out += "\"token\":";
-        append_json_string(out, r.token);
-    }
+    append_string_member(out, "token", r.token);
     if (r.has_vars) {
         if (out.size() > 1)
             out += ',';
@@ -38,17 +62,12 @@ std::string refresh_json(const RefreshRequest& r) {
 }
 
 Status read_refresh(std::string_view json, RefreshRequest& r) {
-    rapidjson::Document doc;
-    if (auto s = parse_object(json, doc); !s)
-        return s;
-    RefreshRequest next;
-    bool present = false;
-    if (auto s = read_string(doc, "token", next.token, present); !s)
-        return s;
-    if (auto s = read_vars(doc, "vars", next.vars, next.has_vars); !s)
-        return s;
-    r = std::move(next);
-    return Status::ok();
+    return read_request(json, r, [](const rapidjson::Value& doc, RefreshRequest& next) {
+        bool present = false;
+        if (auto s = read_string(doc, "token", next.token, present); !s)
+            return s;
+        return read_vars(doc, "vars", next.vars, next.has_vars);
+    });
 }
 
 net::Response refresh(Services& services, RefreshRequest req, const RequestContext& anon) {
@@ -91,32 +110,19 @@ struct LogoutRequest {
 
 std::string logout_json(const LogoutRequest& r) {
     std::string out = "{";
-    if (!r.token.empty()) {
-        out += "\"token\":";
-        append_json_string(out, r.token);
-    }
-    if (!r.refresh_token.empty()) {
-        if (out.size() > 1)
-            out += ',';
-        out += "\"refresh_token\":";
-        append_json_string(out, r.refresh_token);
-    }
+    append_string_member(out, "token", r.token);
+    append_string_member(out, "refresh_token", r.refresh_token);
     out += '}';
     return out;
 }
 
 Status read_logout(std::string_view json, LogoutRequest& r) {
-    rapidjson::Document doc;
-    if (auto s = parse_object(json, doc); !s)
-        return s;
-    LogoutRequest next;
-    bool present = false;
-    if (auto s = read_string(doc, "token", next.token, present); !s)
-        return s;
-    if (auto s = read_string(doc, "refresh_token", next.refresh_token, present); !s)
-        return s;
-    r = std::move(next);
-    return Status::ok();
+    return read_request(json, r, [](const rapidjson::Value& doc, LogoutRequest& next) {
+        bool present = false;
+        if (auto s = read_string(doc, "token", next.token, present); !s)
+            return s;
+        return read_string(doc, "refresh_token", next.refresh_token, present);
+    });
 }
 
 // Nakama's SessionLogout: named tokens must parse and belong to the caller;
