@@ -215,6 +215,10 @@ const Status kFindError = Status::internal("Error finding user account.");
 const Status kCreateError = Status::internal("Error finding or creating user account.");
 const Status kBadCredentials = Status::unauthenticated("Invalid credentials.");
 
+// Inserts a new user's row and identity under the given id; returns the first failing sqlite
+// code (SQLITE_DONE when all went in).
+using InsertIdentity = std::function<int(Connection&, const std::string&)>;
+
 }  // namespace
 
 std::string generate_username() {
@@ -313,9 +317,10 @@ struct SqliteAccountStore::Impl {
     }
 
     // Looks an identity up with `lookup_sql` (one parameter; columns id, username,
-    // disable_time). 1 = found, 0 = absent, -1 = error.
+    // disable_time, and the password hash when `password_hash` is given).
+    // 1 = found, 0 = absent, -1 = error.
     static int lookup(Connection& c, const char* lookup_sql, std::string_view key, AuthResult& out,
-                      std::int64_t& disable_time) {
+                      std::int64_t& disable_time, std::string* password_hash = nullptr) {
         Stmt s = c.prepare(lookup_sql);
         if (!s)
             return -1;
@@ -328,14 +333,32 @@ struct SqliteAccountStore::Impl {
         out.user_id = s.text(0);
         out.username = s.text(1);
         disable_time = s.int64(2);
+        if (password_hash != nullptr)
+            *password_hash = s.text(3);
         return 1;
     }
 
+    // Adds a user under a fresh id with `insert` and commits `tx`, in which the caller has just
+    // found no such identity. A username clash is kUsernameTaken; any other failure kCreateError.
+    static Status create_user(Connection& c, WriteTransaction& tx, std::string_view username,
+                              AuthResult& out, const InsertIdentity& insert) {
+        const std::string id = random_uuid_v4();
+        const int rc = insert(c, id);
+        if (is_unique_violation(rc))
+            return kUsernameTaken;
+        if (rc != SQLITE_DONE)
+            return kCreateError;
+        if (!tx.commit())
+            return kCreateError;
+        out.user_id = id;
+        out.username = std::string(username);
+        out.created = true;
+        return Status::ok();
+    }
+
     // Nakama's find-or-create, made race-free by re-checking inside a write transaction.
-    // `insert` adds the user row and its identity; it returns the first failing sqlite code.
     Status find_or_create(const char* lookup_sql, std::string_view key, std::string_view username,
-                          bool create, AuthResult& out,
-                          const std::function<int(Connection&, const std::string&)>& insert) {
+                          bool create, AuthResult& out, const InsertIdentity& insert) {
         auto c = acquire();
         std::int64_t disable_time = 0;
         int found = lookup(*c, lookup_sql, key, out, disable_time);
@@ -350,20 +373,8 @@ struct SqliteAccountStore::Impl {
             found = lookup(*c, lookup_sql, key, out, disable_time);
             if (found < 0)
                 return kCreateError;
-            if (found == 0) {
-                const std::string id = random_uuid_v4();
-                const int rc = insert(*c, id);
-                if (is_unique_violation(rc))
-                    return kUsernameTaken;
-                if (rc != SQLITE_DONE)
-                    return kCreateError;
-                if (!tx.commit())
-                    return kCreateError;
-                out.user_id = id;
-                out.username = std::string(username);
-                out.created = true;
-                return Status::ok();
-            }
+            if (found == 0)
+                return create_user(*c, tx, username, out, insert);
         }
         if (disable_time != 0)
             return kBanned;
@@ -476,20 +487,7 @@ Status SqliteAccountStore::authenticate_email(std::string_view email, std::strin
     const char* lookup_sql =
         "SELECT id, username, disable_time, password FROM users WHERE email = ?";
     auto find = [&](Connection& c, std::string& hash, std::int64_t& disable_time) {
-        Stmt s = c.prepare(lookup_sql);
-        if (!s)
-            return -1;
-        s.bind(1, clean_email);
-        const int rc = s.step();
-        if (rc == SQLITE_DONE)
-            return 0;
-        if (rc != SQLITE_ROW)
-            return -1;
-        out.user_id = s.text(0);
-        out.username = s.text(1);
-        disable_time = s.int64(2);
-        hash = s.text(3);
-        return 1;
+        return Impl::lookup(c, lookup_sql, clean_email, out, disable_time, &hash);
     };
     auto check_existing = [&](const std::string& hash, std::int64_t disable_time) {
         if (disable_time != 0)
@@ -527,18 +525,10 @@ Status SqliteAccountStore::authenticate_email(std::string_view email, std::strin
         if (found < 0)
             return kCreateError;
         if (found == 0) {
-            const std::string id = random_uuid_v4();
-            const int rc = Impl::insert_user(*c, id, username, nullptr, &clean_email, &*new_hash);
-            if (is_unique_violation(rc))
-                return kUsernameTaken;
-            if (rc != SQLITE_DONE)
-                return kCreateError;
-            if (!tx.commit())
-                return kCreateError;
-            out.user_id = id;
-            out.username = std::string(username);
-            out.created = true;
-            return Status::ok();
+            const auto insert = [&](Connection& conn, const std::string& id) {
+                return Impl::insert_user(conn, id, username, nullptr, &clean_email, &*new_hash);
+            };
+            return Impl::create_user(*c, tx, username, out, insert);
         }
     }
     return check_existing(hash, disable_time);  // created meanwhile by a concurrent call
