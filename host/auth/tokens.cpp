@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "auth/base64.hpp"
+#include "core/uuid.hpp"
 
 namespace nk::auth {
 namespace {
@@ -216,21 +217,10 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 }
 
 std::string random_uuid_v4() {
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof b) != 1)
+    UuidBytes b;
+    if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1)
         throw std::runtime_error("RAND_bytes failed");
-    b[6] = static_cast<unsigned char>((b[6] & 0x0F) | 0x40);
-    b[8] = static_cast<unsigned char>((b[8] & 0x3F) | 0x80);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(36);
-    for (int i = 0; i < 16; ++i) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out.push_back('-');
-        out.push_back(hex[b[i] >> 4]);
-        out.push_back(hex[b[i] & 0x0F]);
-    }
-    return out;
+    return format_uuid_v4(b);
 }
 
 bool is_uuid(std::string_view s) {

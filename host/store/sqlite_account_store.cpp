@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/uuid.hpp"
 #include "store/password.hpp"
 
 namespace nk::store {
@@ -175,24 +176,13 @@ class WriteTransaction {
 
 std::string random_uuid_v4() {
     thread_local std::mt19937_64 rng{std::random_device{}()};
-    unsigned char b[16];
-    for (int i = 0; i < 16; i += 8) {
+    UuidBytes b;
+    for (std::size_t i = 0; i < b.size(); i += 8) {
         const std::uint64_t v = rng();
-        for (int k = 0; k < 8; ++k)
+        for (std::size_t k = 0; k < 8; ++k)
             b[i + k] = static_cast<unsigned char>(v >> (8 * k));
     }
-    b[6] = static_cast<unsigned char>((b[6] & 0x0F) | 0x40);
-    b[8] = static_cast<unsigned char>((b[8] & 0x3F) | 0x80);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(36);
-    for (int i = 0; i < 16; ++i) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out.push_back('-');
-        out.push_back(hex[b[i] >> 4]);
-        out.push_back(hex[b[i] & 0x0F]);
-    }
-    return out;
+    return format_uuid_v4(b);
 }
 
 bool is_unique_violation(int rc) {
