@@ -5,6 +5,7 @@
 #include "api/runtime_bridge.hpp"
 #include "api/services.hpp"
 #include "core/blocking_pool.hpp"
+#include "core/json_write.hpp"
 
 namespace nk::api::account_detail {
 
@@ -116,17 +117,7 @@ Status read_vars(const rapidjson::Value& obj, const char* name,
 }
 
 void append_vars(std::string& out, const std::map<std::string, std::string>& vars) {
-    out += '{';
-    bool first = true;
-    for (const auto& [k, v] : vars) {
-        if (!first)
-            out += ',';
-        first = false;
-        append_json_string(out, k);
-        out += ':';
-        append_json_string(out, v);
-    }
-    out += '}';
+    append_json_string_map(out, vars);
 }
 
 std::string session_json(bool created, const std::string& token, const std::string& refresh) {

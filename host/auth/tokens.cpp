@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "auth/base64.hpp"
+#include "core/json_write.hpp"
 #include "core/uuid.hpp"
 
 namespace nk::auth {
@@ -184,17 +185,8 @@ std::string claims_json(const TokenClaims& c) {
     out += ",\"usn\":";
     append_json_string(out, c.username);
     if (!c.vars.empty()) {
-        out += ",\"vrs\":{";
-        bool first = true;
-        for (const auto& [k, v] : c.vars) {
-            if (!first)
-                out += ',';
-            first = false;
-            append_json_string(out, k);
-            out += ':';
-            append_json_string(out, v);
-        }
-        out += '}';
+        out += ",\"vrs\":";
+        append_json_string_map(out, c.vars);
     }
     out += ",\"exp\":";
     out += std::to_string(c.expires_at);
