@@ -565,22 +565,44 @@ TEST_CASE("malformed JSON and binary frames close with received malformed payloa
 }
 
 TEST_CASE("a client that never reads while flooding pings overflows the outgoing queue") {
+    // Why this ends deterministically with "session outgoing queue full":
+    // - The server keeps a read pending whatever its writes do: Beast only makes a read wait for
+    //   the write side when the peer sends a ping or close *frame* (to answer it), and this
+    //   client sends text frames only. So every ping envelope is read, refreshes the peer's
+    //   liveness (no pong timeout while the flood goes on) and queues one pong.
+    // - The client never reads, so at most (client receive buffer + server send buffer) bytes of
+    //   pongs leave the server; after that its write stays pending and the next
+    //   outgoing_queue_size + 1 pings overflow the queue, long before write_wait_ms.
+    // The pongs are made big (a ~3.5 KB cid) so that those buffers fill after ~2,000 pings: the
+    // kernel took ~6 MB of pongs on loopback before the server's write blocked, which with
+    // 21-byte pongs is ~230,000 pings, one synchronous round trip each here. A slow (TSan,
+    // loaded) run then reached the flood's deadline first, stopped sending and ended by pong
+    // timeout instead.
     auto options = fast_options();
     options.outgoing_queue_size = 2;
-    options.pong_wait_ms = 10000;  // the peer is busy, not silent
-    options.ping_period_ms = 5000;
-    options.write_wait_ms = 10000;
+    options.pong_wait_ms = 60000;  // the peer is busy, not silent; a stopped flood fails below
+    options.ping_period_ms = 30000;
+    options.write_wait_ms = 60000;
     Harness h(options);
     auto c = connect_user(h, "flooder", "", [](asio::ip::tcp::socket& s) {
         s.set_option(asio::socket_base::receive_buffer_size(4096));
     });
-    const std::string ping = R"({"cid":"1","ping":{}})";
+    const std::string ping =
+        R"({"cid":")" + std::string(options.max_message_size_bytes - 600, 'c') + R"(","ping":{}})";
+    REQUIRE(ping.size() < options.max_message_size_bytes);
     auto deadline = std::chrono::steady_clock::now() + kSafety;
-    while (std::chrono::steady_clock::now() < deadline &&
-           h.recorder().count(Kind::session_end, c.session_id()) == 0) {
-        if (c.client->send_text(ping)) break;  // the server dropped us
+    std::size_t sent = 0;
+    bool dropped = false;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (c.client->send_text(ping)) {
+            dropped = true;  // the server dropped us
+            break;
+        }
+        ++sent;
     }
-    CHECK(end_reason(h, c.session_id()) == "session outgoing queue full");
+    REQUIRE_MESSAGE(dropped, "no drop after " << sent << " pings within the safety net");
+    CHECK_MESSAGE(end_reason(h, c.session_id()) == "session outgoing queue full",
+                  "after " << sent << " pings");
     h.stop();
     h.check_pairs();
 }
