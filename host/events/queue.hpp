@@ -266,13 +266,17 @@ class BoundedQueue {
         }
         waiters_.fetch_add(1, std::memory_order_relaxed);
         detail::store_load_barrier();
+        // The key is read before wake_pending_ is cleared. A producer may set the flag late (it
+        // read waiters_ while we were still registered from an earlier wait) and bump the epoch
+        // before our key read: that wake cannot reach us. Clearing after the key read means
+        // such a stale flag never makes later producers skip the wake we need; a set that lands
+        // after our clear is followed by a bump after our key read, which ends our wait.
+        const std::uint32_t key = epoch_.load(std::memory_order_acquire);
         // Every registration and every exit clears wake_pending_ with an RMW. A producer that
         // skipped its wake because a wake was pending did an RMW on the flag after its push; our
         // clear reads that write (or a later one), so its value is visible to has_ready() below or
-        // to our next pop. Clearing here also means a flag left set after its target already
-        // left can never stop the wake of a consumer that is about to sleep.
+        // to our next pop.
         wake_pending_.exchange(false, std::memory_order_acq_rel);
-        const std::uint32_t key = epoch_.load(std::memory_order_acquire);
         if (!has_ready() && !done()) {
             sleeps_.fetch_add(1, std::memory_order_relaxed);
             while (epoch_.load(std::memory_order_acquire) == key)

@@ -211,3 +211,49 @@ TEST_CASE("an idle queue with napping enabled ends up with every consumer asleep
     CHECK(q.naps() == naps);
     CHECK(q.sleeps() == sleeps);
 }
+
+TEST_CASE("no lost wake-up: a consumer that sleeps as soon as it runs dry never misses a push") {
+    // One producer pushing flat out and one consumer that neither spins nor naps: every time
+    // the consumer runs dry it sleeps, so the producer's wake decisions are exercised on nearly
+    // every push. A lost wake-up leaves the consumer asleep on a full queue and the producer
+    // unable to push: the test then fails at its deadline instead of completing.
+    BoundedQueue<std::string>::Waiting w;
+    w.spin = 0;
+    w.nap = std::chrono::microseconds(0);
+    BoundedQueue<std::string> q(64, w);
+    constexpr int total = 500000;
+    std::atomic<int> taken{0};
+    std::atomic<bool> stop{false};
+    std::thread consumer([&] {
+        std::string buf[16];
+        for (;;) {
+            const std::size_t n = q.try_pop_bulk(buf, 16);
+            if (n > 0) {
+                q.release(n);
+                taken += static_cast<int>(n);
+                continue;
+            }
+            if (stop)
+                return;
+            q.wait_for_work([&] { return stop.load(); });
+        }
+    });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    bool stuck = false;
+    for (int i = 0; i < total && !stuck; ++i) {
+        while (q.try_push("x") != Push::ok) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                stuck = true;
+                break;
+            }
+            std::this_thread::yield();
+        }
+    }
+    CHECK_FALSE(stuck);
+    CHECK(eventually([&] { return taken == total || stuck; }));
+    CHECK(taken == (stuck ? taken.load() : total));
+    CHECK(q.sleeps() > 0);  // the consumer did go to sleep, so wake-ups were needed
+    stop = true;
+    q.wake_all();
+    consumer.join();
+}
