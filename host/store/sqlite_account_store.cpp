@@ -1,7 +1,9 @@
 #include "store/sqlite_account_store.hpp"
 
 #include <sqlite3.h>
+#include <sys/random.h>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -174,13 +176,19 @@ class WriteTransaction {
     bool done_ = false;
 };
 
+// User ids come from the kernel's CSPRNG (as Nakama's crypto/rand v4 UUIDs): they appear in
+// URLs, friend lists and leaderboards, so they must not be predictable from earlier ones.
 std::string random_uuid_v4() {
-    thread_local std::mt19937_64 rng{std::random_device{}()};
     UuidBytes b;
-    for (std::size_t i = 0; i < b.size(); i += 8) {
-        const std::uint64_t v = rng();
-        for (std::size_t k = 0; k < 8; ++k)
-            b[i + k] = static_cast<unsigned char>(v >> (8 * k));
+    std::size_t got = 0;
+    while (got < b.size()) {
+        const ssize_t n = ::getrandom(b.data() + got, b.size() - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            throw std::runtime_error("getrandom failed");
+        }
+        got += static_cast<std::size_t>(n);
     }
     return format_uuid_v4(b);
 }
