@@ -4,7 +4,6 @@
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 #include <openssl/params.h>
-#include <openssl/rand.h>
 #include <rapidjson/document.h>
 
 #include <chrono>
@@ -206,13 +205,6 @@ std::int64_t system_now() {
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
     return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
-std::string random_uuid_v4() {
-    UuidBytes b;
-    if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1)
-        throw std::runtime_error("RAND_bytes failed");
-    return format_uuid_v4(b);
 }
 
 bool is_uuid(std::string_view s) {

@@ -22,6 +22,7 @@
 #include "auth/options.hpp"
 #include "auth/revocation.hpp"
 #include "core/status.hpp"
+#include "core/uuid.hpp"
 
 namespace nk::auth {
 
@@ -96,8 +97,8 @@ class Tokens {
 
 // Constant-time equality of two byte strings (length is not secret).
 bool constant_time_equal(std::string_view a, std::string_view b);
-// A random RFC 4122 version 4 UUID in canonical lower-case form.
-std::string random_uuid_v4();
+// A random RFC 4122 version 4 UUID in canonical lower-case form (core/uuid.hpp).
+using nk::random_uuid_v4;
 // True when `s` is a canonical UUID (8-4-4-4-12 hex digits).
 bool is_uuid(std::string_view s);
 

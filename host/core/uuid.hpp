@@ -1,5 +1,5 @@
-// Version-4 UUID text. The caller supplies the 16 random bytes, so each user picks its own source
-// (session token ids: OpenSSL's CSPRNG; user ids: a per-thread PRNG). Pure function, thread-safe.
+// Version-4 UUIDs: random ones for user ids and session token ids, and the formatting of 16 bytes.
+// Thread-safe.
 #pragma once
 
 #include <array>
@@ -25,5 +25,10 @@ inline std::string format_uuid_v4(UuidBytes b) {
     }
     return out;
 }
+
+// A random version-4 UUID from the kernel's CSPRNG (getrandom), as Nakama's crypto/rand ones:
+// ids appear in URLs, friend lists and tokens, so they must not be predictable from earlier
+// ones. Throws std::runtime_error if the kernel refuses.
+std::string random_uuid_v4();
 
 }  // namespace nk

@@ -1,9 +1,7 @@
 #include "store/sqlite_account_store.hpp"
 
 #include <sqlite3.h>
-#include <sys/random.h>
 
-#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -175,23 +173,6 @@ class WriteTransaction {
     bool ok_;
     bool done_ = false;
 };
-
-// User ids come from the kernel's CSPRNG (as Nakama's crypto/rand v4 UUIDs): they appear in
-// URLs, friend lists and leaderboards, so they must not be predictable from earlier ones.
-std::string random_uuid_v4() {
-    UuidBytes b;
-    std::size_t got = 0;
-    while (got < b.size()) {
-        const ssize_t n = ::getrandom(b.data() + got, b.size() - got, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            throw std::runtime_error("getrandom failed");
-        }
-        got += static_cast<std::size_t>(n);
-    }
-    return format_uuid_v4(b);
-}
 
 bool is_unique_violation(int rc) {
     return rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY;
