@@ -34,27 +34,29 @@ Status verify_bearer(const net::Request& request, Services& services, RequestCon
     return Status::ok();
 }
 
+// The token's user into the caller's context (a copy when the claims are still wanted, a move
+// otherwise).
+void set_user(RequestContext& out, auth::TokenClaims claims) {
+    out.user_id = std::move(claims.user_id);
+    out.username = std::move(claims.username);
+    out.vars = std::move(claims.vars);
+}
+
 }  // namespace
 
 Status authenticate_bearer(const net::Request& request, Services& services, RequestContext& out,
                            auth::TokenClaims& claims) {
     Status s = verify_bearer(request, services, out, claims);
-    if (s) {
-        out.user_id = claims.user_id;
-        out.username = claims.username;
-        out.vars = claims.vars;
-    }
+    if (s)
+        set_user(out, claims);
     return s;
 }
 
 Status authenticate_bearer(const net::Request& request, Services& services, RequestContext& out) {
     auth::TokenClaims claims;
     Status s = verify_bearer(request, services, out, claims);
-    if (s) {
-        out.user_id = std::move(claims.user_id);
-        out.username = std::move(claims.username);
-        out.vars = std::move(claims.vars);
-    }
+    if (s)
+        set_user(out, std::move(claims));
     return s;
 }
 

@@ -308,18 +308,18 @@ void EventPipeline::run_worker() {
     // every worker) no idle worker keeps a retired module loaded.
     std::shared_ptr<const HandlerSet> set;
     std::uint64_t set_generation = 0;
+    const auto stale = [&] { return set && handlers_.generation() != set_generation; };
     for (;;) {
         const std::size_t share = std::clamp<std::size_t>(queue_.held() / workers, 1, max_batch);
         const std::size_t n = queue_.try_pop_bulk(batch.data(), share);
         if (n == 0) {
             if (done())
                 break;
-            if (set && handlers_.generation() != set_generation)
+            if (stale())
                 set.reset();
             // Also stop waiting when the snapshot went stale meanwhile (checked after the worker
             // registers as a sleeper, so a handlers_changed() wake cannot be missed).
-            queue_.wait_for_work(
-                [&] { return done() || (set && handlers_.generation() != set_generation); });
+            queue_.wait_for_work([&] { return done() || stale(); });
             continue;
         }
         if (n == share && share > 1)
