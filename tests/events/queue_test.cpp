@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "events/queue.hpp"
+#include "support/wait.hpp"
 
 using nk::events::BoundedQueue;
 using Push = BoundedQueue<std::string>::Push;
@@ -152,17 +153,6 @@ struct Consumers {
     }
 };
 
-template <class Pred>
-bool eventually(Pred pred) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline)
-            return false;
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return true;
-}
-
 }  // namespace
 
 TEST_CASE("a push while a consumer naps wakes nobody; the napper takes it") {
@@ -173,9 +163,9 @@ TEST_CASE("a push while a consumer naps wakes nobody; the napper takes it") {
     BoundedQueue<std::string> q(16, w);
     Consumers c(q);
     // One consumer naps, the other sleeps (only one naps at a time).
-    REQUIRE(eventually([&] { return q.naps() == 1 && q.sleeps() == 1; }));
+    REQUIRE(nk::test::wait_until([&] { return q.naps() == 1 && q.sleeps() == 1; }));
     REQUIRE(q.try_push("a") == Push::ok);
-    REQUIRE(eventually([&] { return c.taken == 1; }));
+    REQUIRE(nk::test::wait_until([&] { return c.taken == 1; }));
     CHECK(q.wakes() == 0);  // the sleeper was left alone
 }
 
@@ -186,12 +176,12 @@ TEST_CASE("a backlog during a nap wakes a sleeper") {
     w.nap_backlog = 2;
     BoundedQueue<std::string> q(16, w);
     Consumers c(q);
-    REQUIRE(eventually([&] { return q.naps() == 1 && q.sleeps() == 1; }));
+    REQUIRE(nk::test::wait_until([&] { return q.naps() == 1 && q.sleeps() == 1; }));
     REQUIRE(q.try_push("a") == Push::ok);  // below the backlog: the sleeper stays asleep
     CHECK(q.wakes() == 0);
     REQUIRE(q.try_push("b") == Push::ok);  // backlog reached: wake the sleeper
     CHECK(q.wakes() == 1);
-    REQUIRE(eventually([&] { return c.taken == 2; }));
+    REQUIRE(nk::test::wait_until([&] { return c.taken == 2; }));
 }
 
 TEST_CASE("an idle queue with napping enabled ends up with every consumer asleep") {
@@ -200,9 +190,9 @@ TEST_CASE("an idle queue with napping enabled ends up with every consumer asleep
     BoundedQueue<std::string> q(16, w);
     Consumers c(q);
     REQUIRE(q.try_push("a") == Push::ok);
-    REQUIRE(eventually([&] { return c.taken == 1; }));
+    REQUIRE(nk::test::wait_until([&] { return c.taken == 1; }));
     // The nap that finds nothing is followed by an ordinary sleep: no periodic wake-ups.
-    REQUIRE(eventually([&] { return q.sleepers() == 2 && q.sleeps() >= 2; }));
+    REQUIRE(nk::test::wait_until([&] { return q.sleepers() == 2 && q.sleeps() >= 2; }));
     // A consumer counts as a sleeper a moment before it counts its sleep: let that settle.
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const auto naps = q.naps();
@@ -250,7 +240,7 @@ TEST_CASE("no lost wake-up: a consumer that sleeps as soon as it runs dry never 
         }
     }
     CHECK_FALSE(stuck);
-    CHECK(eventually([&] { return taken == total || stuck; }));
+    CHECK(nk::test::wait_until([&] { return taken == total || stuck; }));
     CHECK(taken == (stuck ? taken.load() : total));
     CHECK(q.sleeps() > 0);  // the consumer did go to sleep, so wake-ups were needed
     stop = true;

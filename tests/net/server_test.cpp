@@ -19,8 +19,10 @@
 #include "core/blocking_pool.hpp"
 #include "metrics/registry.hpp"
 #include "net/server.hpp"
+#include "support/wait.hpp"
 
 using namespace nk::net;
+using nk::test::wait_until;
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -120,16 +122,6 @@ std::string compress(std::string_view data, int window_bits) {
     out.resize(zs.total_out);
     deflateEnd(&zs);
     return out;
-}
-
-template <typename Pred>
-bool wait_until(Pred pred, std::chrono::milliseconds limit = 20s) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(5ms);
-    }
-    return true;
 }
 
 }  // namespace

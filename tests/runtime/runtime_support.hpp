@@ -16,6 +16,7 @@
 
 #include "events/handlers.hpp"
 #include "log/log.hpp"
+#include "support/wait.hpp"
 
 namespace nk::test {
 
@@ -56,18 +57,6 @@ inline void install(const fs::path& dir, const std::vector<fs::path>& files) {
     fs::create_directories(dir);
     for (const auto& f : files)
         fs::copy_file(f, dir / f.filename(), fs::copy_options::overwrite_existing);
-}
-
-// Waits until `pred` holds (polling), at most `limit` (a safety net).
-inline bool wait_until(const std::function<bool()>& pred,
-                       std::chrono::milliseconds limit = std::chrono::seconds(20)) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline)
-            return false;
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return true;
 }
 
 // A std::ostream whose contents can be read while other threads log.
