@@ -8,7 +8,8 @@
 # every acknowledged event was handled (events_processed == 200 responses, from /metrics).
 #
 # usage: bench/events_http/run.sh [build-dir]   (default: build; a RelWithDebInfo build
-#        without sanitizers). env: DURATION (10s), RUNS (3), CONNECTIONS ("64 256"), WRK_THREADS (2)
+#        without sanitizers). env: DURATION (10s), RUNS (3), CONNECTIONS ("64 256"), WRK_THREADS (2),
+#        NKHOST_ARGS (extra nkhost options, e.g. "--runtime.event_worker_linger_us 0")
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -46,7 +47,7 @@ mkdir -p "$work/data/modules"
 cp "$build/bench/events_http/bench_noop_handler.so" "$work/data/modules/"
 "$build/bin/nkhost" --socket.address 127.0.0.1 --socket.port "$p_api" --data_dir "$work/data" \
     --metrics.prometheus_port "$p_metrics" --logger.level warn \
-    --session.token_expiry_sec 86400 >"$work/nkhost.log" 2>&1 & pids+=($!)
+    --session.token_expiry_sec 86400 ${NKHOST_ARGS:-} >"$work/nkhost.log" 2>&1 & pids+=($!)
 wait_port "$p_api"; wait_port "$p_metrics"
 
 token="$(curl -s -u defaultkey: -d '{"id":"bench-device-0001"}' \

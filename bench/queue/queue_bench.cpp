@@ -3,6 +3,9 @@
 // (events/queue.hpp) with Boost.Lockfree and moodycamel::BlockingConcurrentQueue under the same
 // contract (bounded, push never blocks, idle consumers sleep), then runs the real EventPipeline.
 // Producers retry on "full" so every event is handled; the figure is handled events per second.
+// Every candidate's consumers follow the pipeline's policy: after a small batch taken while
+// events keep coming, linger up to 3 us for a batch to build (BoundedQueue::linger); one row
+// runs our ring without it, to show what it is worth.
 // Prints medians of `runs` runs and ratios against the ring measured in the same invocation.
 //
 // usage: bench_event_queue [events_per_run=2000000] [runs=3] [consumers=2]
@@ -20,6 +23,7 @@
 #include <vector>
 
 #include <boost/lockfree/queue.hpp>
+#include <spdlog/spdlog.h>
 
 #if NK_HAVE_CONCURRENTQUEUE
 #include <concurrentqueue/blockingconcurrentqueue.h>
@@ -34,6 +38,31 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr std::size_t batch = 64;
+constexpr std::size_t linger_below = 16;
+constexpr auto linger_for = std::chrono::microseconds(3);
+
+// The consumers' linger for candidates other than our ring (same rule as
+// BoundedQueue::linger): spin until `want` values are queued or the time is up.
+template <class Backlog>
+void linger(Backlog backlog, std::size_t want) {
+    const auto deadline = Clock::now() + linger_for;
+    for (;;) {
+        for (unsigned i = 0; i < 16; ++i)
+            __builtin_ia32_pause();
+        if (backlog() >= want || Clock::now() >= deadline)
+            return;
+    }
+}
+
+// Whether a consumer lingers after this pop: it found a few values, and so did the previous one.
+struct Streaming {
+    bool previous = false;
+    bool after(std::size_t n) {
+        const bool keep_up = previous && n > 0 && n < linger_below;
+        previous = n > 0;
+        return keep_up;
+    }
+};
 
 std::atomic<std::uint64_t> handled_total{0};
 
@@ -89,15 +118,19 @@ class Sleepers {
 
 // --- candidates: try_push (never blocks) and a consumer loop -------------------------------
 
+template <bool Linger>
 struct RingCandidate {
-    static constexpr const char* name = "own ring (Vyukov + futex eventcount)";
+    static constexpr const char* name = Linger ? "own ring (Vyukov + futex eventcount)"
+                                               : "own ring, consumers chase (no linger)";
     BoundedQueue<Event> q{65536};
     bool try_push(Event&& e) { return q.try_push(std::move(e)) == BoundedQueue<Event>::Push::ok; }
     template <class Fn>
     void consume(std::atomic<bool>& stop, Fn&& fn) {
         auto* buf = static_cast<Event*>(::operator new(batch * sizeof(Event)));
+        Streaming streaming;
         for (;;) {
             const std::size_t n = q.try_pop_bulk(buf, batch);
+            const bool keep_up = streaming.after(n);
             if (n == 0) {
                 if (stop.load())
                     break;
@@ -107,6 +140,8 @@ struct RingCandidate {
             fn(buf, n);
             std::destroy_n(buf, n);
             q.release(n);
+            if (Linger && keep_up)
+                q.linger(linger_below);
         }
         ::operator delete(buf);
     }
@@ -133,10 +168,12 @@ struct BoostCandidate {
     void consume(std::atomic<bool>& stop, Fn&& fn) {
         Event* ptrs[batch];
         auto* buf = static_cast<Event*>(::operator new(batch * sizeof(Event)));
+        Streaming streaming;
         for (;;) {
             std::size_t n = 0;
             while (n < batch && q.pop(ptrs[n]))
                 ++n;
+            const bool keep_up = streaming.after(n);
             if (n == 0) {
                 if (stop.load())
                     break;
@@ -149,6 +186,8 @@ struct BoostCandidate {
             }
             fn(buf, n);
             std::destroy_n(buf, n);
+            if (keep_up)  // no size query: waits out the time
+                linger([] { return std::size_t{0}; }, linger_below);
         }
         ::operator delete(buf);
     }
@@ -172,9 +211,11 @@ struct MoodycamelCandidate {
     template <class Fn>
     void consume(std::atomic<bool>& stop, Fn&& fn) {
         std::vector<Event> buf(batch);
+        Streaming streaming;
         for (;;) {
             const std::size_t n =
                 q.wait_dequeue_bulk_timed(buf.begin(), batch, std::chrono::milliseconds(10));
+            const bool keep_up = streaming.after(n);
             if (n == 0) {
                 if (stop.load() && q.size_approx() == 0)
                     break;
@@ -182,6 +223,8 @@ struct MoodycamelCandidate {
             }
             fn(buf.data(), n);
             held.fetch_sub(n, std::memory_order_release);
+            if (keep_up)
+                linger([&] { return q.size_approx(); }, linger_below);
         }
     }
     void finish() {}
@@ -235,10 +278,12 @@ double run_candidate(std::size_t events, unsigned producers, unsigned consumers)
 }
 
 // The real EventPipeline (submit + metrics + dispatch), policy reject so producers can retry.
-double run_pipeline(std::size_t events, unsigned producers, unsigned workers) {
+double run_pipeline(std::size_t events, unsigned producers, unsigned workers,
+                    std::uint32_t linger_us = Options{}.worker_linger_us) {
     StaticHandlerSource source(trivial_handlers());
     Options o;
     o.workers = workers;
+    o.worker_linger_us = linger_us;
     o.full_policy = FullPolicy::reject;
     EventPipeline p(o, source, nullptr);
     p.start();
@@ -282,14 +327,19 @@ int main(int argc, char** argv) {
     const unsigned runs = argc > 2 ? static_cast<unsigned>(std::atoi(argv[2])) : 3;
     const unsigned consumers = argc > 3 ? static_cast<unsigned>(std::atoi(argv[3])) : 2;
     const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+    spdlog::set_level(spdlog::level::warn);  // one "started" line per pipeline run otherwise
     std::printf(
         "event queue + dispatch, %zu events/run, median of %u runs, %u consumers, %u cpus\n",
         events, runs, consumers, hw);
     for (unsigned producers : {1u, 4u}) {
         std::printf("\n%u producer(s)\n", producers);
         const double ring = measure(
-            runs, [&] { return run_candidate<RingCandidate>(events, producers, consumers); });
-        std::printf("  %-50s %8.2f M events/s  1.00x\n", RingCandidate::name, ring / 1e6);
+            runs, [&] { return run_candidate<RingCandidate<true>>(events, producers, consumers); });
+        std::printf("  %-50s %8.2f M events/s  1.00x\n", RingCandidate<true>::name, ring / 1e6);
+        const double chase = measure(
+            runs, [&] { return run_candidate<RingCandidate<false>>(events, producers, consumers); });
+        std::printf("  %-50s %8.2f M events/s  %.2fx\n", RingCandidate<false>::name, chase / 1e6,
+                    chase / ring);
         const double boost = measure(
             runs, [&] { return run_candidate<BoostCandidate>(events, producers, consumers); });
         std::printf("  %-50s %8.2f M events/s  %.2fx\n", BoostCandidate::name, boost / 1e6,
@@ -307,6 +357,10 @@ int main(int argc, char** argv) {
         const double pipe8 = measure(runs, [&] { return run_pipeline(events, producers, 8); });
         std::printf("  %-50s %8.2f M events/s  %.2fx\n", "EventPipeline, 8 workers (default)",
                     pipe8 / 1e6, pipe8 / ring);
+        const double pipe0 =
+            measure(runs, [&] { return run_pipeline(events, producers, consumers, 0); });
+        std::printf("  %-50s %8.2f M events/s  %.2fx\n", "EventPipeline, worker_linger_us=0",
+                    pipe0 / 1e6, pipe0 / ring);
     }
     return 0;
 }

@@ -415,6 +415,13 @@ std::vector<Key> build_keys() {
         "until woken (one worker at a time; producers skip the wake meanwhile). Trades that much "
         "handler latency for fewer wake-ups under steady load; 0 disables."));
     k.push_back(integer_key(
+        "runtime.event_worker_linger_us",
+        [](Config & c) -> auto& { return c.events.worker_linger_us; }, 0, 1000,
+        "Microseconds an event worker whose last pops each found only a few events spins "
+        "before its next pop, so that it takes a batch instead of chasing the producers event "
+        "by event (at most that much added latency, only while events keep coming); 0 "
+        "disables."));
+    k.push_back(integer_key(
         "runtime.event_reject_retry_after_sec",
         [](Config & c) -> auto& { return c.events.reject_retry_after_sec; }, 0, 86400,
         "Retry-After seconds sent with a rejected event (503)."));

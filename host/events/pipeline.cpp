@@ -17,6 +17,9 @@ namespace {
 // Largest batch one worker takes at once. A worker takes at most its share of what is queued
 // (depth / workers), so a slow handler never sits on a batch the idle workers could run.
 constexpr std::size_t max_batch = 64;
+// A worker whose pops keep finding fewer events than this lingers (BoundedQueue::linger) before
+// its next pop, until this many are queued.
+constexpr std::size_t linger_below = 16;
 // Handler latency is sampled: the calls of one event in this many are timed. Two clock reads
 // and a histogram update per call cost more than a trivial handler (bench/queue).
 constexpr std::uint64_t latency_sample_every = 16;
@@ -25,6 +28,7 @@ constexpr std::int64_t warning_interval_ns = 1'000'000'000;
 BoundedQueue<Event>::Waiting waiting_for(const Options& options) {
     BoundedQueue<Event>::Waiting w;
     w.nap = std::chrono::microseconds(options.worker_nap_us);
+    w.linger = std::chrono::microseconds(options.worker_linger_us);
     return w;
 }
 
@@ -309,9 +313,12 @@ void EventPipeline::run_worker() {
     std::shared_ptr<const HandlerSet> set;
     std::uint64_t set_generation = 0;
     const auto stale = [&] { return set && handlers_.generation() != set_generation; };
+    bool streaming = false;  // the previous pop found events too
     for (;;) {
         const std::size_t share = std::clamp<std::size_t>(queue_.held() / workers, 1, max_batch);
         const std::size_t n = queue_.try_pop_bulk(batch.data(), share);
+        const bool keep_up = streaming && n > 0 && n < linger_below;
+        streaming = n > 0;
         if (n == 0) {
             if (done())
                 break;
@@ -349,6 +356,8 @@ void EventPipeline::run_worker() {
         }
         const std::size_t left = queue_.release(n);
         depth_gauge_->set(static_cast<std::int64_t>(left));
+        if (keep_up)
+            queue_.linger(linger_below * workers);
     }
     mark_worker_exit();
 }

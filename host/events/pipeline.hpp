@@ -10,6 +10,8 @@
 // registration order, holding one HandlerSource snapshot for the batch. A handler that throws is
 // contained: counted (event_handler_errors), logged at most once a second, and the other handlers
 // and events run as usual. Idle workers sleep on a futex; a producer wakes one only if one sleeps.
+// A worker whose pops keep finding only a few events lingers briefly (Options::worker_linger_us)
+// so that it takes them in batches rather than chasing the producers.
 //
 // Ordering: for one session (RequestContext::session_id), session_end handlers run only after
 // the session_start handlers of that session returned, whatever the number of workers. An end

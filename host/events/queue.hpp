@@ -14,8 +14,8 @@
 //
 // Why our own ring: bench/queue compares it with Boost.Lockfree (fixed-size queue capped at
 // 65535 cells, only trivially copyable values, so one heap node per event, and no blocking
-// pop) and moodycamel::BlockingConcurrentQueue (faster in most runs on a loaded 2-core machine,
-// but unbounded: bounding it needs a counter like ours, and it has no close/wake-all, so drain
+// pop) and moodycamel::BlockingConcurrentQueue (slower with one producer, close with four, and
+// unbounded: bounding it needs a counter like ours, and it has no close/wake-all, so drain
 // would need poison pills or periodic wake-ups of idle workers). The ring is Vyukov's bounded
 // MPMC array; since a reservation guarantees a free cell, a push is a plain fetch_add on the
 // enqueue position. See bench/README.md "Event queue" for the figures and the follow-up.
@@ -120,10 +120,12 @@ class BoundedQueue {
     //   values are held), so under a steady trickle of events one consumer collects them every
     //   `nap` instead of every push paying a futex wake and a context switch. A nap that finds
     //   nothing is followed by an ordinary sleep, so an idle queue costs no CPU.
+    // - `linger`: see linger().
     struct Waiting {
         unsigned spin = 64;
         std::chrono::microseconds nap{100};
         std::size_t nap_backlog = 64;
+        std::chrono::microseconds linger{3};
     };
 
     explicit BoundedQueue(std::size_t capacity) : BoundedQueue(capacity, Waiting{}) {}
@@ -288,6 +290,30 @@ class BoundedQueue {
         wake_pending_.exchange(false, std::memory_order_acq_rel);
     }
 
+    // For a consumer whose pops keep finding a few values: spins until `want` values are
+    // queued, or for at most `Waiting::linger`, so that its next pop takes a batch.
+    //
+    // Without it, a consumer that is faster than the producers chases them one or two values at
+    // a time. Each pop then pulls cell lines the producer has just written and returns
+    // capacity on a counter every push updates, so both sides pay a cross-core cache miss per
+    // value. bench/queue measured one producer at about 4 M values/s that way, and at 12 to 20 M
+    // with a linger of a few microseconds. Call it only while values keep coming (the previous
+    // pop found some too): at lower rates a pop finds nothing next, the consumer waits as usual,
+    // and lingering would only delay the values by spinning.
+    void linger(std::size_t want) {
+        if (waiting_.linger.count() <= 0)
+            return;
+        const auto deadline = std::chrono::steady_clock::now() + waiting_.linger;
+        for (;;) {
+            // A few pauses between looks: each look reads the enqueue position, a line the
+            // producers write on every push.
+            for (unsigned i = 0; i < 16; ++i)
+                cpu_relax();
+            if (backlog() >= want || std::chrono::steady_clock::now() >= deadline)
+                return;
+        }
+    }
+
     // For a consumer that just took a batch: when more is ready and someone sleeps, wake one
     // more consumer, so a burst fans out over the workers without waiting for producers.
     void wake_helper_if_ready() {
@@ -318,6 +344,13 @@ class BoundedQueue {
     std::uint64_t sleeps() const { return sleeps_.load(std::memory_order_relaxed); }
     std::uint64_t wakes() const { return wakes_.load(std::memory_order_relaxed); }
     std::uint64_t naps() const { return naps_.load(std::memory_order_relaxed); }
+
+    // Values claimed by producers (perhaps not yet written) and not yet taken by consumers.
+    std::size_t backlog() const {
+        const std::size_t deq = dequeue_pos_.load(std::memory_order_relaxed);
+        const std::size_t enq = enqueue_pos_.load(std::memory_order_relaxed);
+        return enq >= deq ? enq - deq : 0;
+    }
 
     // A value was claimed (perhaps not yet written) beyond the consumers' position.
     bool maybe_ready() const {

@@ -247,3 +247,35 @@ TEST_CASE("no lost wake-up: a consumer that sleeps as soon as it runs dry never 
     q.wake_all();
     consumer.join();
 }
+
+TEST_CASE("linger returns once the wanted backlog is queued, before its time is up") {
+    BoundedQueue<std::string>::Waiting w;
+    w.linger = std::chrono::seconds(60);  // far beyond the check below
+    BoundedQueue<std::string> q(64, w);
+    std::atomic<bool> returned{false};
+    std::thread consumer([&] {
+        q.linger(8);
+        returned = true;
+    });
+    for (int i = 0; i < 7; ++i)
+        REQUIRE(q.try_push(std::to_string(i)) == Push::ok);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK_FALSE(returned);  // 7 of 8: still lingering
+    REQUIRE(q.try_push("7") == Push::ok);
+    CHECK(nk::test::wait_until([&] { return returned.load(); }));
+    consumer.join();
+    CHECK(q.backlog() == 8);
+    std::string out[8];
+    CHECK(q.try_pop_bulk(out, 8) == 8);
+    CHECK(q.backlog() == 0);
+}
+
+TEST_CASE("linger with nothing coming returns when its time is up") {
+    BoundedQueue<std::string>::Waiting w;
+    w.linger = std::chrono::milliseconds(30);
+    BoundedQueue<std::string> q(64, w);
+    const auto t0 = std::chrono::steady_clock::now();
+    q.linger(1);
+    CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(30));
+    CHECK(q.backlog() == 0);
+}
