@@ -417,10 +417,10 @@ std::vector<Key> build_keys() {
     k.push_back(integer_key(
         "runtime.event_worker_linger_us",
         [](Config & c) -> auto& { return c.events.worker_linger_us; }, 0, 1000,
-        "Microseconds an event worker whose last pops each found only a few events spins "
-        "before its next pop, so that it takes a batch instead of chasing the producers event "
-        "by event (at most that much added latency, only while events keep coming); 0 "
-        "disables."));
+        "Microseconds an event worker spins before its next pop while producers keep pace with "
+        "it (small batches, each pop finding events queued since the last), so that it takes "
+        "a batch instead of chasing them event by event. At most that much added latency, "
+        "never at ordinary rates; 0 disables."));
     k.push_back(integer_key(
         "runtime.event_reject_retry_after_sec",
         [](Config & c) -> auto& { return c.events.reject_retry_after_sec; }, 0, 86400,

@@ -17,8 +17,8 @@ namespace {
 // Largest batch one worker takes at once. A worker takes at most its share of what is queued
 // (depth / workers), so a slow handler never sits on a batch the idle workers could run.
 constexpr std::size_t max_batch = 64;
-// A worker whose pops keep finding fewer events than this lingers (BoundedQueue::linger) before
-// its next pop, until this many are queued.
+// A worker whose pops keep catching up with the producers after fewer events than this lingers
+// (BoundedQueue::linger) before its next pop, until this many per worker are queued.
 constexpr std::size_t linger_below = 16;
 // Handler latency is sampled: the calls of one event in this many are timed. Two clock reads
 // and a histogram update per call cost more than a trivial handler (bench/queue).
@@ -313,11 +313,21 @@ void EventPipeline::run_worker() {
     std::shared_ptr<const HandlerSet> set;
     std::uint64_t set_generation = 0;
     const auto stale = [&] { return set && handlers_.generation() != set_generation; };
-    bool streaming = false;  // the previous pop found events too
+    // Lingering pays only while the producers keep pace with this worker: its previous pop found
+    // events, and since then at least half as many as this pop took were queued. At ordinary
+    // rates (a pop cut short by its share, events left from a nap) nothing new arrives between
+    // two pops, and waiting would only delay the events.
+    bool streaming = false;             // the previous pop found events
+    std::size_t enqueued_at_pop = 0;    // queue_.enqueued() at the previous pop
     for (;;) {
         const std::size_t share = std::clamp<std::size_t>(queue_.held() / workers, 1, max_batch);
         const std::size_t n = queue_.try_pop_bulk(batch.data(), share);
-        const bool keep_up = streaming && n > 0 && n < linger_below;
+        bool keep_up = false;
+        if (n > 0) {
+            const std::size_t enqueued = queue_.enqueued();
+            keep_up = streaming && n < linger_below && enqueued != enqueued_at_pop;
+            enqueued_at_pop = enqueued;
+        }
         streaming = n > 0;
         if (n == 0) {
             if (done())

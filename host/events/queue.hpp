@@ -345,6 +345,9 @@ class BoundedQueue {
     std::uint64_t wakes() const { return wakes_.load(std::memory_order_relaxed); }
     std::uint64_t naps() const { return naps_.load(std::memory_order_relaxed); }
 
+    // Positions producers have claimed so far (a running count of pushes, wrapping).
+    std::size_t enqueued() const { return enqueue_pos_.load(std::memory_order_relaxed); }
+
     // Values claimed by producers (perhaps not yet written) and not yet taken by consumers.
     std::size_t backlog() const {
         const std::size_t deq = dequeue_pos_.load(std::memory_order_relaxed);
