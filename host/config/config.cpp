@@ -280,6 +280,12 @@ std::vector<Key> build_keys() {
         "socket.max_connections", [](Config & c) -> auto& { return c.socket.max_connections; }, 0,
         kMaxU32, "Maximum simultaneous connections (0 = unlimited)."));
     k.push_back(integer_key(
+        "socket.response_compression_min_bytes",
+        [](Config & c) -> auto& { return c.socket.response_compression_min_bytes; }, 0, kMaxBytes,
+        "Responses of at least this many bytes are sent gzip-compressed to clients whose "
+        "Accept-Encoding allows it (Nakama compresses per Accept-Encoding); smaller ones gain "
+        "nothing. 0 never compresses."));
+    k.push_back(integer_key(
         "socket.max_message_size_bytes",
         [](Config & c) -> auto& { return c.realtime.max_message_size_bytes; }, 1, kMaxBytes,
         "Maximum size of one realtime (WebSocket) message."));

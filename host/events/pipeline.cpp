@@ -367,7 +367,7 @@ void EventPipeline::run_worker() {
         const std::size_t left = queue_.release(n);
         depth_gauge_->set(static_cast<std::int64_t>(left));
         if (keep_up)
-            queue_.linger(linger_below * workers);
+            queue_.linger(std::min(linger_below * workers, options_.queue_size));
     }
     mark_worker_exit();
 }

@@ -1,15 +1,11 @@
 #include "net/http.hpp"
 
+#include "net/text.hpp"
+
 #include <atomic>
 #include <strings.h>
 
 namespace nk::net {
-
-namespace {
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
-}  // namespace
 
 std::string_view Request::header(std::string_view name) const {
     for (const auto& [k, v] : headers) {

@@ -21,6 +21,7 @@ struct Options {
     unsigned io_threads = 0;                      // socket.io_threads (0 = number of cores)
     unsigned blocking_threads = 0;                // socket.blocking_threads (0 = max(4, 2 x cores))
     std::size_t max_connections = 0;              // socket.max_connections (0 = unlimited)
+    std::size_t response_compression_min_bytes = 1024;  // socket.response_compression_min_bytes (0 = never)
 };
 
 }  // namespace nk::net

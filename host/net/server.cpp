@@ -23,7 +23,8 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 
 #include "metrics/registry.hpp"
-#include "net/body_decoder.hpp"
+#include "net/content_coding.hpp"
+#include "net/text.hpp"
 
 namespace nk::net {
 
@@ -39,16 +40,6 @@ namespace {
 constexpr std::string_view kCacheControl = "no-store, no-cache, must-revalidate";
 constexpr std::string_view kAllowHeaders = "Authorization, Content-Type, User-Agent";
 constexpr std::string_view kAllowMethods = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
-
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
 
 Method method_from_verb(http::verb v) {
     switch (v) {
@@ -419,6 +410,7 @@ private:
     }
 
     void begin_request() {
+        accept_gzip_ = false;  // set by on_request() from this request's Accept-Encoding
         state_ = State::handling;
         set_busy(true);
         in_flight_ = true;
@@ -456,6 +448,8 @@ private:
         }
         req.keep_alive = breq.keep_alive();
         keep_alive_ = req.keep_alive;
+        accept_gzip_ = server_.options.response_compression_min_bytes > 0 &&
+                       accepts_gzip(breq[http::field::accept_encoding]);
         http10_ = breq.version() < 11;
         resolve_client(has_forwarded ? &forwarded : nullptr, req);
 
@@ -552,6 +546,13 @@ private:
         status_ = status;
         keep_alive = keep_alive && !shutdown_requested_ && !server_.shutting_down.load();
         close_after_write_ = !keep_alive;
+        // gzip when the client accepts it and the body is large enough to gain from it (a
+        // HEAD answer keeps the identity length; a handler that encoded its body itself is
+        // left alone).
+        const bool compress = accept_gzip_ && !head_only &&
+                              r.body.size() >= server_.options.response_compression_min_bytes &&
+                              !has_header(r.headers, "Content-Encoding");
+        if (compress) r.body = gzip_encode(r.body);
 
         std::string& h = header_out_;
         h.clear();
@@ -576,6 +577,7 @@ private:
             append_header_value(h, v);
             h += "\r\n";
         }
+        if (compress) h += "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n";
         if (!keep_alive) {
             h += "Connection: close\r\n";
         } else if (http10_) {
@@ -658,6 +660,7 @@ private:
     bool first_request_ = true;
     bool shutdown_requested_ = false;
     bool keep_alive_ = true;
+    bool accept_gzip_ = false;  // the current request's Accept-Encoding allows gzip
     bool http10_ = false;
     bool close_after_write_ = false;
     std::uint64_t id_ = 0;

@@ -18,6 +18,7 @@
 
 #include "core/blocking_pool.hpp"
 #include "metrics/registry.hpp"
+#include "net/content_coding.hpp"
 #include "net/server.hpp"
 #include "support/wait.hpp"
 
@@ -121,6 +122,27 @@ std::string compress(std::string_view data, int window_bits) {
     REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
     out.resize(zs.total_out);
     deflateEnd(&zs);
+    return out;
+}
+
+// A gzip member decoded with zlib directly (not through the server's code).
+std::string gunzip(std::string_view data) {
+    z_stream zs{};
+    REQUIRE(inflateInit2(&zs, 15 + 16) == Z_OK);
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+    zs.avail_in = static_cast<uInt>(data.size());
+    std::string out;
+    char chunk[4096];
+    int rc = Z_OK;
+    while (rc == Z_OK) {
+        zs.next_out = reinterpret_cast<Bytef*>(chunk);
+        zs.avail_out = sizeof chunk;
+        rc = inflate(&zs, Z_NO_FLUSH);
+        out.append(chunk, sizeof chunk - zs.avail_out);
+    }
+    inflateEnd(&zs);
+    CHECK(rc == Z_STREAM_END);
+    CHECK(zs.avail_in == 0);
     return out;
 }
 
@@ -602,4 +624,102 @@ TEST_CASE("server: websocket upgrade seam (take and echo, reject)") {
     CHECK(res[http::field::content_type] == "text/plain");
     CHECK(res.body() == "Missing or invalid token");
     CHECK(rejected.closed_by_peer());
+}
+
+TEST_CASE("accepts_gzip follows Accept-Encoding q-values") {
+    CHECK(accepts_gzip("gzip"));
+    CHECK(accepts_gzip("gzip, deflate"));  // what Node's fetch sends
+    CHECK(accepts_gzip("deflate, GZIP"));
+    CHECK(accepts_gzip("x-gzip"));
+    CHECK(accepts_gzip("gzip;q=0.5"));
+    CHECK(accepts_gzip("gzip ; q=0.001"));
+    CHECK(accepts_gzip("gzip;q=1.000"));
+    CHECK(accepts_gzip("identity, *;q=0.5"));
+    CHECK(accepts_gzip("*"));
+    CHECK_FALSE(accepts_gzip(""));
+    CHECK_FALSE(accepts_gzip("identity"));
+    CHECK_FALSE(accepts_gzip("deflate, br"));
+    CHECK_FALSE(accepts_gzip("gzip;q=0"));
+    CHECK_FALSE(accepts_gzip("gzip;q=0.000"));
+    CHECK_FALSE(accepts_gzip("gzip;q=0, *"));  // named with q=0: "*" does not bring it back
+    CHECK_FALSE(accepts_gzip("*;q=0"));
+    CHECK_FALSE(accepts_gzip("gzip;q=abc"));  // malformed q-value: not consent
+    CHECK_FALSE(accepts_gzip("gzip;q=1.5"));
+    CHECK_FALSE(accepts_gzip("gzips"));
+}
+
+TEST_CASE("server: responses are gzip-compressed per Accept-Encoding from a size on") {
+    std::string big;
+    for (int i = 0; big.size() < 3000; ++i) big += "{\"event\":" + std::to_string(i) + "},";
+    const std::string small(200, 's');
+    const auto routes = [&](Router& r) {
+        r.add(Method::get, "/big", [&](Request&&, Responder respond) {
+            respond(Response::json(200, big));
+        });
+        r.add(Method::get, "/small", [&](Request&&, Responder respond) {
+            respond(Response::json(200, small));
+        });
+    };
+    Options o = test_options();
+    REQUIRE(o.response_compression_min_bytes == 1024);  // the default
+    TestServer t(o, routes);
+    RawSocket s(t.server->port());
+    const auto get = [&](const std::string& path, const std::string& accept) {
+        std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n";
+        if (!accept.empty()) req += "Accept-Encoding: " + accept + "\r\n";
+        s.send(req + "\r\n");
+        return s.read_response();
+    };
+
+    auto res = get("/big", "gzip, deflate");
+    CHECK(res.result_int() == 200);
+    CHECK(res[http::field::content_encoding] == "gzip");
+    CHECK(res[http::field::vary] == "Accept-Encoding");
+    CHECK(res[http::field::content_type] == "application/json");
+    CHECK(res.body().size() < big.size() / 2);
+    CHECK(gunzip(res.body()) == big);
+
+    // Not accepted, or accepted with q=0: the body as it is.
+    for (const std::string accept : {"", "identity", "deflate, br", "gzip;q=0", "*;q=0"}) {
+        CAPTURE(accept);
+        res = get("/big", accept);
+        CHECK(res[http::field::content_encoding].empty());
+        CHECK(res.body() == big);
+    }
+    res = get("/big", "*");
+    CHECK(res[http::field::content_encoding] == "gzip");
+    CHECK(gunzip(res.body()) == big);
+
+    // Below the threshold: not worth it.
+    res = get("/small", "gzip");
+    CHECK(res[http::field::content_encoding].empty());
+    CHECK(res.body() == small);
+
+    // HEAD keeps the identity length and no Content-Encoding.
+    s.send("HEAD /big HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+    http::response_parser<http::empty_body> head;
+    head.skip(true);
+    http::read(s.socket, s.buffer, head);
+    CHECK(head.get()[http::field::content_encoding].empty());
+    CHECK(head.get()[http::field::content_length] == std::to_string(big.size()));
+
+    // The connection still works after all of that (keep-alive, nothing left unread).
+    res = get("/big", "gzip");
+    CHECK(gunzip(res.body()) == big);
+}
+
+TEST_CASE("server: response_compression_min_bytes = 0 never compresses") {
+    Options o = test_options();
+    o.response_compression_min_bytes = 0;
+    const std::string big(5000, 'b');
+    TestServer t(o, [&](Router& r) {
+        r.add(Method::get, "/big", [&](Request&&, Responder respond) {
+            respond(Response::json(200, big));
+        });
+    });
+    RawSocket s(t.server->port());
+    s.send("GET /big HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+    auto res = s.read_response();
+    CHECK(res[http::field::content_encoding].empty());
+    CHECK(res.body() == big);
 }
