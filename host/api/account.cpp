@@ -11,81 +11,13 @@
 #include "api/services.hpp"
 #include "auth/tokens.hpp"
 #include "net/router.hpp"
+#include "store/account_json.hpp"
 #include "store/account_store.hpp"
 
 namespace nk::api {
 namespace {
 
 using namespace account_detail;
-
-// protojson's Timestamp form for whole seconds: "2023-11-14T22:13:20Z".
-std::string rfc3339(std::int64_t unix_seconds) {
-    const std::time_t t = static_cast<std::time_t>(unix_seconds);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
-
-// Nakama's Account message as protojson writes it: proto field names, fields in
-// declaration order, zero values omitted, disable_time never shown.
-std::string account_json(const store::Account& a) {
-    std::string out = "{\"user\":{";
-    bool first = true;
-    auto field = [&](const char* name, const std::string& value) {
-        if (value.empty())
-            return;
-        if (!first)
-            out += ',';
-        first = false;
-        append_json_string(out, name);
-        out += ':';
-        append_json_string(out, value);
-    };
-    field("id", a.id);
-    field("username", a.username);
-    field("display_name", a.display_name);
-    field("avatar_url", a.avatar_url);
-    field("lang_tag", a.lang_tag);
-    field("location", a.location);
-    field("timezone", a.timezone);
-    field("metadata", a.metadata);
-    if (a.create_time != 0)
-        field("create_time", rfc3339(a.create_time));
-    if (a.update_time != 0)
-        field("update_time", rfc3339(a.update_time));
-    out += '}';
-    if (!a.wallet.empty()) {
-        out += ",\"wallet\":";
-        append_json_string(out, a.wallet);
-    }
-    if (!a.email.empty()) {
-        out += ",\"email\":";
-        append_json_string(out, a.email);
-    }
-    if (!a.devices.empty()) {
-        out += ",\"devices\":[";
-        for (std::size_t i = 0; i < a.devices.size(); ++i) {
-            if (i)
-                out += ',';
-            out += "{\"id\":";
-            append_json_string(out, a.devices[i]);
-            out += '}';
-        }
-        out += ']';
-    }
-    if (!a.custom_id.empty()) {
-        out += ",\"custom_id\":";
-        append_json_string(out, a.custom_id);
-    }
-    if (a.verify_time != 0) {
-        out += ",\"verify_time\":";
-        append_json_string(out, rfc3339(a.verify_time));
-    }
-    out += '}';
-    return out;
-}
 
 constexpr const char* kUpdateFields[] = {"username", "display_name", "avatar_url",
                                          "lang_tag", "location",     "timezone"};
@@ -137,7 +69,7 @@ net::Response get_account(Services& services, const RequestContext& caller) {
     store::Account account;
     if (auto s = services.accounts->get_account(caller.user_id, account); !s)
         return error(s);
-    std::string body = account_json(account);
+    std::string body = store::account_json(account);
     run_after(services, id, caller, body, "");
     return net::Response::json(200, std::move(body));
 }

@@ -16,6 +16,7 @@
 #include "events/handlers.hpp"
 #include "log/log.hpp"
 #include "runtime/elf_check.hpp"
+#include "store/account_json.hpp"
 #include "store/account_store.hpp"
 
 namespace nk::runtime {
@@ -65,60 +66,6 @@ RequestContext request_context_of(const nk_context* c) {
     rc.client_ip = sv(c->client_ip);
     rc.client_port = sv(c->client_port);
     return rc;
-}
-
-std::string rfc3339(std::int64_t unix_seconds) {
-    std::time_t t = static_cast<std::time_t>(unix_seconds);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
-
-// Nakama's Account JSON (zero values omitted, disable_time stripped).
-std::string account_json(const store::Account& a) {
-    rapidjson::StringBuffer sb;
-    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-    auto str = [&w](const char* k, const std::string& v) {
-        if (v.empty())
-            return;
-        w.Key(k);
-        w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
-    };
-    w.StartObject();
-    w.Key("user");
-    w.StartObject();
-    str("id", a.id);
-    str("username", a.username);
-    str("display_name", a.display_name);
-    str("avatar_url", a.avatar_url);
-    str("lang_tag", a.lang_tag.empty() ? std::string("en") : a.lang_tag);
-    str("location", a.location);
-    str("timezone", a.timezone);
-    str("metadata", a.metadata);
-    if (a.create_time)
-        str("create_time", rfc3339(a.create_time));
-    if (a.update_time)
-        str("update_time", rfc3339(a.update_time));
-    w.EndObject();
-    str("wallet", a.wallet);
-    str("email", a.email);
-    if (!a.devices.empty()) {
-        w.Key("devices");
-        w.StartArray();
-        for (const auto& d : a.devices) {
-            w.StartObject();
-            str("id", d);
-            w.EndObject();
-        }
-        w.EndArray();
-    }
-    str("custom_id", a.custom_id);
-    if (a.verify_time)
-        str("verify_time", rfc3339(a.verify_time));
-    w.EndObject();
-    return std::string(sb.GetString(), sb.GetSize());
 }
 
 // ---- nk_logger ----
@@ -222,7 +169,7 @@ nk_status module_account_get_id(const nk_module* m, const nk_context*, nk_str us
             write_sink(r_error, st.message());
             return st.code_number();
         }
-        write_sink(r_account, account_json(a));
+        write_sink(r_account, store::account_json(a));
         return NK_OK;
     } catch (const std::exception& ex) {
         write_sink(r_error, ex.what());
