@@ -399,6 +399,7 @@ private:
     // Answers an unreadable request and closes (after draining what the peer
     // is still sending, so it receives the answer).
     void reject(int http_status, const Status& status) {
+        rejected_ = true;
         Response r = Response::error(status);
         r.status = http_status;
         method_ = parser_ && parser_->is_header_done() ? method_from_verb(parser_->get().method())
@@ -610,10 +611,24 @@ private:
     // After a final response: send FIN, then read and drop what the peer
     // still sends (up to a cap, under the read timeout) so that closing with
     // unread data does not reset the connection before the peer read our
-    // response.
+    // response. Under TLS, a request read whole ends with close_notify instead.
     void linger_and_close() {
         state_ = State::lingering;
         set_busy(false);
+        if constexpr (std::is_same_v<Stream, TlsStream>) {
+            // The request was read whole: end TLS properly. close_notify tells the client the
+            // response is complete (OpenSSL 3 clients otherwise report an unexpected EOF); the
+            // wait for the client's close_notify is bounded like the drain below.
+            if (!rejected_) {
+                lowest().expires_after(std::chrono::milliseconds(
+                    std::min<std::uint32_t>(server_.options.read_timeout_ms, 5000)));
+                stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
+                    if (self->state_ == State::closed) return;
+                    self->close_now();
+                });
+                return;
+            }
+        }
         boost::system::error_code ignored;
         lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
         lowest().expires_after(std::chrono::milliseconds(
@@ -661,6 +676,7 @@ private:
     bool shutdown_requested_ = false;
     bool keep_alive_ = true;
     bool accept_gzip_ = false;  // the current request's Accept-Encoding allows gzip
+    bool rejected_ = false;     // answered by reject(): the peer may still be sending
     bool http10_ = false;
     bool close_after_write_ = false;
     std::uint64_t id_ = 0;

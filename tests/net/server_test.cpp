@@ -9,6 +9,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -543,6 +544,30 @@ TEST_CASE("server: TLS on the same port") {
     res = c.Post("/echo", std::string(100000, 'q'), "text/plain");
     REQUIRE(res);
     CHECK(res->status == 413);
+
+    // "Connection: close" ends with a TLS close_notify, not a bare TCP close: the client's read
+    // after the response sees a clean end of stream, not a truncated one.
+    {
+        asio::io_context io;
+        asio::ssl::context ctx(asio::ssl::context::tls_client);
+        ctx.set_verify_mode(asio::ssl::verify_none);
+        beast::ssl_stream<beast::tcp_stream> tls(io, ctx);
+        beast::get_lowest_layer(tls).connect(
+            tcp::endpoint(asio::ip::make_address("127.0.0.1"), t.server->port()));
+        beast::get_lowest_layer(tls).expires_after(20s);
+        tls.handshake(asio::ssl::stream_base::client);
+        const std::string req = "GET /v2/rpc/bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        asio::write(tls, asio::buffer(req));
+        beast::flat_buffer buf;
+        http::response<http::string_body> res;
+        http::read(tls, buf, res);
+        CHECK(res.body() == "id=bye");
+        char c;
+        boost::system::error_code ec;
+        tls.read_some(asio::buffer(&c, 1), ec);
+        CHECK(ec == asio::error::eof);  // stream_truncated without close_notify
+        tls.shutdown(ec);               // answer it, as a well-behaved client does
+    }
 
     o.ssl_private_key = NK_NET_TEST_DATA "/missing.pem";
     Router r;
