@@ -314,9 +314,9 @@ void EventPipeline::run_worker() {
     std::uint64_t set_generation = 0;
     const auto stale = [&] { return set && handlers_.generation() != set_generation; };
     // Lingering pays only while the producers keep pace with this worker: its previous pop found
-    // events, and since then at least half as many as this pop took were queued. At ordinary
-    // rates (a pop cut short by its share, events left from a nap) nothing new arrives between
-    // two pops, and waiting would only delay the events.
+    // events, and producers queued more since then. At ordinary rates (a pop cut short by its
+    // share, events left from a nap) nothing new arrives between two pops, and waiting would
+    // only delay the events.
     bool streaming = false;             // the previous pop found events
     std::size_t enqueued_at_pop = 0;    // queue_.enqueued() at the previous pop
     for (;;) {

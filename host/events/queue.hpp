@@ -298,8 +298,8 @@ class BoundedQueue {
     // capacity on a counter every push updates, so both sides pay a cross-core cache miss per
     // value. bench/queue measured one producer at about 4 M values/s that way, and at 12 to 20 M
     // with a linger of a few microseconds. Call it only while values keep coming (the previous
-    // pop found some too): at lower rates a pop finds nothing next, the consumer waits as usual,
-    // and lingering would only delay the values by spinning.
+    // pop found some too, and producers claimed more since, see enqueued()): at lower rates
+    // nothing arrives between two pops, and lingering would only delay the values by spinning.
     void linger(std::size_t want) {
         if (waiting_.linger.count() <= 0)
             return;
