@@ -2,7 +2,6 @@
 
 #include "net/text.hpp"
 
-#include <strings.h>
 #include <zlib.h>
 
 #include <algorithm>

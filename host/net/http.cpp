@@ -3,7 +3,6 @@
 #include "net/text.hpp"
 
 #include <atomic>
-#include <strings.h>
 
 namespace nk::net {
 

@@ -9,7 +9,6 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
-#include <strings.h>
 #include <thread>
 #include <utility>
 #include <unordered_map>

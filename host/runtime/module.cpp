@@ -1,7 +1,6 @@
 #include "runtime/module.hpp"
 
 #include <cctype>
-#include <ctime>
 #include <exception>
 #include <string>
 #include <system_error>
@@ -9,8 +8,6 @@
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 
 #include "events/handlers.hpp"
