@@ -39,19 +39,12 @@ namespace {
 
 constexpr std::size_t batch = 64;
 constexpr std::size_t linger_below = 16;
-constexpr auto linger_for = std::chrono::microseconds(3);
 
-// The consumers' linger for candidates other than our ring (same rule as
-// BoundedQueue::linger): spin until `want` values are queued or the time is up.
-template <class Backlog>
-void linger(Backlog backlog, std::size_t want) {
-    const auto deadline = Clock::now() + linger_for;
-    for (;;) {
-        for (unsigned i = 0; i < 16; ++i)
-            __builtin_ia32_pause();
-        if (backlog() >= want || Clock::now() >= deadline)
-            return;
-    }
+// The consumers' linger for candidates other than our ring, with the ring's own spin and the
+// pipeline's default time: spin until `ready()` or the time is up.
+template <class Ready>
+void linger(Ready ready) {
+    BoundedQueue<Event>::spin_until(std::chrono::microseconds(Options{}.worker_linger_us), ready);
 }
 
 // Whether a consumer lingers after this pop: it found a few values, and so did the previous one.
@@ -187,7 +180,7 @@ struct BoostCandidate {
             fn(buf, n);
             std::destroy_n(buf, n);
             if (keep_up)  // no size query: waits out the time
-                linger([] { return std::size_t{0}; }, linger_below);
+                linger([] { return false; });
         }
         ::operator delete(buf);
     }
@@ -224,7 +217,7 @@ struct MoodycamelCandidate {
             fn(buf.data(), n);
             held.fetch_sub(n, std::memory_order_release);
             if (keep_up)
-                linger([&] { return q.size_approx(); }, linger_below);
+                linger([&] { return q.size_approx() >= linger_below; });
         }
     }
     void finish() {}

@@ -301,15 +301,21 @@ class BoundedQueue {
     // pop found some too, and producers claimed more since, see enqueued()): at lower rates
     // nothing arrives between two pops, and lingering would only delay the values by spinning.
     void linger(std::size_t want) {
-        if (waiting_.linger.count() <= 0)
+        spin_until(waiting_.linger, [&] { return backlog() >= want; });
+    }
+
+    // Spins until `ready()` or `limit` has passed (at once when `limit` is not positive). A few
+    // pauses go between looks: a look usually reads a line other threads write all the time.
+    // Also serves consumers of other queues that want the same linger (bench/queue).
+    template <class Ready>
+    static void spin_until(std::chrono::microseconds limit, Ready&& ready) {
+        if (limit.count() <= 0)
             return;
-        const auto deadline = std::chrono::steady_clock::now() + waiting_.linger;
+        const auto deadline = std::chrono::steady_clock::now() + limit;
         for (;;) {
-            // A few pauses between looks: each look reads the enqueue position, a line the
-            // producers write on every push.
             for (unsigned i = 0; i < 16; ++i)
                 cpu_relax();
-            if (backlog() >= want || std::chrono::steady_clock::now() >= deadline)
+            if (ready() || std::chrono::steady_clock::now() >= deadline)
                 return;
         }
     }
@@ -356,10 +362,7 @@ class BoundedQueue {
     }
 
     // A value was claimed (perhaps not yet written) beyond the consumers' position.
-    bool maybe_ready() const {
-        return enqueue_pos_.load(std::memory_order_relaxed) !=
-               dequeue_pos_.load(std::memory_order_relaxed);
-    }
+    bool maybe_ready() const { return backlog() > 0; }
 
 
   private:
