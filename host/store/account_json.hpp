@@ -54,14 +54,9 @@ inline std::string account_json(const Account& a) {
     if (a.update_time != 0)
         field("update_time", detail::rfc3339_seconds(a.update_time));
     out += '}';
-    if (!a.wallet.empty()) {
-        out += ",\"wallet\":";
-        append_json_string(out, a.wallet);
-    }
-    if (!a.email.empty()) {
-        out += ",\"email\":";
-        append_json_string(out, a.email);
-    }
+    first = false;  // the top-level object goes on after "user"
+    field("wallet", a.wallet);
+    field("email", a.email);
     if (!a.devices.empty()) {
         out += ",\"devices\":[";
         for (std::size_t i = 0; i < a.devices.size(); ++i) {
@@ -73,14 +68,9 @@ inline std::string account_json(const Account& a) {
         }
         out += ']';
     }
-    if (!a.custom_id.empty()) {
-        out += ",\"custom_id\":";
-        append_json_string(out, a.custom_id);
-    }
-    if (a.verify_time != 0) {
-        out += ",\"verify_time\":";
-        append_json_string(out, detail::rfc3339_seconds(a.verify_time));
-    }
+    field("custom_id", a.custom_id);
+    if (a.verify_time != 0)
+        field("verify_time", detail::rfc3339_seconds(a.verify_time));
     out += '}';
     return out;
 }
