@@ -406,6 +406,14 @@ std::vector<Key> build_keys() {
         "runtime.event_queue_size", [](Config & c) -> auto& { return c.events.queue_size; }, 1,
         kMaxQueue, "Capacity of the event queue."));
     k.push_back(integer_key(
+        "runtime.event_queue_max_bytes",
+        [](Config & c) -> auto& { return c.events.queue_max_bytes; }, 1, kMaxBytes,
+        "Bytes the queued and in-flight events may hold (names, property keys and values, "
+        "context and a fixed overhead per event). Over it an event is dropped or rejected as "
+        "when the queue is full (runtime.event_queue_full_policy; counted in "
+        "event_queue_bytes_full). The default holds a flood of large events to 64 MiB while "
+        "65,536 ordinary events fit."));
+    k.push_back(integer_key(
         "runtime.event_queue_workers", [](Config & c) -> auto& { return c.events.workers; }, 1,
         kMaxThreads, "Worker threads that run event handlers."));
     k.push_back(choice_key(

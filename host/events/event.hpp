@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -43,5 +44,25 @@ struct Event {
         shared_context = std::make_shared<const RequestContext>(std::move(ctx));
     }
 };
+
+// Bytes an event counts against the queue's byte budget (Options::queue_max_bytes): its strings
+// plus a fixed overhead for the Event itself and for each property's cell, and the context's
+// strings. The context is counted in full by every event even when several share it (one
+// realtime session's): an over-estimate, never an under-estimate. A pure function of the
+// event, so a worker computes the same figure when it gives the bytes back.
+inline std::size_t footprint(const Event& event) {
+    using Property = std::pair<std::string, std::string>;
+    std::size_t n = sizeof(Event) + event.name.size() + event.properties.size() * sizeof(Property);
+    for (const auto& [key, value] : event.properties)
+        n += key.size() + value.size();
+    if (const RequestContext* c = event.shared_context.get()) {
+        n += sizeof(RequestContext) + c->execution_mode.size() + c->user_id.size() +
+             c->username.size() + c->session_id.size() + c->lang.size() + c->client_ip.size() +
+             c->client_port.size();
+        for (const auto& [key, value] : c->vars)
+            n += key.size() + value.size();
+    }
+    return n;
+}
 
 }  // namespace nk::events

@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <exception>
 #include <functional>
@@ -24,6 +28,8 @@ constexpr std::size_t linger_below = 16;
 // and a histogram update per call cost more than a trivial handler (bench/queue).
 constexpr std::uint64_t latency_sample_every = 16;
 constexpr std::int64_t warning_interval_ns = 1'000'000'000;
+// malloc_trim walks every arena under its lock: at most once per interval.
+constexpr std::int64_t trim_interval_ns = 1'000'000'000;
 
 BoundedQueue<Event>::Waiting waiting_for(const Options& options) {
     BoundedQueue<Event>::Waiting w;
@@ -42,14 +48,26 @@ std::size_t kind_index(Kind k) {
     return static_cast<std::size_t>(k);
 }
 
-// Claims the right to log now when the last line is at least an interval old.
-bool claim_warning(std::atomic<std::int64_t>& next_allowed_ns) {
+// Claims the right to act now (log a warning, trim memory) when the last time is at least an
+// interval old.
+bool claim_warning(std::atomic<std::int64_t>& next_allowed_ns,
+                   std::int64_t interval_ns = warning_interval_ns) {
     const std::int64_t now = steady_ns();
     std::int64_t next = next_allowed_ns.load(std::memory_order_relaxed);
     if (now < next)
         return false;
-    return next_allowed_ns.compare_exchange_strong(next, now + warning_interval_ns,
+    return next_allowed_ns.compare_exchange_strong(next, now + interval_ns,
                                                    std::memory_order_relaxed);
+}
+
+// Hands memory the allocator keeps but no longer uses back to the OS. True when it ran.
+bool trim_memory() {
+#if defined(__GLIBC__)
+    ::malloc_trim(0);
+    return true;
+#else
+    return false;
+#endif
 }
 
 // Uninitialised storage for one popped batch.
@@ -90,6 +108,8 @@ EventPipeline::EventPipeline(const Options& options, HandlerSource& handlers,
       queue_(options.queue_size, waiting_for(options)) {
     if (options.workers == 0)
         throw std::invalid_argument("runtime.event_queue_workers must be >= 1");
+    if (options.queue_max_bytes == 0)
+        throw std::invalid_argument("runtime.event_queue_max_bytes must be >= 1");
     for (Kind k : {Kind::custom, Kind::session_start, Kind::session_end}) {
         const metrics::Labels labels{{"kind", std::string(kind_name(k))}};
         kind_metrics_[kind_index(k)] = KindMetrics{
@@ -111,6 +131,18 @@ EventPipeline::EventPipeline(const Options& options, HandlerSource& handlers,
     depth_gauge_ = &registry_->gauge("event_queue_depth", "Events queued or being handled.");
     capacity_gauge_ = &registry_->gauge("event_queue_capacity", "Capacity of the event queue.");
     capacity_gauge_->set(static_cast<std::int64_t>(options.queue_size));
+    bytes_full_ = &registry_->counter(
+        "event_queue_bytes_full",
+        "Events refused because the queued events held runtime.event_queue_max_bytes (also "
+        "counted in events_dropped or events_rejected).");
+    memory_trims_ = &registry_->counter(
+        "event_queue_memory_trims",
+        "Times the event queue drained after a burst and freed memory was returned to the OS.");
+    bytes_gauge_ =
+        &registry_->gauge("event_queue_bytes", "Bytes held by queued or in-flight events.");
+    max_bytes_gauge_ =
+        &registry_->gauge("event_queue_max_bytes", "Byte budget of the event queue.");
+    max_bytes_gauge_->set(static_cast<std::int64_t>(options.queue_max_bytes));
     latency_ = &registry_->histogram("event_handler_latency_ms",
                                      "Time one event handler call took, in milliseconds.",
                                      metrics::latency_ms_buckets());
@@ -133,13 +165,62 @@ void EventPipeline::start() {
     workers_.reserve(options_.workers);
     for (unsigned i = 0; i < options_.workers; ++i)
         workers_.emplace_back([this] { run_worker(); });
-    spdlog::info("Runtime event queue processor started (queue_size={}, workers={}, policy={})",
-                 options_.queue_size, options_.workers,
-                 options_.full_policy == FullPolicy::drop ? "drop" : "reject");
+    spdlog::info(
+        "Runtime event queue processor started (queue_size={}, queue_max_bytes={}, workers={}, "
+        "policy={})",
+        options_.queue_size, options_.queue_max_bytes, options_.workers,
+        options_.full_policy == FullPolicy::drop ? "drop" : "reject");
 }
 
 EventPipeline::SessionShard& EventPipeline::shard_for(const std::string& session_id) {
     return shards_[std::hash<std::string>{}(session_id) % session_shards];
+}
+
+bool EventPipeline::take_bytes(std::size_t bytes) {
+    const std::size_t before = bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    if (before == 0 || before + bytes <= options_.queue_max_bytes)
+        return true;
+    bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    return false;
+}
+
+void EventPipeline::give_bytes(std::size_t bytes) {
+    const std::size_t before = bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    const std::size_t after = before - bytes;
+    bytes_gauge_->set(static_cast<std::int64_t>(after));
+    const std::size_t trim_after = options_.trim_after_bytes;
+    if (trim_after == 0)
+        return;
+    if (before >= trim_after && !trim_due_.load(std::memory_order_relaxed))
+        trim_due_.store(true, std::memory_order_relaxed);
+    // Only the worker that empties the queue trims, and not more than once per interval: under
+    // a steady flow the freed memory is reused at once and trimming would only cost page faults.
+    if (after != 0 || !trim_due_.load(std::memory_order_relaxed) ||
+        !claim_warning(next_trim_ns_, trim_interval_ns)) {
+        return;
+    }
+    trim_due_.store(false, std::memory_order_relaxed);
+    if (trim_memory())
+        memory_trims_->inc();
+}
+
+template <class Enqueue>
+EventPipeline::Admit EventPipeline::admit(std::size_t bytes, Enqueue&& enqueue) {
+    if (!take_bytes(bytes))
+        return queue_.closed() ? Admit::closed : Admit::bytes_full;
+    const auto r = enqueue();
+    if (r == BoundedQueue<Event>::Push::ok)
+        return Admit::ok;
+    bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    return r == BoundedQueue<Event>::Push::closed ? Admit::closed : Admit::full;
+}
+
+EventPipeline::Admit EventPipeline::push(Event&& event, std::size_t bytes) {
+    return admit(bytes, [&] { return queue_.try_push(std::move(event)); });
+}
+
+EventPipeline::Admit EventPipeline::reserve(std::size_t bytes) {
+    return admit(bytes, [&] { return queue_.try_reserve(); });
 }
 
 SubmitResult EventPipeline::submit(Event&& event) {
@@ -148,6 +229,7 @@ SubmitResult EventPipeline::submit(Event&& event) {
         return queue_.closed() ? SubmitResult::shut_down : SubmitResult::accepted;
     }
     KindMetrics& m = kind_metrics_[kind_index(kind)];
+    const std::size_t bytes = footprint(event);
 
     if (kind == Kind::session_start && !event.context().session_id.empty()) {
         // Register the start before it becomes visible to workers, so an end submitted from now
@@ -158,16 +240,16 @@ SubmitResult EventPipeline::submit(Event&& event) {
             std::lock_guard lock(shard.mutex);
             ++shard.sessions[session_id].starts;
         }
-        const auto r = queue_.try_push(std::move(event));
-        if (r == BoundedQueue<Event>::Push::ok) {
+        const Admit r = push(std::move(event), bytes);
+        if (r == Admit::ok) {
             m.received->inc();
             return SubmitResult::accepted;
         }
         session_start_finished(session_id, nullptr);
-        if (r == BoundedQueue<Event>::Push::closed)
+        if (r == Admit::closed)
             return SubmitResult::shut_down;
         m.received->inc();
-        return on_full(kind);
+        return on_full(kind, r);
     }
 
     if (kind == Kind::session_end && !event.context().session_id.empty() &&
@@ -176,40 +258,43 @@ SubmitResult EventPipeline::submit(Event&& event) {
         std::unique_lock lock(shard.mutex);
         auto it = shard.sessions.find(event.context().session_id);
         if (it != shard.sessions.end()) {
-            const auto r = queue_.try_reserve();
-            if (r == BoundedQueue<Event>::Push::closed)
+            const Admit r = reserve(bytes);
+            if (r == Admit::closed)
                 return SubmitResult::shut_down;
             m.received->inc();
-            if (r == BoundedQueue<Event>::Push::full) {
+            if (r != Admit::ok) {
                 lock.unlock();
-                return on_full(kind);
+                return on_full(kind, r);
             }
             it->second.parked_ends.push_back(std::move(event));
             return SubmitResult::accepted;
         }
         // No start pending: queue it now (still under the lock, so no start can sneak ahead).
-        const auto r = queue_.try_push(std::move(event));
-        if (r == BoundedQueue<Event>::Push::closed)
+        const Admit r = push(std::move(event), bytes);
+        if (r == Admit::closed)
             return SubmitResult::shut_down;
         m.received->inc();
-        if (r == BoundedQueue<Event>::Push::ok)
+        if (r == Admit::ok)
             return SubmitResult::accepted;
         lock.unlock();
-        return on_full(kind);
+        return on_full(kind, r);
     }
 
-    const auto r = queue_.try_push(std::move(event));
-    if (r == BoundedQueue<Event>::Push::closed)
+    const Admit r = push(std::move(event), bytes);
+    if (r == Admit::closed)
         return SubmitResult::shut_down;
     m.received->inc();
-    if (r == BoundedQueue<Event>::Push::ok)
+    if (r == Admit::ok)
         return SubmitResult::accepted;
-    return on_full(kind);
+    return on_full(kind, r);
 }
 
-SubmitResult EventPipeline::on_full(Kind kind) {
+SubmitResult EventPipeline::on_full(Kind kind, Admit why) {
     KindMetrics& m = kind_metrics_[kind_index(kind)];
     depth_gauge_->set(static_cast<std::int64_t>(queue_.held()));
+    bytes_gauge_->set(static_cast<std::int64_t>(bytes_.load(std::memory_order_relaxed)));
+    if (why == Admit::bytes_full)
+        bytes_full_->inc();
     if (options_.full_policy == FullPolicy::reject) {
         m.rejected->inc();
         return SubmitResult::rejected;
@@ -227,8 +312,10 @@ void EventPipeline::warn_dropped() {
     const std::uint64_t n = dropped_since_warning_.exchange(0, std::memory_order_relaxed);
     if (n == 0)
         return;
-    spdlog::warn("Runtime event queue full, events may be lost (dropped={}, queue_size={})", n,
-                 options_.queue_size);
+    spdlog::warn(
+        "Runtime event queue full, events may be lost (dropped={}, queue_size={}, "
+        "queue_max_bytes={})",
+        n, options_.queue_size, options_.queue_max_bytes);
 }
 
 void EventPipeline::warn_handler_error(const char* what) {
@@ -278,13 +365,15 @@ void EventPipeline::session_start_finished(const std::string& session_id, const 
         return;
     const std::size_t n = ends.size();
     if (set == nullptr) {
-        // The start never reached a worker (queue full): the ends keep their reservations and
-        // go through the queue like any other event.
+        // The start never reached a worker (queue full): the ends keep their reservations (and
+        // bytes) and go through the queue like any other event.
         for (Event& e : ends)
             queue_.push_reserved(std::move(e));
         return;
     }
+    std::size_t bytes = 0;
     for (const Event& e : ends) {
+        bytes += footprint(e);
         if (abandon_.load(std::memory_order_relaxed)) {
             abandoned_.fetch_add(1, std::memory_order_relaxed);
             continue;
@@ -292,6 +381,8 @@ void EventPipeline::session_start_finished(const std::string& session_id, const 
         dispatch(*set, e, true);
         kind_metrics_[kind_index(Kind::session_end)].processed->inc();
     }
+    ends.clear();
+    give_bytes(bytes);
     queue_.release(n);
 }
 
@@ -346,8 +437,10 @@ void EventPipeline::run_worker() {
             set_generation = g;
         }
         processed.fill(0);
+        std::size_t bytes = 0;
         for (std::size_t i = 0; i < n; ++i) {
             const Event& e = batch.data()[i];
+            bytes += footprint(e);
             if (abandon_.load(std::memory_order_relaxed)) {
                 abandoned_.fetch_add(1, std::memory_order_relaxed);
                 continue;
@@ -364,6 +457,7 @@ void EventPipeline::run_worker() {
             if (processed[k])
                 kind_metrics_[k].processed->inc(processed[k]);
         }
+        give_bytes(bytes);  // after destroy: the budget never runs ahead of the memory
         const std::size_t left = queue_.release(n);
         depth_gauge_->set(static_cast<std::int64_t>(left));
         if (keep_up)
@@ -419,6 +513,9 @@ EventPipeline::Stats EventPipeline::stats() const {
     }
     s.handler_errors = handler_errors_->value();
     s.depth = queue_.held();
+    s.bytes = bytes_.load(std::memory_order_relaxed);
+    s.bytes_full = bytes_full_->value();
+    s.memory_trims = memory_trims_->value();
     s.sleeping_workers = queue_.sleepers();
     s.worker_sleeps = queue_.sleeps();
     s.worker_wakes = queue_.wakes();

@@ -2,9 +2,18 @@
 //
 // Producers (POST /v2/event on io threads, realtime sessions, plugins' nk.event) call submit():
 // thread-safe, never blocks. An event of a kind with no registered handler is accepted and
-// dropped on the spot (Nakama's no-op). When the queue is full the policy decides: drop
+// dropped on the spot (Nakama's no-op). The queue is full when it holds `queue_size` events or
+// when the events it holds (queued, parked or being handled) count `queue_max_bytes` bytes
+// (footprint(); an event that would cross the budget is refused unless nothing is held, so one
+// event larger than the budget still goes through alone). Either way the policy decides: drop
 // (counted, warned at most once a second with the number dropped since the last warning) or
-// reject (the caller answers 503).
+// reject (the caller answers 503). The byte budget costs a producer one relaxed atomic add (and
+// a subtract when refused); a worker gives a batch's bytes back with one subtract.
+//
+// Memory after a flood: the allocator keeps what the handled events freed (glibc: in the
+// producers' per-thread arenas). When the queue drains to empty after holding at least
+// `trim_after_bytes`, the worker that emptied it calls malloc_trim(0) (at most once a second;
+// off the producers' path) so the process returns near its baseline (bench/events_rss).
 //
 // `workers` threads pop events in batches and run, for each event, every handler of its kind in
 // registration order, holding one HandlerSource snapshot for the batch. A handler that throws is
@@ -27,7 +36,9 @@
 // Metrics (names get the registry's prefix): events_received {kind} (events offered to the
 // queue, i.e. of kinds with at least one handler: once fully drained, received == processed +
 // dropped + rejected), events_processed / events_dropped / events_rejected {kind},
-// dropped_events (Nakama's name), event_queue_depth, event_queue_capacity,
+// dropped_events (Nakama's name), event_queue_bytes_full (events refused by the byte budget,
+// also counted as dropped or rejected), event_queue_depth, event_queue_capacity,
+// event_queue_bytes, event_queue_max_bytes, event_queue_memory_trims,
 // event_handler_latency_ms (the calls of one event in 16 are timed), event_handler_errors,
 // event_drain_unhandled. With a null registry the pipeline keeps a private one (stats() still
 // works).
@@ -93,6 +104,9 @@ class EventPipeline final : public EventSink {
         std::uint64_t rejected = 0;
         std::uint64_t handler_errors = 0;
         std::size_t depth = 0;  // queued + in flight
+        std::size_t bytes = 0;  // footprint() of the events held (queued + in flight)
+        std::uint64_t bytes_full = 0;  // events refused by the byte budget
+        std::uint64_t memory_trims = 0;
         std::uint32_t sleeping_workers = 0;
         std::uint64_t worker_sleeps = 0;  // times a worker went to sleep
         std::uint64_t worker_wakes = 0;   // times a producer woke a sleeping worker
@@ -117,13 +131,24 @@ class EventPipeline final : public EventSink {
     };
     static constexpr std::size_t session_shards = 16;
 
+    enum class Admit { ok, full, bytes_full, closed };
+    // Takes `bytes` of the byte budget, then pushes (or only reserves a place, push_reserved()
+    // later); gives the bytes back when the queue refuses.
+    Admit push(Event&& event, std::size_t bytes);
+    Admit reserve(std::size_t bytes);
+    template <class Enqueue>
+    Admit admit(std::size_t bytes, Enqueue&& enqueue);
+    bool take_bytes(std::size_t bytes);
+    // Gives back the bytes of events that were handled and destroyed.
+    void give_bytes(std::size_t bytes);
+
     void run_worker();
     // Runs the handlers of one event with `set`; returns after all of them (errors contained).
     // `timed`: observe each handler call in event_handler_latency_ms (sampled, see .cpp).
     void dispatch(const HandlerSet& set, const Event& event, bool timed);
     void session_start_finished(const std::string& session_id, const HandlerSet* set);
     SessionShard& shard_for(const std::string& session_id);
-    SubmitResult on_full(Kind kind);
+    SubmitResult on_full(Kind kind, Admit why);
     void warn_dropped();
     void warn_handler_error(const char* what);
     void mark_worker_exit();
@@ -140,9 +165,19 @@ class EventPipeline final : public EventSink {
     metrics::Counter* drain_unhandled_ = nullptr;
     metrics::Gauge* depth_gauge_ = nullptr;
     metrics::Gauge* capacity_gauge_ = nullptr;
+    metrics::Counter* bytes_full_ = nullptr;
+    metrics::Counter* memory_trims_ = nullptr;
+    metrics::Gauge* bytes_gauge_ = nullptr;
+    metrics::Gauge* max_bytes_gauge_ = nullptr;
     metrics::Histogram* latency_ = nullptr;
 
     std::array<SessionShard, session_shards> shards_;
+
+    // footprint() of the events held. Its own line: every producer and worker updates it.
+    alignas(detail::cache_line) std::atomic<std::size_t> bytes_{0};
+    // The queue held at least trim_after_bytes since the last trim; next trim allowed (steady ns).
+    alignas(detail::cache_line) std::atomic<bool> trim_due_{false};
+    std::atomic<std::int64_t> next_trim_ns_{0};
 
     // Rate limits of the two warnings: next allowed time (steady ns) and events since the last.
     std::atomic<std::int64_t> next_drop_warning_ns_{0};
