@@ -110,6 +110,9 @@ net::Response delete_account(Services& services, const RequestContext& caller) {
     if (auto s = services.accounts->delete_account(caller.user_id); !s)
         return error(s);
     services.tokens->revoke_user(caller.user_id);
+    // As Nakama: the deleted user's sockets are closed ("server-side session disconnect").
+    if (services.sessions != nullptr)
+        services.sessions->disconnect(caller.user_id, {});
     run_after(services, id, caller, "", "");
     return net::Response::empty_object();
 }

@@ -6,6 +6,8 @@
 // a handler whose dependency is null answers 501 code 12.
 #pragma once
 
+#include <string>
+
 namespace nk {
 class BlockingPool;
 }
@@ -27,6 +29,16 @@ namespace nk::api {
 
 class RuntimeBridge;
 
+// Reaches the user's open realtime sockets without the API depending on realtime (the app
+// wires it). Thread-safe; returns at once (the sockets close asynchronously).
+class SessionControl {
+  public:
+    virtual ~SessionControl() = default;
+    // Closes the user's sockets with session_end reason "server-side session disconnect"; only
+    // those opened with the session token whose tid is `token_id` when that is not empty.
+    virtual void disconnect(const std::string& user_id, const std::string& token_id) = 0;
+};
+
 struct Services {
     auth::Tokens* tokens = nullptr;           // JWT sign/verify, server key, http key, revocation
     store::AccountStore* accounts = nullptr;  // blocking: call on the pool
@@ -34,6 +46,7 @@ struct Services {
     events::EventSink* events = nullptr;      // the event pipeline
     const events::Options* event_limits = nullptr;
     RuntimeBridge* runtime = nullptr;         // hooks and RPCs; null = no plugins
+    SessionControl* sessions = nullptr;       // realtime sockets; null = no realtime
     metrics::Registry* metrics = nullptr;
     unsigned proxy_count = 1;                 // informational; net already resolved client_ip
 };

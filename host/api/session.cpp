@@ -127,6 +127,10 @@ Status read_logout(std::string_view json, LogoutRequest& r) {
 
 // Nakama's SessionLogout: named tokens must parse and belong to the caller;
 // none named = every session of the caller.
+// Open sockets (Nakama leaves them open): a socket lives no longer than its token would
+// authenticate a request, so a logout of every session closes all of the caller's sockets and
+// a named session token closes the sockets opened with it ("server-side session disconnect").
+// A refresh token opens no socket: naming only one closes none.
 net::Response logout(Services& services, LogoutRequest req, const RequestContext& caller) {
     constexpr std::string_view id = "SessionLogout";
     if (services.runtime != nullptr && services.runtime->has_before(id)) {
@@ -151,11 +155,15 @@ net::Response logout(Services& services, LogoutRequest req, const RequestContext
     }
     if (!session && !refresh) {
         services.tokens->revoke_user(caller.user_id);
+        if (services.sessions != nullptr)
+            services.sessions->disconnect(caller.user_id, {});
     } else {
         if (session)
             services.tokens->revoke_session(*session);
         if (refresh)
             services.tokens->revoke_refresh(*refresh);
+        if (session && services.sessions != nullptr)
+            services.sessions->disconnect(caller.user_id, session->token_id);
     }
     run_after(services, id, caller, "", logout_json(req));
     return net::Response::empty_object();

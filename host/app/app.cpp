@@ -33,6 +33,18 @@ unsigned blocking_threads(unsigned configured) {
     return std::max(4u, 2u * std::max(1u, std::thread::hardware_concurrency()));
 }
 
+// The API's way to close a user's sockets (account deletion, logout).
+class RealtimeSessionControl final : public api::SessionControl {
+public:
+    explicit RealtimeSessionControl(realtime::Realtime& realtime) : realtime_(realtime) {}
+    void disconnect(const std::string& user_id, const std::string& token_id) override {
+        realtime_.disconnect(user_id, token_id);
+    }
+
+private:
+    realtime::Realtime& realtime_;
+};
+
 }  // namespace
 
 struct App::Impl {
@@ -44,6 +56,7 @@ struct App::Impl {
     std::unique_ptr<runtime::Runtime> runtime;
     std::unique_ptr<events::EventPipeline> pipeline;
     std::unique_ptr<realtime::Realtime> realtime;
+    std::unique_ptr<RealtimeSessionControl> session_control;
     api::Services services;
     net::Router router;
     std::unique_ptr<net::Server> server;
@@ -99,6 +112,8 @@ void App::start() {
     api::register_rpc_routes(s.router, s.services);
     s.realtime = std::make_unique<realtime::Realtime>(cfg.realtime, *s.tokens, s.pipeline.get(), &s.registry);
     s.realtime->attach(s.router);
+    s.session_control = std::make_unique<RealtimeSessionControl>(*s.realtime);
+    s.services.sessions = s.session_control.get();
 
     s.server = std::make_unique<net::Server>(cfg.socket, s.router, &s.registry);
     s.server->start();

@@ -34,8 +34,9 @@ bool parse_bool(std::string_view v) {
 }  // namespace
 
 Realtime::Realtime(const Options& options, TokenVerifier verify, events::EventSink* sink,
-                   metrics::Registry* metrics)
-    : hub_(std::make_shared<SessionHub>(options, sink, metrics)), verify_(std::move(verify)) {}
+                   metrics::Registry* metrics, SessionHub::ValidityCheck still_valid)
+    : hub_(std::make_shared<SessionHub>(options, sink, metrics, std::move(still_valid))),
+      verify_(std::move(verify)) {}
 
 Realtime::Realtime(const Options& options, auth::Tokens& tokens, events::EventSink* sink,
                    metrics::Registry* metrics)
@@ -44,9 +45,14 @@ Realtime::Realtime(const Options& options, auth::Tokens& tokens, events::EventSi
                    auto claims = tokens.verify_session(token);
                    if (!claims) return std::nullopt;
                    return Identity{std::move(claims->user_id), std::move(claims->username),
-                                   std::move(claims->vars), claims->expires_at};
+                                   std::move(claims->vars), claims->expires_at,
+                                   std::move(claims->token_id), claims->issued_at};
                },
-               sink, metrics) {}
+               sink, metrics,
+               [&tokens](const SessionInfo& info) {
+                   return tokens.revocations().session_valid(info.user_id, info.token_id,
+                                                             info.issued_at);
+               }) {}
 
 Realtime::~Realtime() = default;
 
@@ -108,6 +114,8 @@ std::variant<SessionInfo, net::Response> Realtime::authorize(const net::Request&
     SessionInfo info;
     info.session_id = new_session_id();
     info.user_id = std::move(identity->user_id);
+    info.token_id = std::move(identity->token_id);
+    info.issued_at = identity->issued_at;
     info.username = std::move(identity->username);
     info.vars = std::move(identity->vars);
     info.expiry = identity->expiry;
@@ -130,6 +138,16 @@ void Realtime::accept(SessionInfo info,
                       UpgradeRequest&& request) {
     auto session = std::make_shared<TlsWsSession>(hub_, std::move(info), std::move(stream));
     session->run(std::move(request));
+}
+
+std::size_t Realtime::disconnect(const std::string& user_id, const std::string& token_id) {
+    std::size_t n = 0;
+    for (auto& s : hub_->registry().for_user(user_id)) {
+        if (!token_id.empty() && s->info().token_id != token_id) continue;
+        s->close(EndReason::kicked);
+        ++n;
+    }
+    return n;
 }
 
 void Realtime::shutdown(std::chrono::milliseconds grace) {

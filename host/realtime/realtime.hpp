@@ -64,6 +64,8 @@ struct Identity {
     std::string username;
     std::map<std::string, std::string> vars;
     std::int64_t expiry = 0;  // unix seconds
+    std::string token_id;     // tid (empty when the verifier does not know it)
+    std::int64_t issued_at = 0;  // iat
 };
 
 // Verifies a session token (signature, expiry, revocation). Thread-safe.
@@ -75,8 +77,10 @@ public:
     // revocation); `tokens`, `sink` and `metrics` must outlive the io threads.
     Realtime(const Options& options, auth::Tokens& tokens, events::EventSink* sink,
              metrics::Registry* metrics);
+    // `still_valid` (optional) re-checks a session's token once the session is registered: see
+    // SessionHub.
     Realtime(const Options& options, TokenVerifier verify, events::EventSink* sink,
-             metrics::Registry* metrics);
+             metrics::Registry* metrics, SessionHub::ValidityCheck still_valid = {});
     ~Realtime();
     Realtime(const Realtime&) = delete;
     Realtime& operator=(const Realtime&) = delete;
@@ -103,6 +107,17 @@ public:
     // finished within `grace` are dropped; if the io threads no longer run,
     // the remaining session_end events are submitted from here. Idempotent.
     void shutdown(std::chrono::milliseconds grace);
+
+    // Closes the user's sockets (session_end "server-side session disconnect", close 1000 with
+    // that text), or only those opened with the session token whose tid is `token_id` when it
+    // is not empty. Returns the number of sockets told to close; they close asynchronously.
+    //
+    // What the API does with it (a socket lives no longer than the token that opened it would
+    // authenticate a request): DELETE /v2/account and a logout naming no token (every session
+    // of the user revoked) disconnect every socket of the user; a logout naming a session token
+    // disconnects the sockets opened with that token; a logout naming only a refresh token
+    // leaves sockets open (a refresh token cannot open one).
+    std::size_t disconnect(const std::string& user_id, const std::string& token_id = {});
 
     SessionRegistry& sessions() { return hub_->registry(); }
     const Options& options() const { return hub_->options(); }

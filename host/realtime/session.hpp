@@ -19,6 +19,8 @@ namespace nk::realtime {
 struct SessionInfo {
     std::string session_id;  // UUID v4, assigned at the upgrade
     std::string user_id;
+    std::string token_id;        // tid of the session token that opened the socket
+    std::int64_t issued_at = 0;  // its iat, unix seconds
     std::string username;
     std::map<std::string, std::string> vars;
     std::int64_t expiry = 0;  // token exp, unix seconds

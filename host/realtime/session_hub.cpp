@@ -7,8 +7,8 @@
 namespace nk::realtime {
 
 SessionHub::SessionHub(const Options& options, events::EventSink* sink,
-                       metrics::Registry* metrics)
-    : options_(options), sink_(sink) {
+                       metrics::Registry* metrics, ValidityCheck still_valid)
+    : options_(options), sink_(sink), still_valid_(std::move(still_valid)) {
     if (metrics) {
         opened_ = &metrics->counter("socket_ws_opened", "Number of opened WebSocket connections");
         closed_ = &metrics->counter("socket_ws_closed", "Number of closed WebSocket connections");
@@ -61,6 +61,7 @@ bool SessionHub::start(const std::shared_ptr<Session>& session) {
         return false;
     }
     for (auto& older : same_user) older->close(EndReason::kicked);
+    if (still_valid_ && !still_valid_(session->info())) session->close(EndReason::kicked);
     return true;
 }
 

@@ -7,6 +7,7 @@
 // Thread-safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "events/event.hpp"
@@ -25,13 +26,22 @@ namespace nk::realtime {
 
 class SessionHub {
 public:
-    SessionHub(const Options& options, events::EventSink* sink, metrics::Registry* metrics);
+    // True while the token that opened a session still authenticates (not revoked).
+    using ValidityCheck = std::function<bool(const SessionInfo&)>;
+
+    // `still_valid` may be empty (no re-check).
+    SessionHub(const Options& options, events::EventSink* sink, metrics::Registry* metrics,
+               ValidityCheck still_valid = {});
 
     const Options& options() const { return options_; }
     SessionRegistry& registry() { return registry_; }
 
     // A socket was accepted: emits session_start, then registers the session
-    // and (single_socket) closes the user's older sessions. Returns false when
+    // and (single_socket) closes the user's older sessions. A session whose token
+    // was revoked meanwhile is then closed ("server-side session disconnect"):
+    // the upgrade checked the token before the revocation, and the revoker's
+    // disconnect may have looked at the registry before the session was in it.
+    // Returns false when
     // the hub refuses new sessions (shutdown began): the session has then been
     // ended already ("server shutdown") and the caller must drop the socket.
     bool start(const std::shared_ptr<Session>& session);
@@ -46,6 +56,7 @@ public:
 private:
     Options options_;
     events::EventSink* sink_;
+    ValidityCheck still_valid_;
     SessionRegistry registry_;
     metrics::Counter* opened_ = nullptr;
     metrics::Counter* closed_ = nullptr;

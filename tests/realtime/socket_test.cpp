@@ -680,3 +680,54 @@ TEST_CASE("races: client close, kicks and shutdown at once still give exactly on
     for (auto& c : more) CHECK(h.recorder().count(Kind::session_end, c.session_id()) == 1);
     h.check_pairs();
 }
+
+TEST_CASE("disconnect(user) closes every socket of the user with server-side session disconnect") {
+    Harness h;
+    auto first = connect_user(h, "gone");
+    auto second = connect_user(h, "gone");
+    auto other = connect_user(h, "stays");
+    CHECK(h.realtime().disconnect(h.user_id("gone")) == 2);
+    for (auto* c : {&first, &second}) {
+        CHECK(c->client->read_until_closed() == websocket::error::closed);
+        CHECK(c->client->close_reason().code == websocket::close_code::normal);
+        CHECK(c->client->close_reason().reason == "server-side session disconnect");
+        CHECK(end_reason(h, c->session_id()) == "server-side session disconnect");
+    }
+    std::string reply;
+    REQUIRE(!other.client->send_text(R"({"cid":"1","ping":{}})"));
+    REQUIRE(!other.client->read(reply));
+    CHECK(reply == R"({"cid":"1","pong":{}})");
+    CHECK(h.realtime().disconnect(h.user_id("nobody")) == 0);
+    h.stop();
+    h.check_pairs();
+}
+
+TEST_CASE("disconnect(user, tid) closes only the sockets opened with that session token") {
+    Harness h;
+    auto other_token = connect_user(h, "two");  // another token of the same user
+    const auto issued = h.tokens().issue(h.user_id("two"), "name-two", {});
+    Connected by_token;
+    by_token.client = std::make_unique<Client>(h.port());
+    REQUIRE(!by_token.client->handshake(ws_target(issued.token)));
+    auto start = h.recorder().wait_for([&](const Event& e) {
+        return e.kind == Kind::session_start && e.context().user_id == h.user_id("two") &&
+               e.context().session_id != other_token.session_id();
+    });
+    REQUIRE(start);
+    by_token.start = *start;
+    for (int i = 0; i < 1000 && !h.realtime().sessions().find(by_token.session_id()); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(h.realtime().sessions().find(by_token.session_id()));
+    CHECK(h.realtime().sessions().find(by_token.session_id())->info().token_id ==
+          issued.session.token_id);
+
+    CHECK(h.realtime().disconnect(h.user_id("two"), issued.session.token_id) == 1);
+    CHECK(by_token.client->read_until_closed() == websocket::error::closed);
+    CHECK(end_reason(h, by_token.session_id()) == "server-side session disconnect");
+    std::string reply;
+    REQUIRE(!other_token.client->send_text(R"({"cid":"2","ping":{}})"));
+    REQUIRE(!other_token.client->read(reply));
+    CHECK(reply == R"({"cid":"2","pong":{}})");
+    h.stop();
+    h.check_pairs();
+}
