@@ -232,7 +232,7 @@ TEST_CASE("SessionHub ends a session at once when shutdown began") {
 TEST_CASE("authorize records ?status= as Go's ParseBool reads it") {
     Realtime realtime(Options{}, [](std::string_view token) -> std::optional<Identity> {
         if (token != "good") return std::nullopt;
-        return Identity{"user-1", "alice", {}, 4102444800};
+        return Identity{"user-1", "alice", {}, 4102444800, "tid-1", 0};
     }, nullptr, nullptr);
     auto status_of = [&](std::optional<std::string> status) -> std::optional<bool> {
         nk::net::Request request;

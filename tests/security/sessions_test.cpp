@@ -152,6 +152,20 @@ int post_as(Nkhost& host, const std::string& token, const std::string& path, con
 
 const std::pair<int, std::string> kDisconnected{1000, "server-side session disconnect"};
 
+// Two sessions of one device's user ({token, refresh_token} each), each with an open socket.
+struct TwoSessions {
+    TwoSessions(Nkhost& host, const std::string& device)
+        : first(authenticate(host, device)),
+          second(authenticate(host, device)),
+          a(host.port(), first.first),
+          b(host.port(), second.first) {
+        REQUIRE(a.answers_ping("1"));
+        REQUIRE(b.answers_ping("2"));
+    }
+    std::pair<std::string, std::string> first, second;
+    Socket a, b;
+};
+
 }  // namespace
 
 TEST_CASE("DELETE /v2/account closes the user's open sockets with server-side session disconnect") {
@@ -177,34 +191,24 @@ TEST_CASE("DELETE /v2/account closes the user's open sockets with server-side se
 
 TEST_CASE("logout without a token closes every socket of the caller") {
     Nkhost host;
-    const auto [token_a, refresh_a] = authenticate(host, "sessions-logout-all-01");
-    const auto [token_b, refresh_b] = authenticate(host, "sessions-logout-all-01");
-    Socket a(host.port(), token_a);
-    Socket b(host.port(), token_b);
-    REQUIRE(a.answers_ping("1"));
-    REQUIRE(b.answers_ping("2"));
-
-    CHECK(post_as(host, token_a, "/v2/session/logout", "{}") == 200);
-    CHECK(a.close_frame() == kDisconnected);
-    CHECK(b.close_frame() == kDisconnected);
+    TwoSessions s(host, "sessions-logout-all-01");
+    CHECK(post_as(host, s.first.first, "/v2/session/logout", "{}") == 200);
+    CHECK(s.a.close_frame() == kDisconnected);
+    CHECK(s.b.close_frame() == kDisconnected);
 }
 
 TEST_CASE("logout naming a session token closes the sockets opened with it, no other") {
     Nkhost host;
-    const auto [token_a, refresh_a] = authenticate(host, "sessions-logout-one-01");
-    const auto [token_b, refresh_b] = authenticate(host, "sessions-logout-one-01");
-    Socket a(host.port(), token_a);
-    Socket b(host.port(), token_b);
-    REQUIRE(a.answers_ping("1"));
-    REQUIRE(b.answers_ping("2"));
-
+    TwoSessions s(host, "sessions-logout-one-01");
+    const std::string& token_a = s.first.first;
+    const std::string& token_b = s.second.first;
     // A refresh token opens no socket: naming only one leaves both open.
-    CHECK(post_as(host, token_b, "/v2/session/logout", R"({"refresh_token":")" + refresh_a + R"("})") ==
-          200);
-    CHECK(a.answers_ping("3"));
-    CHECK(b.answers_ping("4"));
+    CHECK(post_as(host, token_b, "/v2/session/logout",
+                  R"({"refresh_token":")" + s.first.second + R"("})") == 200);
+    CHECK(s.a.answers_ping("3"));
+    CHECK(s.b.answers_ping("4"));
 
     CHECK(post_as(host, token_b, "/v2/session/logout", R"({"token":")" + token_a + R"("})") == 200);
-    CHECK(a.close_frame() == kDisconnected);
-    CHECK(b.answers_ping("5"));
+    CHECK(s.a.close_frame() == kDisconnected);
+    CHECK(s.b.answers_ping("5"));
 }
