@@ -238,7 +238,10 @@ std::vector<Key> build_keys() {
     k.push_back(integer_key(
         "socket.max_header_size_bytes",
         [](Config & c) -> auto& { return c.socket.max_header_size_bytes; }, 1, kMaxBytes,
-        "Maximum size of the HTTP request headers (431 over it)."));
+        "Maximum size of the HTTP request headers (431 over it). A connection's read buffer "
+        "holds at most max(this, 65536) bytes, which also bounds a chunk-size line with its "
+        "extensions and the trailer section of a chunked body (400 over it); both close the "
+        "connection."));
     k.push_back(integer_key(
         "socket.read_timeout_ms", [](Config & c) -> auto& { return c.socket.read_timeout_ms; }, 1,
         kMaxU32, "Time allowed to read a whole HTTP request."));
@@ -278,7 +281,9 @@ std::vector<Key> build_keys() {
         "cores))."));
     k.push_back(integer_key(
         "socket.max_connections", [](Config & c) -> auto& { return c.socket.max_connections; }, 0,
-        kMaxU32, "Maximum simultaneous connections (0 = unlimited)."));
+        kMaxU32,
+        "Maximum simultaneous connections, realtime sockets included (0 = unlimited); a "
+        "connection over it is closed at accept (metric http_connections_rejected)."));
     k.push_back(integer_key(
         "socket.response_compression_min_bytes",
         [](Config & c) -> auto& { return c.socket.response_compression_min_bytes; }, 0, kMaxBytes,

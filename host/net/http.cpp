@@ -2,9 +2,31 @@
 
 #include "net/text.hpp"
 
+#include <rapidjson/encodings.h>
+#include <rapidjson/memorystream.h>
+
+#include <algorithm>
 #include <atomic>
 
 namespace nk::net {
+
+bool valid_utf8(std::string_view s) {
+    // ASCII, the common case, needs no decoding.
+    if (std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; })) {
+        return true;
+    }
+    // RapidJSON's validator (the one its parser uses for kParseValidateEncodingFlag). Its
+    // MemoryStream yields '\0' past the end, which no multi-byte sequence accepts as a
+    // continuation byte, so a truncated sequence at the end is refused.
+    struct Discard {
+        void Put(char) {}
+    } discard;
+    rapidjson::MemoryStream in(s.data(), s.size());
+    while (in.Tell() < s.size()) {
+        if (!rapidjson::UTF8<>::Validate(in, discard)) return false;
+    }
+    return true;
+}
 
 std::string_view Request::header(std::string_view name) const {
     for (const auto& [k, v] : headers) {

@@ -75,6 +75,66 @@ void append_number(std::string& out, std::uint64_t n) {
     out.append(buf, end);
 }
 
+// A connection's read buffer holds at most max(socket.max_header_size_bytes, this). Beast scans
+// a chunk-size line (with its extensions) and the trailer section in that buffer without
+// header_limit, so its maximum is what bounds them; 64 KiB is Beast's own read size, so the
+// bound never shortens a read of a body.
+constexpr std::size_t kMinReadBufferBytes = 65536;
+// wait_for_request() prepares 4096 bytes in an empty buffer: that must fit (prepare() throws
+// std::length_error over the maximum).
+static_assert(kMinReadBufferBytes >= 4096);
+
+// Why a request's framing is refused (400 and close), or nullopt. A proxy in front may read
+// such a request's length differently and pass the rest on as a second request (smuggling):
+// - Transfer-Encoding must be one header line saying "chunked", as Go's net/http (and so
+//   Nakama) and nginx require. RFC 9112 6.3 refuses a chunked that is not the final coding,
+//   which Beast instead ignores (it then reads no body); other codings are not supported, and a
+//   list is refused rather than read differently from Beast's own parse.
+// - Transfer-Encoding with Content-Length (6.3), or in an HTTP/1.0 request (6.1).
+// - An HTTP/1.1 request without Host, any request with more than one (3.2).
+std::optional<std::string_view> framing_error(const http::request_header<>& req) {
+    std::size_t hosts = 0, transfer_encodings = 0;
+    bool content_length = false, chunked = false;
+    for (const auto& field : req) {
+        switch (field.name()) {
+            case http::field::host: ++hosts; break;
+            case http::field::content_length: content_length = true; break;
+            case http::field::transfer_encoding:
+                ++transfer_encodings;
+                chunked = iequals(trim(field.value()), "chunked");
+                break;
+            default: break;
+        }
+    }
+    if (hosts > 1) return "Multiple Host headers";
+    if (hosts == 0 && req.version() >= 11) return "Missing Host header";
+    if (transfer_encodings == 0) return std::nullopt;
+    if (content_length) return "Transfer-Encoding and Content-Length together";
+    if (req.version() < 11) return "Transfer-Encoding in an HTTP/1.0 request";
+    if (transfer_encodings > 1 || !chunked) return "Unsupported Transfer-Encoding (only chunked is)";
+    return std::nullopt;
+}
+
+// RFC 6455 4.2.1: the base64 encoding of 16 bytes, i.e. 22 base64 characters and "==". As Go's
+// decoder (and so Nakama) does, the unused low bits of the last character are not checked.
+bool valid_websocket_key(std::string_view key) {
+    if (key.size() != 24 || key.substr(22) != "==") return false;
+    return std::all_of(key.begin(), key.begin() + 22, [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+               c == '+' || c == '/';
+    });
+}
+
+// Why the percent-decoded path or query of `req` is refused (not UTF-8), or nullopt.
+std::optional<std::string> invalid_utf8(const Request& req) {
+    if (!valid_utf8(req.path)) return std::string("Invalid UTF-8 in the request path");
+    for (const auto& [k, v] : req.query) {
+        if (!valid_utf8(k)) return std::string("Invalid UTF-8 in a query parameter name");
+        if (!valid_utf8(v)) return "Invalid UTF-8 in query parameter \"" + k + "\"";
+    }
+    return std::nullopt;
+}
+
 // Header values must not carry CR/LF (response splitting).
 void append_header_value(std::string& out, std::string_view v) {
     for (char c : v) out.push_back(c == '\r' || c == '\n' ? ' ' : c);
@@ -166,6 +226,10 @@ struct ServerCore {
     ServerCore(const Options& o, Router& r, metrics::Registry* m) : options(o), router(r), registry(m) {}
 
     std::size_t body_limit() const { return options.max_request_size_bytes; }
+    // Maximum of a connection's read buffer (see kMinReadBufferBytes).
+    std::size_t read_buffer_limit() const {
+        return std::max(options.max_header_size_bytes, kMinReadBufferBytes);
+    }
     // How much of an unwanted body is read and dropped before closing, so
     // the peer sees our response instead of a reset.
     std::size_t discard_cap() const {
@@ -199,6 +263,12 @@ struct ServerCore {
             if (auto c = w.lock()) out.push_back(std::move(c));
         }
         return out;
+    }
+
+    // Gives back the place in max_connections an accepted connection took.
+    void release_connection() {
+        open_connections.fetch_sub(1, std::memory_order_relaxed);
+        if (connections_open) connections_open->add(-1);
     }
 
     void record_request(std::size_t route_id, Method method, int status, Clock::time_point start) {
@@ -247,7 +317,10 @@ class Connection final : public ConnectionBase,
                          public std::enable_shared_from_this<Connection<Stream>> {
 public:
     Connection(ServerCore& server, Stream stream)
-        : server_(server), stream_(std::move(stream)), executor_(stream_.get_executor()) {
+        : server_(server),
+          stream_(std::move(stream)),
+          executor_(stream_.get_executor()),
+          buffer_(server.read_buffer_limit()) {
         boost::system::error_code ec;
         auto ep = lowest().socket().remote_endpoint(ec);
         if (!ec) {
@@ -265,7 +338,7 @@ public:
         if (id_) server_.unregister_connection(id_);
         if (busy_) server_.set_busy(false);
         if (in_flight_) server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-        if (!detached_) release_connection_slot();
+        if (!detached_) server_.release_connection();
     }
 
     void start() {
@@ -308,11 +381,6 @@ private:
         server_.set_busy(b);
     }
 
-    void release_connection_slot() {
-        server_.open_connections.fetch_sub(1, std::memory_order_relaxed);
-        if (server_.connections_open) server_.connections_open->add(-1);
-    }
-
     // Waits for the first byte of the next request under the idle timeout
     // (the read timeout for a connection's first request), so an idle
     // keep-alive connection is told apart from one mid-request.
@@ -352,6 +420,9 @@ private:
 
     void on_header() {
         auto& req = parser_->get();
+        if (auto error = framing_error(req)) {
+            return reject(400, Status::invalid_argument(std::string(*error)));
+        }
         if (!parser_->is_done() && req.version() >= 11) {
             auto expect = req[http::field::expect];
             if (iequals(expect, "100-continue")) {
@@ -384,6 +455,14 @@ private:
         }
         if (ec == http::error::body_limit) {
             return reject(413, Status::invalid_argument("Request body too large"));
+        }
+        if (ec == http::error::buffer_overflow) {
+            // The read buffer is full (read_buffer_limit): a header section that does not end,
+            // or, after it, a chunk-size line or trailer section that does not end.
+            if (!parser_->is_header_done()) {
+                return reject(431, Status::invalid_argument("Request header fields too large"));
+            }
+            return reject(400, Status::invalid_argument("Chunk extension or trailer too large"));
         }
         if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
             ec == asio::error::eof || ec == asio::error::operation_aborted ||
@@ -452,6 +531,11 @@ private:
                        accepts_gzip(breq[http::field::accept_encoding]);
         http10_ = breq.version() < 11;
         resolve_client(has_forwarded ? &forwarded : nullptr, req);
+
+        if (auto error = invalid_utf8(req)) {
+            route_id_ = 0;
+            return send(Response::error(Status::invalid_argument(*error)), keep_alive_, head());
+        }
 
         if (req.method == Method::get && server_.router.find_upgrade(req.path) &&
             beast::websocket::is_upgrade(breq)) {
@@ -662,6 +746,25 @@ private:
 
     void handle_upgrade(Request&& req);
 
+    // Why the WebSocket handshake of an upgrade request could not complete (see upgrade.hpp):
+    // the answer to send instead of calling the handler, or nullopt.
+    std::optional<Response> handshake_refusal(const Request& req) const {
+        if (!valid_websocket_key(req.header("Sec-WebSocket-Key"))) {
+            return Response::error(Status::invalid_argument(
+                "Sec-WebSocket-Key must be the base64 encoding of 16 bytes"));
+        }
+        if (req.header("Sec-WebSocket-Version") != "13") {
+            Response r = Response::error(Status::invalid_argument("Unsupported Sec-WebSocket-Version"));
+            r.headers.emplace_back("Sec-WebSocket-Version", "13");
+            return r;
+        }
+        if (buffer_.size() > 0) {
+            return Response::error(
+                Status::invalid_argument("Data sent before the WebSocket handshake completed"));
+        }
+        return std::nullopt;
+    }
+
     ServerCore& server_;
     Stream stream_;
     const asio::any_io_executor executor_;  // read from any thread by Responders
@@ -715,13 +818,16 @@ public:
 template <typename Stream>
 void Connection<Stream>::handle_upgrade(Request&& req) {
     route_id_ = server_.router.upgrade_route_id(req.path);
+    if (auto refusal = handshake_refusal(req)) return send(std::move(*refusal), false, false);
     const UpgradeHandler* handler = server_.router.find_upgrade(req.path);
     UpgradeSeam seam([this]() {
         lowest().expires_never();
+        // Its place in max_connections goes with it, given back when the handler's socket closes.
         UpgradedConnection out{std::variant<PlainStream, TlsStream>(std::in_place_type<Stream>,
                                                                     std::move(stream_)),
-                               parser_->release(), std::move(buffer_)};
-        // The connection now belongs to the handler: stop accounting for it.
+                               parser_->release(), std::move(buffer_),
+                               ConnectionSlot([core = &server_] { core->release_connection(); })};
+        // The connection now belongs to the handler: it is no longer an HTTP request.
         detached_ = true;
         state_ = State::closed;
         set_busy(false);
@@ -729,7 +835,6 @@ void Connection<Stream>::handle_upgrade(Request&& req) {
             in_flight_ = false;
             server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
         }
-        release_connection_slot();
         return out;
     });
     try {

@@ -19,6 +19,10 @@ inline std::string_view trim(std::string_view s) {
     return s;
 }
 
+// Whether `s` is well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code points
+// above U+10FFFF, no truncated sequence). NUL is valid.
+bool valid_utf8(std::string_view s);
+
 // Whether `headers` (name/value pairs) has a header named `name`.
 template <class KeyValues>
 bool has_header(const KeyValues& headers, std::string_view name) {

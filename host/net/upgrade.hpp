@@ -7,6 +7,14 @@
 //   path, net reads the complete request, builds a Request (query, headers,
 //   client_ip/client_port as for any request) and calls the handler on the
 //   connection's io thread. The handler must not block.
+// - Before that, net answers 400 (code 3) and closes itself, without calling
+//   the handler, when the handshake could not complete: a Sec-WebSocket-Key
+//   that is not the base64 encoding of 16 bytes (RFC 6455 4.2.1), a
+//   Sec-WebSocket-Version other than 13 (the answer carries
+//   `Sec-WebSocket-Version: 13`), or bytes sent after the request before the
+//   101 answer (4.1). So a taken connection is always one that
+//   websocket::stream::async_accept answers with 101 (and is counted so in
+//   the http_requests metric); refusals are counted with their own status.
 // - Before it returns, the handler either
 //     (a) calls upgrade.reject(response): net writes that HTTP response and
 //         closes the connection, or
@@ -42,11 +50,39 @@ using PlainStream = boost::beast::tcp_stream;
 using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
 using BeastRequest = boost::beast::http::request<boost::beast::http::string_body>;
 
+// One place among socket.max_connections, held by an upgraded connection.
+// release() (or destruction) gives it back, once; any thread may do so.
+// Move-only. Must not outlive the Server that handed it out.
+class ConnectionSlot {
+public:
+    ConnectionSlot() = default;
+    explicit ConnectionSlot(std::function<void()> release) : release_(std::move(release)) {}
+    ConnectionSlot(ConnectionSlot&& other) noexcept : release_(std::exchange(other.release_, nullptr)) {}
+    ConnectionSlot& operator=(ConnectionSlot&& other) noexcept {
+        if (this != &other) {
+            release();
+            release_ = std::exchange(other.release_, nullptr);
+        }
+        return *this;
+    }
+    ConnectionSlot(const ConnectionSlot&) = delete;
+    ConnectionSlot& operator=(const ConnectionSlot&) = delete;
+    ~ConnectionSlot() { release(); }
+
+    void release() {
+        if (auto release = std::exchange(release_, nullptr)) release();
+    }
+
+private:
+    std::function<void()> release_;
+};
+
 // What take() hands over. Movable; owns the connection.
 struct UpgradedConnection {
     std::variant<PlainStream, TlsStream> stream;
     BeastRequest request;               // pass to websocket::stream::async_accept(request)
-    boost::beast::flat_buffer buffered;  // bytes read after the request (usually empty)
+    boost::beast::flat_buffer buffered;  // bytes read after the request (empty: see above)
+    ConnectionSlot slot;                 // release when the socket closes
 };
 
 // Passed by reference to the UpgradeHandler; valid only during the call.

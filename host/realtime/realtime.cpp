@@ -26,6 +26,19 @@ std::string new_session_id() {
     return boost::uuids::to_string(generator());
 }
 
+// A session that holds the connection's place in socket.max_connections: the place is given
+// back when the session is destroyed, right after its socket closed and its last handler ran.
+template <class WsSessionType, class Stream>
+std::shared_ptr<WsSessionType> make_session(std::shared_ptr<SessionHub> hub, SessionInfo info,
+                                            Stream&& stream, net::ConnectionSlot slot) {
+    return std::shared_ptr<WsSessionType>(
+        new WsSessionType(std::move(hub), std::move(info), std::move(stream)),
+        [slot = std::move(slot)](WsSessionType* session) mutable {
+            delete session;
+            slot.release();
+        });
+}
+
 bool parse_bool(std::string_view v) {
     // Go's strconv.ParseBool; anything else is false, as Nakama ignores the error.
     return v == "1" || v == "t" || v == "T" || v == "true" || v == "TRUE" || v == "True";
@@ -79,10 +92,11 @@ void Realtime::accept(SessionInfo info, net::UpgradedConnection&& connection) {
         return;  // the stream is destroyed, closing the connection
     }
     if (auto* plain = std::get_if<net::PlainStream>(&connection.stream)) {
-        accept(std::move(info), std::move(*plain), std::move(connection.request));
+        accept(std::move(info), std::move(*plain), std::move(connection.request),
+               std::move(connection.slot));
     } else {
         accept(std::move(info), std::move(std::get<net::TlsStream>(connection.stream)),
-               std::move(connection.request));
+               std::move(connection.request), std::move(connection.slot));
     }
 }
 
@@ -127,16 +141,18 @@ std::variant<SessionInfo, net::Response> Realtime::authorize(const net::Request&
     return info;
 }
 
-void Realtime::accept(SessionInfo info, boost::beast::tcp_stream&& stream,
-                      UpgradeRequest&& request) {
-    auto session = std::make_shared<PlainWsSession>(hub_, std::move(info), std::move(stream));
+void Realtime::accept(SessionInfo info, boost::beast::tcp_stream&& stream, UpgradeRequest&& request,
+                      net::ConnectionSlot slot) {
+    auto session =
+        make_session<PlainWsSession>(hub_, std::move(info), std::move(stream), std::move(slot));
     session->run(std::move(request));
 }
 
 void Realtime::accept(SessionInfo info,
                       boost::beast::ssl_stream<boost::beast::tcp_stream>&& stream,
-                      UpgradeRequest&& request) {
-    auto session = std::make_shared<TlsWsSession>(hub_, std::move(info), std::move(stream));
+                      UpgradeRequest&& request, net::ConnectionSlot slot) {
+    auto session =
+        make_session<TlsWsSession>(hub_, std::move(info), std::move(stream), std::move(slot));
     session->run(std::move(request));
 }
 

@@ -96,11 +96,14 @@ public:
     // The upgrade handler attach() registers.
     void handle_upgrade(net::Request&& request, net::Upgrade& upgrade);
 
-    // Completes the upgrade on a connection authorize() accepted and serves it.
+    // Completes the upgrade on a connection authorize() accepted and serves it;
+    // the session holds `slot` (socket.max_connections) until its socket has
+    // closed and the session is gone.
     void accept(SessionInfo info, net::UpgradedConnection&& connection);
-    void accept(SessionInfo info, boost::beast::tcp_stream&& stream, UpgradeRequest&& request);
+    void accept(SessionInfo info, boost::beast::tcp_stream&& stream, UpgradeRequest&& request,
+                net::ConnectionSlot slot = {});
     void accept(SessionInfo info, boost::beast::ssl_stream<boost::beast::tcp_stream>&& stream,
-                UpgradeRequest&& request);
+                UpgradeRequest&& request, net::ConnectionSlot slot = {});
 
     // Closes every socket (1001 "server shutdown"), refuses new ones, and
     // returns once every session_end was submitted. Sockets that have not

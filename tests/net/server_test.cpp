@@ -21,6 +21,7 @@
 #include "metrics/registry.hpp"
 #include "net/content_coding.hpp"
 #include "net/server.hpp"
+#include "net/text.hpp"
 #include "support/wait.hpp"
 
 using namespace nk::net;
@@ -579,15 +580,16 @@ namespace {
 
 // A websocket echo session on a taken connection (what realtime does).
 template <typename Stream>
-void run_echo(Stream&& stream, BeastRequest request, beast::flat_buffer buffered) {
+void run_echo(Stream&& stream, BeastRequest request, beast::flat_buffer buffered, ConnectionSlot slot) {
     using Ws = beast::websocket::stream<std::decay_t<Stream>>;
     struct Session : std::enable_shared_from_this<Session> {
-        explicit Session(Stream&& s) : ws(std::move(s)) {}
+        Session(Stream&& s, ConnectionSlot c) : ws(std::move(s)), slot(std::move(c)) {}
         Ws ws;
+        ConnectionSlot slot;  // held while the socket is open
         beast::flat_buffer buffer;
         void read() {
             ws.async_read(buffer, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                if (ec) return;
+                if (ec) return;  // the session ends here, and its slot is given back
                 self->ws.text(self->ws.got_text());
                 self->ws.async_write(self->buffer.data(),
                                      [self](beast::error_code ec2, std::size_t) {
@@ -599,10 +601,21 @@ void run_echo(Stream&& stream, BeastRequest request, beast::flat_buffer buffered
         }
     };
     (void)buffered;
-    auto session = std::make_shared<Session>(std::move(stream));
+    auto session = std::make_shared<Session>(std::move(stream), std::move(slot));
     session->ws.async_accept(request, [session](beast::error_code ec) {
         if (!ec) session->read();
     });
+}
+
+// Takes the connection and echoes over WebSocket on it.
+void take_and_echo(Upgrade& upgrade) {
+    UpgradedConnection conn = upgrade.take();
+    std::visit(
+        [&](auto& stream) {
+            run_echo(std::move(stream), std::move(conn.request), std::move(conn.buffered),
+                     std::move(conn.slot));
+        },
+        conn.stream);
 }
 
 }  // namespace
@@ -618,12 +631,7 @@ TEST_CASE("server: websocket upgrade seam (take and echo, reject)") {
                 upgrade.reject(std::move(res));
                 return;
             }
-            UpgradedConnection conn = upgrade.take();
-            std::visit(
-                [&](auto& stream) {
-                    run_echo(std::move(stream), std::move(conn.request), std::move(conn.buffered));
-                },
-                conn.stream);
+            take_and_echo(upgrade);
         });
     });
 
@@ -747,4 +755,180 @@ TEST_CASE("server: response_compression_min_bytes = 0 never compresses") {
     auto res = s.read_response();
     CHECK(res[http::field::content_encoding].empty());
     CHECK(res.body() == big);
+}
+
+TEST_CASE("valid_utf8 follows RFC 3629") {
+    CHECK(valid_utf8(""));
+    CHECK(valid_utf8("plain ascii"));
+    CHECK(valid_utf8(std::string_view("nul\0inside", 10)));
+    CHECK(valid_utf8("J\xC3\xBCrgen \xE2\x82\xAC \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF"));
+    CHECK_FALSE(valid_utf8("\xFF\xFE"));
+    CHECK_FALSE(valid_utf8("\x80"));                  // continuation byte alone
+    CHECK_FALSE(valid_utf8("\xC0\xAF"));              // overlong '/'
+    CHECK_FALSE(valid_utf8("\xE0\x80\xAF"));          // overlong '/'
+    CHECK_FALSE(valid_utf8("\xED\xA0\x80"));          // UTF-16 surrogate
+    CHECK_FALSE(valid_utf8("\xF4\x90\x80\x80"));      // above U+10FFFF
+    CHECK_FALSE(valid_utf8("ok\xE2\x82"));            // truncated at the end
+    CHECK_FALSE(valid_utf8(std::string_view("\xC3\0", 2)));  // NUL is no continuation byte
+}
+
+TEST_CASE("server: chunk extensions and trailers that never end get 400 and close") {
+    TestServer t;
+    const std::string endless(200000, 'b');  // over the read buffer's 64 KiB
+    for (const std::string tail : {"1;a=", "1\r\na\r\n0\r\nX-Trailer: "}) {
+        CAPTURE(tail);
+        RawSocket s(t.server->port());
+        s.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + tail);
+        s.send_lenient(endless);
+        auto res = s.read_response();
+        CHECK(res.result_int() == 400);
+        CHECK(res.body() == R"({"code":3,"message":"Chunk extension or trailer too large"})");
+        CHECK(s.closed_by_peer());
+    }
+    // Chunked bodies with short extensions and trailers, and keep-alive reads, still work.
+    RawSocket s(t.server->port());
+    s.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "3;name=value\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n");
+    CHECK(s.read_response().body() == "abc");
+    s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz");
+    CHECK(s.read_response().body() == "xyz");
+}
+
+TEST_CASE("server: Transfer-Encoding must be exactly chunked; Host must be there once") {
+    TestServer t;
+    auto answer = [&](const std::string& head) {
+        RawSocket s(t.server->port());
+        s.send(head + "\r\nGET /v2/rpc/smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+        auto res = s.read_response();
+        CHECK(s.closed_by_peer());  // and the second request was not answered
+        return res;
+    };
+    for (const std::string te : {"xchunked", "chunked, identity", "identity", "gzip", "gzip, chunked",
+                                 "chunked;x=1", ", chunked, ,chunked"}) {
+        CAPTURE(te);
+        auto res = answer("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + te + "\r\n");
+        CHECK(res.result_int() == 400);
+    }
+    CHECK(answer("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nContent-Length: 0\r\n")
+              .body() == R"({"code":3,"message":"Transfer-Encoding and Content-Length together"})");
+    CHECK(answer("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n"
+                 "Transfer-Encoding: gzip\r\n")
+              .result_int() == 400);
+    CHECK(answer("POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n").result_int() == 400);
+    CHECK(answer("GET /v2/rpc/x HTTP/1.1\r\n").body() ==
+          R"({"code":3,"message":"Missing Host header"})");
+    CHECK(answer("GET /v2/rpc/x HTTP/1.1\r\nHost: a\r\nHost: a\r\n").body() ==
+          R"({"code":3,"message":"Multiple Host headers"})");
+
+    // Allowed: "Chunked" (any case), HTTP/1.0 without Host.
+    RawSocket s(t.server->port());
+    s.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+    CHECK(s.read_response().body() == "ok");
+    RawSocket old(t.server->port());
+    old.send("GET /v2/rpc/x HTTP/1.0\r\n\r\n");
+    CHECK(old.read_response().result_int() == 200);
+}
+
+TEST_CASE("server: invalid UTF-8 in the path or a query parameter gets 400") {
+    TestServer t;
+    auto c = t.client();
+    const std::pair<const char*, std::string> cases[] = {
+        {"/v2/rpc/x?ok=%C3%BC&name=%FF",
+         R"({"code":3,"message":"Invalid UTF-8 in query parameter \"name\""})"},
+        {"/v2/rpc/x?%C0%AF=1", R"({"code":3,"message":"Invalid UTF-8 in a query parameter name"})"},
+        {"/v2/rpc/%ED%A0%80", R"({"code":3,"message":"Invalid UTF-8 in the request path"})"},
+        {"/v2/rpc/%E2%82%AC?q=%F0%9F%98%80", "id=\xE2\x82\xAC;q=\xF0\x9F\x98\x80"},
+    };
+    for (const auto& [target, body] : cases) {
+        CAPTURE(target);
+        auto res = c->Get(target);
+        REQUIRE(res);
+        CHECK(res->status == (body.front() == '{' ? 400 : 200));
+        CHECK(res->body == body);
+    }
+}
+
+namespace {
+
+// An upgrade endpoint that echoes over WebSocket (holding the connection's slot) and counts calls.
+struct EchoUpgrade {
+    std::atomic<int> calls{0};
+    void operator()(Router& r) {
+        r.add_upgrade("/ws", [this](Request&&, Upgrade& upgrade) {
+            ++calls;
+            take_and_echo(upgrade);
+        });
+    }
+};
+
+std::string upgrade_request(std::string_view key, std::string_view version = "13") {
+    return "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: " +
+           std::string(key) + "\r\nSec-WebSocket-Version: " + std::string(version) + "\r\n\r\n";
+}
+
+}  // namespace
+
+TEST_CASE("server: upgraded connections keep their place in max_connections until they close") {
+    Options o = test_options();
+    o.max_connections = 1;
+    EchoUpgrade echo;
+    TestServer t(o, [&](Router& r) { echo(r); });
+    auto gauge = [&] { return t.registry.gauge("http_connections_open", "").value(); };
+    {
+        asio::io_context io;
+        beast::websocket::stream<tcp::socket> ws(io);
+        ws.next_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), t.server->port()));
+        ws.handshake("127.0.0.1", "/ws");
+        CHECK(gauge() == 1);
+        RawSocket over(t.server->port());
+        CHECK(over.closed_by_peer());
+        CHECK(t.registry.counter("http_connections_rejected", "").value() == 1);
+        ws.close(beast::websocket::close_code::normal);
+    }
+    REQUIRE(wait_until([&] { return gauge() == 0; }));
+    RawSocket again(t.server->port());
+    again.send(upgrade_request("dGhlIHNhbXBsZSBub25jZQ=="));
+    CHECK(again.read_response().result_int() == 101);
+}
+
+TEST_CASE("server: upgrades that cannot complete the handshake get 400 before the handler") {
+    EchoUpgrade echo;
+    TestServer t(test_options(), [&](Router& r) { echo(r); });
+    auto refused = [&](const std::string& request) {
+        RawSocket s(t.server->port());
+        s.send(request);
+        auto res = s.read_response();
+        CHECK(s.closed_by_peer());
+        return res;
+    };
+    for (const std::string key : {"", "abc", "dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub25jZQ===",
+                                  "dGhlIHNhbXBsZSBub25jZ===", "dGhlIHNhbXBsZSBub25j!Q=="}) {
+        CAPTURE(key);
+        auto res = refused(upgrade_request(key));
+        CHECK(res.result_int() == 400);
+        CHECK(res.body() ==
+              R"({"code":3,"message":"Sec-WebSocket-Key must be the base64 encoding of 16 bytes"})");
+    }
+    auto version = refused(upgrade_request("dGhlIHNhbXBsZSBub25jZQ==", "8"));
+    CHECK(version.result_int() == 400);
+    CHECK(version["Sec-WebSocket-Version"] == "13");
+    auto early = refused(upgrade_request("dGhlIHNhbXBsZSBub25jZQ==") + "x");
+    CHECK(early.result_int() == 400);
+    CHECK(early.body() == R"({"code":3,"message":"Data sent before the WebSocket handshake completed"})");
+    CHECK(echo.calls == 0);
+    auto count = [&](const char* status) {
+        return t.registry
+            .counter("http_requests", "", {{"route", "/ws"}, {"method", "GET"}, {"status", status}})
+            .value();
+    };
+    CHECK(count("400") == 8);
+    CHECK(count("101") == 0);
+
+    // A well-formed key (the low bits of its last character are not checked, as in Go).
+    RawSocket s(t.server->port());
+    s.send(upgrade_request("dGhlIHNhbXBsZSBub25jZR=="));
+    CHECK(s.read_response().result_int() == 101);
+    CHECK(echo.calls == 1);
+    CHECK(count("101") == 1);
 }
