@@ -6,6 +6,8 @@
 // a handler whose dependency is null answers 501 code 12.
 #pragma once
 
+#include "core/json_read.hpp"
+
 namespace nk {
 class BlockingPool;
 }
@@ -35,6 +37,7 @@ struct Services {
     const events::Options* event_limits = nullptr;
     RuntimeBridge* runtime = nullptr;         // hooks and RPCs; null = no plugins
     metrics::Registry* metrics = nullptr;
+    JsonLimits json;                          // every request body and hook message parsed here
     unsigned proxy_count = 1;                 // informational; net already resolved client_ip
 };
 

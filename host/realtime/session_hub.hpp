@@ -11,6 +11,7 @@
 
 #include "events/event.hpp"
 #include "events/handlers.hpp"
+#include "core/json_read.hpp"
 #include "realtime/options.hpp"
 #include "realtime/session.hpp"
 #include "realtime/session_registry.hpp"
@@ -28,6 +29,8 @@ public:
     SessionHub(const Options& options, events::EventSink* sink, metrics::Registry* metrics);
 
     const Options& options() const { return options_; }
+    // Depth limit of inbound envelopes, counted in json_depth_exceeded.
+    const JsonLimits& json_limits() const { return json_; }
     SessionRegistry& registry() { return registry_; }
 
     // A socket was accepted: emits session_start, then registers the session
@@ -50,6 +53,7 @@ private:
     metrics::Counter* opened_ = nullptr;
     metrics::Counter* closed_ = nullptr;
     metrics::Gauge* open_ = nullptr;
+    JsonLimits json_;
 };
 
 }  // namespace nk::realtime
