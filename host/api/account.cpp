@@ -28,9 +28,9 @@ std::optional<std::string>& update_slot(store::AccountUpdate& u, std::size_t i) 
     return *slots[i];
 }
 
-Status read_update(std::string_view json, store::AccountUpdate& out) {
+Status read_update(std::string_view json, const JsonLimits& limits, store::AccountUpdate& out) {
     rapidjson::Document doc;
-    if (auto s = parse_object(json, doc); !s)
+    if (auto s = parse_object(json, limits, doc); !s)
         return s;
     store::AccountUpdate next;
     for (std::size_t i = 0; i < std::size(kUpdateFields); ++i) {
@@ -81,7 +81,7 @@ net::Response update_account(Services& services, store::AccountUpdate update,
         std::string in_json = update_json(update);
         if (auto s = run_before(services, id, caller, in_json); !s)
             return error(s);
-        if (auto s = read_update(in_json, update); !s)
+        if (auto s = read_update(in_json, services.json, update); !s)
             return error(s);
     }
     if (update.username) {
@@ -146,7 +146,7 @@ void register_account_routes(net::Router& router, Services& services) {
     router.add(net::Method::put, "/v2/account",
                [&services](net::Request&& request, net::Responder respond) {
                    store::AccountUpdate update;
-                   if (auto s = read_update(request.body, update); !s)
+                   if (auto s = read_update(request.body, services.json, update); !s)
                        return respond(error(s));
                    with_caller(services, request, std::move(respond),
                                [&services,

@@ -1,10 +1,9 @@
 #include "api/account_common.hpp"
 
-#include <rapidjson/error/en.h>
-
 #include "api/runtime_bridge.hpp"
 #include "api/services.hpp"
 #include "core/blocking_pool.hpp"
+#include "core/json_read.hpp"
 #include "core/json_write.hpp"
 
 namespace nk::api::account_detail {
@@ -58,7 +57,7 @@ void run_after(Services& services, std::string_view api_id, RequestContext ctx,
     }
 }
 
-Status parse_object(std::string_view body, rapidjson::Document& doc) {
+Status parse_object(std::string_view body, const JsonLimits& limits, rapidjson::Document& doc) {
     std::size_t first = 0;
     while (first < body.size() && (body[first] == ' ' || body[first] == '\n' ||
                                    body[first] == '\r' || body[first] == '\t')) {
@@ -68,12 +67,8 @@ Status parse_object(std::string_view body, rapidjson::Document& doc) {
         doc.SetObject();
         return Status::ok();
     }
-    doc.Parse(body.data(), body.size());
-    if (doc.HasParseError()) {
-        return Status::invalid_argument(std::string("proto: syntax error (offset ") +
-                                        std::to_string(doc.GetErrorOffset()) +
-                                        "): " + rapidjson::GetParseError_En(doc.GetParseError()));
-    }
+    if (auto s = parse_json(body, doc, limits); !s)
+        return s;
     if (!doc.IsObject()) {
         return Status::invalid_argument("proto: syntax error: unexpected token, expected {");
     }

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "core/context.hpp"
+#include "core/json_read.hpp"
 #include "core/status.hpp"
 #include "net/http.hpp"
 
@@ -37,8 +38,8 @@ void run_after(Services& services, std::string_view api_id, RequestContext ctx,
                std::string_view out_json, std::string_view in_json);
 
 // Parses a request body that must be a JSON object; empty body = {}.
-// Malformed → 400 code 3.
-Status parse_object(std::string_view body, rapidjson::Document& doc);
+// Malformed, invalid UTF-8 or nested deeper than `limits` → 400 code 3.
+Status parse_object(std::string_view body, const JsonLimits& limits, rapidjson::Document& doc);
 // Reads an optional string member: absent/null → false; non-string → 400.
 Status read_string(const rapidjson::Value& obj, const char* name, std::string& out, bool& present);
 // Reads an optional string→string map member ("vars"); non-object or non-string values → 400.

@@ -98,9 +98,10 @@ std::string hook_json(const AuthenticateRequest& req, Kind kind) {
 }
 
 // Reads back a (possibly rewritten) hook message.
-Status from_hook_json(std::string_view json, Kind kind, AuthenticateRequest& req) {
+Status from_hook_json(std::string_view json, const JsonLimits& limits, Kind kind,
+                      AuthenticateRequest& req) {
     rapidjson::Document doc;
-    if (auto s = parse_object(json, doc); !s)
+    if (auto s = parse_object(json, limits, doc); !s)
         return s;
     AuthenticateRequest next;
     auto account = doc.FindMember("account");
@@ -207,7 +208,7 @@ net::Response authenticate(Services& services, Kind kind, AuthenticateRequest re
     if (services.runtime != nullptr && services.runtime->has_before(id)) {
         if (auto s = run_before(services, id, anon, in_json); !s)
             return error(s);
-        if (auto s = from_hook_json(in_json, kind, req); !s)
+        if (auto s = from_hook_json(in_json, services.json, kind, req); !s)
             return error(s);
     }
     bool username_login = false;
@@ -250,7 +251,7 @@ void handle(Services& services, Kind kind, net::Request&& request, net::Responde
         return respond(error(s));
     AuthenticateRequest req;
     rapidjson::Document doc;
-    if (auto s = parse_object(request.body, doc); !s)
+    if (auto s = parse_object(request.body, services.json, doc); !s)
         return respond(error(s));
     if (request.body.find('{') != std::string::npos) {  // an account message was sent
         req.has_account = true;

@@ -36,7 +36,7 @@ net::Response handle_event(Services& services, std::string& body, RequestContext
                            bool with_hooks) {
     const events::Options& limits = limits_of(services);
     events::Event event;
-    if (auto s = events::decode_event_json(body, limits, event); !s) {
+    if (auto s = events::decode_event_json(body, limits, services.json, event); !s) {
         return net::Response::error(s);
     }
 
@@ -49,7 +49,7 @@ net::Response handle_event(Services& services, std::string& body, RequestContext
         if (auto s = runtime->before(api_id, hook_ctx, in_json); !s)
             return net::Response::error(s);
         events::Event rewritten;
-        if (auto s = events::decode_event_json(in_json, limits, rewritten); !s) {
+        if (auto s = events::decode_event_json(in_json, limits, services.json, rewritten); !s) {
             return net::Response::error(s);
         }
         event = std::move(rewritten);

@@ -14,6 +14,7 @@
 #include "api/services.hpp"
 #include "auth/tokens.hpp"
 #include "core/blocking_pool.hpp"
+#include "core/json_read.hpp"
 #include "net/router.hpp"
 
 namespace nk::api {
@@ -41,11 +42,14 @@ std::string lower(std::string_view s) {
 }
 
 // Decodes a JSON string literal; false when `text` is not one.
-bool decode_json_string(std::string_view text, std::string& out, std::string& error) {
+bool decode_json_string(std::string_view text, const JsonLimits& limits, std::string& out,
+                        std::string& error) {
     rapidjson::Document d;
-    d.Parse(text.data(), text.size());
-    if (d.HasParseError()) {
-        error = "invalid character in JSON payload";
+    const json_read::Result parsed =
+        json_read::parse_document(text.data(), text.size(), d, limits.max_depth);
+    if (!parsed) {
+        error = parsed.too_deep ? json_status(parsed, limits).message()
+                                : "invalid character in JSON payload";
         return false;
     }
     if (!d.IsString()) {
@@ -105,11 +109,11 @@ void handle_rpc(net::Request&& req, net::Responder respond, Services& services) 
         auto p = req.query_param("payload");
         std::string_view raw = p ? *p : std::string_view();
         // Accept both a JSON string (like the POST body) and a bare value.
-        if (unwrap || raw.empty() || !decode_json_string(raw, payload, decode_error))
+        if (unwrap || raw.empty() || !decode_json_string(raw, services.json, payload, decode_error))
             payload = raw;
     } else if (unwrap) {
         payload = std::move(req.body);
-    } else if (!req.body.empty() && !decode_json_string(req.body, payload, decode_error)) {
+    } else if (!req.body.empty() && !decode_json_string(req.body, services.json, payload, decode_error)) {
         respond(rpc_error(Status::invalid_argument(decode_error)));
         return;
     }

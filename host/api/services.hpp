@@ -8,6 +8,8 @@
 
 #include <string>
 
+#include "core/json_read.hpp"
+
 namespace nk {
 class BlockingPool;
 }
@@ -48,6 +50,7 @@ struct Services {
     RuntimeBridge* runtime = nullptr;         // hooks and RPCs; null = no plugins
     SessionControl* sessions = nullptr;       // realtime sockets; null = no realtime
     metrics::Registry* metrics = nullptr;
+    JsonLimits json;                          // every request body and hook message parsed here
     unsigned proxy_count = 1;                 // informational; net already resolved client_ip
 };
 

@@ -31,9 +31,10 @@ void append_string_member(std::string& out, std::string_view name, const std::st
 // Reads a request object into a fresh Request with `read_members`; `r` changes only when the
 // whole object read cleanly.
 template <class Request, class ReadMembers>
-Status read_request(std::string_view json, Request& r, ReadMembers read_members) {
+Status read_request(std::string_view json, const JsonLimits& limits, Request& r,
+                    ReadMembers read_members) {
     rapidjson::Document doc;
-    if (auto s = parse_object(json, doc); !s)
+    if (auto s = parse_object(json, limits, doc); !s)
         return s;
     Request next;
     if (auto s = read_members(doc, next); !s)
@@ -61,8 +62,8 @@ std::string refresh_json(const RefreshRequest& r) {
     return out;
 }
 
-Status read_refresh(std::string_view json, RefreshRequest& r) {
-    return read_request(json, r, [](const rapidjson::Value& doc, RefreshRequest& next) {
+Status read_refresh(std::string_view json, const JsonLimits& limits, RefreshRequest& r) {
+    return read_request(json, limits, r, [](const rapidjson::Value& doc, RefreshRequest& next) {
         bool present = false;
         if (auto s = read_string(doc, "token", next.token, present); !s)
             return s;
@@ -76,7 +77,7 @@ net::Response refresh(Services& services, RefreshRequest req, const RequestConte
         std::string in_json = refresh_json(req);
         if (auto s = run_before(services, id, anon, in_json); !s)
             return error(s);
-        if (auto s = read_refresh(in_json, req); !s)
+        if (auto s = read_refresh(in_json, services.json, req); !s)
             return error(s);
     }
     if (req.token.empty())
@@ -116,8 +117,8 @@ std::string logout_json(const LogoutRequest& r) {
     return out;
 }
 
-Status read_logout(std::string_view json, LogoutRequest& r) {
-    return read_request(json, r, [](const rapidjson::Value& doc, LogoutRequest& next) {
+Status read_logout(std::string_view json, const JsonLimits& limits, LogoutRequest& r) {
+    return read_request(json, limits, r, [](const rapidjson::Value& doc, LogoutRequest& next) {
         bool present = false;
         if (auto s = read_string(doc, "token", next.token, present); !s)
             return s;
@@ -137,7 +138,7 @@ net::Response logout(Services& services, LogoutRequest req, const RequestContext
         std::string in_json = logout_json(req);
         if (auto s = run_before(services, id, caller, in_json); !s)
             return error(s);
-        if (auto s = read_logout(in_json, req); !s)
+        if (auto s = read_logout(in_json, services.json, req); !s)
             return error(s);
     }
     std::optional<auth::TokenClaims> session, refresh;
@@ -178,7 +179,7 @@ void register_session_routes(net::Router& router, Services& services) {
             if (auto s = require_services(services); !s)
                 return respond(error(s));
             RefreshRequest req;
-            if (auto s = read_refresh(request.body, req); !s)
+            if (auto s = read_refresh(request.body, services.json, req); !s)
                 return respond(error(s));
             if (auto s = services.tokens->check_server_key(request.header("Authorization")); !s) {
                 return respond(error(s));
@@ -194,7 +195,7 @@ void register_session_routes(net::Router& router, Services& services) {
                    if (auto s = require_services(services); !s)
                        return respond(error(s));
                    LogoutRequest req;
-                   if (auto s = read_logout(request.body, req); !s)
+                   if (auto s = read_logout(request.body, services.json, req); !s)
                        return respond(error(s));
                    RequestContext caller;
                    if (auto s = authenticate_bearer(request, services, caller); !s) {

@@ -104,6 +104,7 @@ void App::start() {
     s.services.event_limits = &cfg.events;
     s.services.runtime = s.runtime.get();
     s.services.metrics = &s.registry;
+    s.services.json = counted_json_limits(cfg.max_json_depth, &s.registry);
     s.services.proxy_count = cfg.socket.proxy_count;
 
     api::register_health_routes(s.router);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "auth/base64.hpp"
+#include "core/json_read.hpp"
 #include "core/json_write.hpp"
 #include "core/uuid.hpp"
 
@@ -22,6 +23,9 @@ namespace {
 constexpr std::string_view kHeaderB64 =
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";  // {"alg":"HS256","typ":"JWT"}
 constexpr std::size_t kMaxTokenBytes = 16 * 1024;
+// Token JSON is flat (a two-member header, our claims); the default depth limit bounds a forged
+// header, which is read before the signature is checked.
+const JsonLimits kTokenJsonLimits;
 
 // HMAC-SHA256 with the key schedule kept per thread. OpenSSL 3's one-shot HMAC() fetches the
 // algorithm from the provider store (a global read lock) and sets the key up on every call,
@@ -118,8 +122,7 @@ bool valid_header(std::string_view header_b64) {
     if (!json)
         return false;
     rapidjson::Document doc;
-    doc.Parse(json->data(), json->size());
-    if (doc.HasParseError() || !doc.IsObject())
+    if (!parse_json(*json, doc, kTokenJsonLimits) || !doc.IsObject())
         return false;
     auto alg = doc.FindMember("alg");
     return alg != doc.MemberEnd() && alg->value.IsString() &&
@@ -131,8 +134,7 @@ std::optional<TokenClaims> decode_claims(std::string_view payload_b64) {
     if (!json)
         return std::nullopt;
     rapidjson::Document doc;
-    doc.Parse(json->data(), json->size());
-    if (doc.HasParseError() || !doc.IsObject())
+    if (!parse_json(*json, doc, kTokenJsonLimits) || !doc.IsObject())
         return std::nullopt;
     TokenClaims c;
     auto string_claim = [&](const char* name, std::string& out, bool required) {

@@ -294,6 +294,13 @@ std::vector<Key> build_keys() {
         "socket.max_message_size_bytes",
         [](Config & c) -> auto& { return c.realtime.max_message_size_bytes; }, 1, kMaxBytes,
         "Maximum size of one realtime (WebSocket) message."));
+    // Capped: RapidJSON walks a parsed document recursively (destruction, copies), so the
+    // limit is what keeps those walks within a thread's stack.
+    k.push_back(integer_key(
+        "socket.max_json_depth", [](Config & c) -> auto& { return c.max_json_depth; }, 1, 1024,
+        "Maximum nesting of objects and arrays in any JSON the server parses: request bodies, "
+        "realtime messages, JSON from plugins. Deeper documents are refused with 400 code 3 "
+        "(a realtime socket is closed) and counted in json_depth_exceeded."));
     k.push_back(integer_key(
         "socket.ping_period_ms", [](Config & c) -> auto& { return c.realtime.ping_period_ms; }, 1,
         kMaxU32,
@@ -719,6 +726,8 @@ void finish(Config& config, const YamlState& yaml) {
     }
     config.runtime.data_dir = config.data_dir;
     config.runtime.node = config.name;
+    config.realtime.max_json_depth = config.max_json_depth;
+    config.runtime.max_json_depth = config.max_json_depth;
     config.metrics.node_name = config.name;
 
     const Config defaults;

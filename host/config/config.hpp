@@ -28,6 +28,8 @@ struct Config {
     std::string name = "nakama";  // node name, 1-16 chars
     std::string data_dir;         // default "<cwd>/data" (always absolute after parse)
     unsigned shutdown_grace_sec = 30;
+    // socket.max_json_depth: copied into realtime and runtime; the app hands it to api.
+    unsigned max_json_depth = json_read::kDefaultMaxDepth;
     log::Options logger;
     net::Options socket;
     realtime::Options realtime;
@@ -49,7 +51,8 @@ struct ParseResult {
 // Parses argv (argv[0] is the program name; any subcommand must already be removed).
 // Derived values: data_dir made absolute; runtime.path defaults to <data_dir>/modules;
 // database.address defaults to <data_dir>/nkhost.db; runtime.data_dir = data_dir;
-// runtime.node = metrics.node_name = name.
+// runtime.node = metrics.node_name = name; realtime.max_json_depth = runtime.max_json_depth =
+// max_json_depth.
 ParseResult parse(int argc, const char* const* argv);
 
 // What --help prints: every key with its default and meaning.

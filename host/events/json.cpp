@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 #include <rapidjson/encodedstream.h>
-#include <rapidjson/error/en.h>
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -300,23 +299,19 @@ constexpr std::int64_t max_seconds = 253402300799;  // 9999-12-31T23:59:59Z
 
 }  // namespace
 
-Status decode_event_json(std::string& body, const Options& limits, Event& out) {
+Status decode_event_json(std::string& body, const Options& limits, const JsonLimits& json,
+                         Event& out) {
     if (all_space(body))
         return Status::ok();  // empty body = empty event (EOF is tolerated)
     EventReader inner(limits, out);
     SkippingReader handler(inner);
-    rapidjson::Reader reader;
     rapidjson::InsituStringStream stream(body.data());
-    constexpr unsigned flags = rapidjson::kParseInsituFlag | rapidjson::kParseValidateEncodingFlag |
-                               rapidjson::kParseNumbersAsStringsFlag;
-    const rapidjson::ParseResult result = reader.Parse<flags>(stream, handler);
-    if (result)
-        return Status::ok();
-    if (!inner.error().empty())
+    constexpr unsigned flags = rapidjson::kParseInsituFlag | rapidjson::kParseNumbersAsStringsFlag;
+    const json_read::Result result =
+        json_read::parse_sax<flags>(stream, handler, json.max_depth);
+    if (!result && !result.too_deep && !inner.error().empty())
         return Status::invalid_argument(inner.error());
-    return Status::invalid_argument(fmt::format("proto: syntax error (offset {}): {}",
-                                                result.Offset(),
-                                                rapidjson::GetParseError_En(result.Code())));
+    return json_status(result, json);
 }
 
 std::string encode_event_json(const Event& event) {

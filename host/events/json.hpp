@@ -4,7 +4,8 @@
 // Decoding follows protojson with DiscardUnknown: unknown members are ignored (any value), an
 // empty body is an empty event, null leaves a field unset, a member of the wrong JSON type, a
 // non-string property value, a malformed timestamp, invalid UTF-8, duplicate members or
-// malformed JSON give Status code 3 (invalid argument). The limits of Options
+// malformed JSON or nesting deeper than the JsonLimits (skipped values included) give Status
+// code 3 (invalid argument). The limits of Options
 // (max_properties, max_name_bytes, max_key_bytes, max_value_bytes) are enforced while
 // decoding, each with a message naming the limit. Pure functions, thread-safe.
 #pragma once
@@ -13,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/json_read.hpp"
 #include "core/status.hpp"
 #include "events/event.hpp"
 #include "events/options.hpp"
@@ -21,7 +23,8 @@ namespace nk::events {
 
 // Decodes `body` into name/properties/timestamp/external of `out` (other members untouched).
 // `body` is parsed in place (its bytes are clobbered) to spare a copy of every string.
-Status decode_event_json(std::string& body, const Options& limits, Event& out);
+Status decode_event_json(std::string& body, const Options& limits, const JsonLimits& json,
+                         Event& out);
 
 // The same JSON for hooks and tools (fields at their default omitted, like protojson).
 std::string encode_event_json(const Event& event);

@@ -7,10 +7,9 @@
 
 namespace nk::realtime {
 
-std::optional<Envelope> parse_envelope(std::string_view text) {
+std::optional<Envelope> parse_envelope(std::string_view text, const JsonLimits& limits) {
     rapidjson::Document doc;
-    doc.Parse<rapidjson::kParseValidateEncodingFlag>(text.data(), text.size());
-    if (doc.HasParseError() || !doc.IsObject()) return std::nullopt;
+    if (!parse_json(text, doc, limits) || !doc.IsObject()) return std::nullopt;
 
     Envelope env;
     bool have_kind = false;

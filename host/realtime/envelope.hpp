@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/json_read.hpp"
+
 namespace nk::realtime {
 
 // Codes of rtapi.Error (Nakama's realtime error enum).
@@ -31,10 +33,10 @@ struct Envelope {
 };
 
 // Parses a text frame. nullopt means a malformed payload: not valid UTF-8 JSON,
-// not an object, "cid" not a string, a kind whose value is not an object, or
+// nested deeper than `limits` (counted through it), not an object, "cid" not a string, a kind whose value is not an object, or
 // more than one kind (protobuf's oneof). A kind whose value is null counts as
 // absent, as protojson reads it.
-std::optional<Envelope> parse_envelope(std::string_view text);
+std::optional<Envelope> parse_envelope(std::string_view text, const JsonLimits& limits);
 
 // {"cid":"..","pong":{}}; cid omitted when empty (protojson omits empty strings).
 std::string encode_pong(std::string_view cid);

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "nk/json_read.hpp"
+
 namespace nk::realtime {
 
 struct Options {
@@ -15,6 +17,7 @@ struct Options {
     std::uint32_t ping_backoff_threshold = 20;  // socket.ping_backoff_threshold
     std::size_t outgoing_queue_size = 64;       // socket.outgoing_queue_size
     bool single_socket = false;                 // session.single_socket
+    unsigned max_json_depth = json_read::kDefaultMaxDepth;  // socket.max_json_depth
 };
 
 }  // namespace nk::realtime

@@ -9,6 +9,7 @@ namespace nk::realtime {
 SessionHub::SessionHub(const Options& options, events::EventSink* sink,
                        metrics::Registry* metrics, ValidityCheck still_valid)
     : options_(options), sink_(sink), still_valid_(std::move(still_valid)) {
+    json_ = counted_json_limits(options.max_json_depth, metrics);
     if (metrics) {
         opened_ = &metrics->counter("socket_ws_opened", "Number of opened WebSocket connections");
         closed_ = &metrics->counter("socket_ws_closed", "Number of closed WebSocket connections");

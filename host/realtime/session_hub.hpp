@@ -12,6 +12,7 @@
 
 #include "events/event.hpp"
 #include "events/handlers.hpp"
+#include "core/json_read.hpp"
 #include "realtime/options.hpp"
 #include "realtime/session.hpp"
 #include "realtime/session_registry.hpp"
@@ -34,6 +35,8 @@ public:
                ValidityCheck still_valid = {});
 
     const Options& options() const { return options_; }
+    // Depth limit of inbound envelopes, counted in json_depth_exceeded.
+    const JsonLimits& json_limits() const { return json_; }
     SessionRegistry& registry() { return registry_; }
 
     // A socket was accepted: emits session_start, then registers the session
@@ -61,6 +64,7 @@ private:
     metrics::Counter* opened_ = nullptr;
     metrics::Counter* closed_ = nullptr;
     metrics::Gauge* open_ = nullptr;
+    JsonLimits json_;
 };
 
 }  // namespace nk::realtime

@@ -122,7 +122,7 @@ void WsSession<Stream>::on_read(beast::error_code ec) {
 
 template <class Stream>
 void WsSession<Stream>::handle_text(std::string_view text) {
-    auto envelope = parse_envelope(text);
+    auto envelope = parse_envelope(text, hub_->json_limits());
     if (!envelope) {
         begin_close(EndReason::malformed_payload);
         return;

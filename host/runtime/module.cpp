@@ -183,8 +183,7 @@ nk_status module_account_update_id(const nk_module* m, const nk_context*, nk_str
             return NK_UNIMPLEMENTED;
         }
         rapidjson::Document d;
-        d.Parse(update_json.ptr ? update_json.ptr : "", update_json.len);
-        if (d.HasParseError() || !d.IsObject()) {
+        if (!parse_json(sv(update_json), d, self_of(m).host().json) || !d.IsObject()) {
             write_sink(r_error, "update must be a JSON object");
             return NK_INVALID_ARGUMENT;
         }

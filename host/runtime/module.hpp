@@ -25,6 +25,7 @@
 #include <boost/dll/shared_library.hpp>
 
 #include "core/context.hpp"
+#include "core/json_read.hpp"
 #include "core/status.hpp"
 #include "nk/sdk.h"
 #include "runtime/options.hpp"
@@ -51,6 +52,7 @@ struct HostServices {
     std::atomic<events::EventSink*> events{nullptr};
     store::AccountStore* accounts = nullptr;
     metrics::Registry* metrics = nullptr;
+    JsonLimits json;  // JSON plugins hand back (nk.account_update_id)
 
     HostServices(Options o, std::string v);
 };

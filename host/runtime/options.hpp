@@ -4,6 +4,8 @@
 #include <map>
 #include <string>
 
+#include "nk/json_read.hpp"
+
 namespace nk::runtime {
 
 struct Options {
@@ -13,6 +15,7 @@ struct Options {
     bool hot_reload = false;                  // runtime.hot_reload (development)
     std::string data_dir;                     // copied from data_dir: private copies of loaded modules live under it
     std::string node;                         // copied from name
+    unsigned max_json_depth = json_read::kDefaultMaxDepth;  // copied from socket.max_json_depth
 };
 
 }  // namespace nk::runtime

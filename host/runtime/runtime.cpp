@@ -100,6 +100,7 @@ Runtime::Runtime(Options options, Dependencies deps)
     host_->events.store(deps.events, std::memory_order_release);
     host_->accounts = deps.accounts;
     host_->metrics = deps.metrics;
+    host_->json = counted_json_limits(host_->options.max_json_depth, deps.metrics);
     snapshot_.store(std::make_shared<const Snapshot>());
 }
 

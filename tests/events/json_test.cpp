@@ -8,8 +8,9 @@ using namespace nk::events;
 
 namespace {
 
-nk::Status decode(std::string body, Event& out, const Options& limits = {}) {
-    return decode_event_json(body, limits, out);
+nk::Status decode(std::string body, Event& out, const Options& limits = {},
+                  const nk::JsonLimits& json = {}) {
+    return decode_event_json(body, limits, json, out);
 }
 
 }  // namespace
@@ -51,6 +52,23 @@ TEST_CASE("unknown members are ignored whatever their value") {
     REQUIRE(s.is_ok());
     CHECK(e.name == "ok");
     CHECK(e.properties.empty());
+}
+
+TEST_CASE("nesting deeper than the JSON limit is refused, skipped values included") {
+    int refused = 0;
+    const nk::JsonLimits json{3, [&refused] { ++refused; }};
+    Event e;
+    CHECK(decode(R"({"name":"a","x":[[]]})", e, {}, json).is_ok());
+    CHECK(decode(R"({"name":"a","properties":{"k":"v"}})", e, {}, json).is_ok());
+    CHECK(refused == 0);
+    const auto s = decode(R"({"name":"a","x":[[[]]]})", e, {}, json);
+    CHECK(s.code() == nk::Code::invalid_argument);
+    CHECK(s.message().find("socket.max_json_depth") != std::string::npos);
+    // 60,000 levels under an unknown member overflowed the recursive parser.
+    const std::string deep = "{\"x\":" + std::string(60000, '[') + std::string(60000, ']') + "}";
+    CHECK_FALSE(decode(deep, e).is_ok());
+    CHECK(refused == 1);
+    CHECK_FALSE(decode("{\"name\":\"\xff\"}", e).is_ok());  // invalid UTF-8
 }
 
 TEST_CASE("wrong types, malformed JSON and bad timestamps are invalid arguments") {

@@ -18,43 +18,58 @@
 
 using namespace nk::realtime;
 
+namespace {
+const nk::JsonLimits kLimits;  // the default depth limit, not counted
+}  // namespace
+
 TEST_CASE("parse_envelope classifies kinds and keeps the cid") {
-    auto ping = parse_envelope(R"({"cid":"7","ping":{}})");
+    auto ping = parse_envelope(R"({"cid":"7","ping":{}})", kLimits);
     REQUIRE(ping);
     CHECK(ping->type == Envelope::Type::ping);
     CHECK(ping->cid == "7");
 
-    auto pong = parse_envelope(R"({"pong":{}})");
+    auto pong = parse_envelope(R"({"pong":{}})", kLimits);
     REQUIRE(pong);
     CHECK(pong->type == Envelope::Type::pong);
     CHECK(pong->cid.empty());
 
-    auto other = parse_envelope(R"({"channel_join":{"target":"x","type":1},"cid":"9"})");
+    auto other = parse_envelope(R"({"channel_join":{"target":"x","type":1},"cid":"9"})", kLimits);
     REQUIRE(other);
     CHECK(other->type == Envelope::Type::other);
     CHECK(other->kind == "channel_join");
     CHECK(other->cid == "9");
 
-    auto empty = parse_envelope(R"({"cid":"3"})");
+    auto empty = parse_envelope(R"({"cid":"3"})", kLimits);
     REQUIRE(empty);
     CHECK(empty->type == Envelope::Type::empty);
     CHECK(empty->cid == "3");
 
-    auto null_kind = parse_envelope(R"({"cid":"4","ping":null})");
+    auto null_kind = parse_envelope(R"({"cid":"4","ping":null})", kLimits);
     REQUIRE(null_kind);
     CHECK(null_kind->type == Envelope::Type::empty);
 }
 
 TEST_CASE("parse_envelope rejects malformed payloads") {
-    CHECK_FALSE(parse_envelope(""));
-    CHECK_FALSE(parse_envelope("{"));
-    CHECK_FALSE(parse_envelope("[]"));
-    CHECK_FALSE(parse_envelope("\"ping\""));
-    CHECK_FALSE(parse_envelope(R"({"cid":1,"ping":{}})"));
-    CHECK_FALSE(parse_envelope(R"({"ping":1})"));
-    CHECK_FALSE(parse_envelope(R"({"ping":{},"pong":{}})"));
-    CHECK_FALSE(parse_envelope(R"({"ping":{}} trailing)"));
-    CHECK_FALSE(parse_envelope("{\"cid\":\"\xff\",\"ping\":{}}"));
+    CHECK_FALSE(parse_envelope("", kLimits));
+    CHECK_FALSE(parse_envelope("{", kLimits));
+    CHECK_FALSE(parse_envelope("[]", kLimits));
+    CHECK_FALSE(parse_envelope("\"ping\"", kLimits));
+    CHECK_FALSE(parse_envelope(R"({"cid":1,"ping":{}})", kLimits));
+    CHECK_FALSE(parse_envelope(R"({"ping":1})", kLimits));
+    CHECK_FALSE(parse_envelope(R"({"ping":{},"pong":{}})", kLimits));
+    CHECK_FALSE(parse_envelope(R"({"ping":{}} trailing)", kLimits));
+    CHECK_FALSE(parse_envelope("{\"cid\":\"\xff\",\"ping\":{}}", kLimits));
+}
+
+TEST_CASE("parse_envelope refuses and counts envelopes nested deeper than the limit") {
+    int refused = 0;
+    const nk::JsonLimits limits{3, [&refused] { ++refused; }};
+    auto at_limit = parse_envelope(R"({"cid":"1","custom":{"a":[]}})", limits);
+    REQUIRE(at_limit);
+    CHECK(at_limit->kind == "custom");
+    CHECK_FALSE(parse_envelope(R"({"cid":"1","custom":{"a":[[]]}})", limits));
+    CHECK_FALSE(parse_envelope(std::string(200000, '[') + std::string(200000, ']'), kLimits));
+    CHECK(refused == 1);
 }
 
 TEST_CASE("encoders produce Nakama's envelopes") {
@@ -258,7 +273,7 @@ TEST_CASE("authorize records ?status= as Go's ParseBool reads it") {
     CHECK(status_of(std::nullopt) == false);
 
     // The status envelopes are not served: they are an unsupported kind (the socket stays open).
-    auto follow = parse_envelope(R"({"cid":"7","status_follow":{"user_ids":["u2"]}})");
+    auto follow = parse_envelope(R"({"cid":"7","status_follow":{"user_ids":["u2"]}})", kLimits);
     REQUIRE(follow);
     CHECK(follow->type == Envelope::Type::other);
     CHECK(follow->kind == "status_follow");

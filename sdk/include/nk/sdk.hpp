@@ -40,6 +40,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "nk/json_read.hpp"
 #include "nk/sdk.h"
 
 namespace nk {
@@ -530,14 +531,16 @@ inline void write(Writer& w, const Event& e) {
     w.EndObject();
 }
 
-// Parses `text` into `out`; an empty text leaves `out` default. False on bad JSON.
+// Parses `text` into `out`; an empty text leaves `out` default. False on bad JSON: malformed,
+// not an object, invalid UTF-8, or nested deeper than json_read::kDefaultMaxDepth (64; fixed,
+// since plugins get no config; the host refuses deeper client JSON before a plugin sees it).
 template <class T>
 inline bool parse(nk_str text, T& out) {
     if (text.len == 0)
         return true;
     rapidjson::Document d;
-    d.Parse(text.ptr, text.len);
-    if (d.HasParseError() || !d.IsObject())
+    if (!json_read::parse_document(text.ptr, text.len, d, json_read::kDefaultMaxDepth) ||
+        !d.IsObject())
         return false;
     read(d, out);
     return true;
