@@ -356,6 +356,20 @@ std::vector<Key> build_keys() {
     k.push_back(integer_key(
         "database.bcrypt_cost", [](Config & c) -> auto& { return c.database.bcrypt_cost; }, 4, 31,
         "bcrypt cost of stored passwords."));
+    k.push_back(integer_key(
+        "database.wal_checkpoint_interval_ms",
+        [](Config & c) -> auto& { return c.database.wal_checkpoint_interval_ms; }, 0, kMaxU32,
+        "How often wal_checkpoint(TRUNCATE) empties the -wal file (0 = only SQLite's own "
+        "checkpoints, which never shrink it)."));
+    k.push_back(integer_key(
+        "database.journal_size_limit_bytes",
+        [](Config & c) -> auto& { return c.database.journal_size_limit_bytes; }, 0, kMaxBytes,
+        "Size SQLite truncates the -wal file to after a checkpoint that reset it."));
+    k.push_back(integer_key(
+        "database.max_size_bytes", [](Config & c) -> auto& { return c.database.max_size_bytes; },
+        0, kMaxBytes,
+        "Largest the database file may grow (0 = no limit); writes beyond it fail as on a full "
+        "disk (500, logged, counted in database_errors)."));
 
     // runtime.*
     {
