@@ -337,6 +337,11 @@ std::vector<Key> build_keys() {
         "session.single_session", [](Config & c) -> auto& { return c.session.single_session; },
         "Allow one session per user: a new authentication invalidates older "
         "tokens."));
+    k.push_back(integer_key(
+        "session.max_vars_bytes", [](Config & c) -> auto& { return c.session.max_vars_bytes; }, 0,
+        kMaxBytes,
+        "Largest session vars (as JSON) authenticate and refresh accept (400 over it); lowered "
+        "so that a token with such vars fits in socket.max_header_size_bytes."));
 
     // database.*
     {
@@ -721,6 +726,16 @@ void finish(Config& config, const YamlState& yaml) {
     config.runtime.data_dir = config.data_dir;
     config.runtime.node = config.name;
     config.metrics.node_name = config.name;
+    // A token travels in a header (Authorization) or the /ws request line: one with the largest
+    // vars must leave room under socket.max_header_size_bytes for the rest of the request.
+    // Besides vars a token holds at most ~660 bytes (JOSE header, signature, ids, a 128-byte
+    // username escaped, times); base64url makes 4 bytes of every 3.
+    constexpr std::size_t kTokenWithoutVars = 700, kRestOfRequest = 1024;
+    const std::size_t header = config.socket.max_header_size_bytes;
+    const std::size_t fitting = header > kTokenWithoutVars + kRestOfRequest
+                                    ? (header - kTokenWithoutVars - kRestOfRequest) / 4 * 3
+                                    : 0;
+    config.session.max_vars_bytes = std::min(config.session.max_vars_bytes, fitting);
 
     const Config defaults;
     const std::pair<const char*, bool> default_keys[] = {
