@@ -45,6 +45,37 @@ Status read_update(std::string_view json, const JsonLimits& limits, store::Accou
     return Status::ok();
 }
 
+// Characters as the schema's length() counts them: every byte that does not continue a UTF-8
+// sequence.
+std::size_t char_count(std::string_view s) {
+    std::size_t n = 0;
+    for (const char ch : s)
+        n += (static_cast<unsigned char>(ch) & 0xC0) != 0x80;
+    return n;
+}
+
+// The profile fields' length limits, checked here so that an over-long value is the client's
+// 400 naming the field rather than the database's CHECK failure (500).
+Status check_field_lengths(const store::AccountUpdate& u) {
+    const struct {
+        const std::optional<std::string>& value;
+        const char* name;
+        std::size_t max;
+    } limits[] = {{u.display_name, "display_name", store::kMaxDisplayNameChars},
+                  {u.avatar_url, "avatar_url", store::kMaxAvatarUrlChars},
+                  {u.lang_tag, "lang_tag", store::kMaxLangTagChars},
+                  {u.location, "location", store::kMaxLocationChars},
+                  {u.timezone, "timezone", store::kMaxTimezoneChars}};
+    for (const auto& f : limits) {
+        if (f.value && char_count(*f.value) > f.max) {
+            return Status::invalid_argument(std::string("Invalid ") + f.name +
+                                            ", must be at most " + std::to_string(f.max) +
+                                            " characters.");
+        }
+    }
+    return Status::ok();
+}
+
 std::string update_json(store::AccountUpdate& u) {
     std::string out = "{";
     for (std::size_t i = 0; i < std::size(kUpdateFields); ++i) {
@@ -94,6 +125,8 @@ net::Response update_account(Services& services, store::AccountUpdate update,
                 "Username invalid, no spaces or control characters allowed."));
         }
     }
+    if (auto s = check_field_lengths(update); !s)
+        return error(s);
     if (update.empty())
         return error(Status::invalid_argument("No fields to update."));
     if (auto s = services.accounts->update_account(caller.user_id, update); !s)

@@ -7,9 +7,11 @@
 #include "api/account_common.hpp"
 #include "api/runtime_bridge.hpp"
 #include "api/services.hpp"
+#include "api/session_vars.hpp"
 #include "auth/tokens.hpp"
 #include "net/router.hpp"
 #include "store/account_store.hpp"
+#include "store/password.hpp"
 
 namespace nk::api {
 namespace {
@@ -183,6 +185,8 @@ Status validate(Kind kind, AuthenticateRequest& req, bool& username_login) {
         if (req.password.size() < 8) {
             return Status::invalid_argument("Password must be at least 8 characters long.");
         }
+        if (req.password.size() > store::kMaxPasswordBytes)
+            return Status::invalid_argument(store::kPasswordTooLong);
         if (req.username.empty() && username_login) {
             return Status::invalid_argument(
                 "Username is required when email address is not supplied.");
@@ -213,6 +217,8 @@ net::Response authenticate(Services& services, Kind kind, AuthenticateRequest re
     }
     bool username_login = false;
     if (auto s = validate(kind, req, username_login); !s)
+        return error(s);
+    if (auto s = check_vars_size(*services.tokens, req.vars); !s)
         return error(s);
     const bool create = req.create.value_or(true);
 

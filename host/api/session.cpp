@@ -6,6 +6,7 @@
 #include "api/bearer.hpp"
 #include "api/runtime_bridge.hpp"
 #include "api/services.hpp"
+#include "api/session_vars.hpp"
 #include "auth/tokens.hpp"
 #include "net/router.hpp"
 #include "store/account_store.hpp"
@@ -82,6 +83,8 @@ net::Response refresh(Services& services, RefreshRequest req, const RequestConte
     }
     if (req.token.empty())
         return error(Status::invalid_argument("Refresh token is required."));
+    if (auto s = check_vars_size(*services.tokens, req.vars); !s)
+        return error(s);
     auto claims = services.tokens->verify_refresh(req.token);
     if (!claims)
         return error(Status::unauthenticated("Refresh token invalid or expired."));

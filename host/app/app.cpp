@@ -82,7 +82,7 @@ void App::start() {
     if (auto st = auth::Tokens::validate(cfg.session); !st.is_ok()) throw std::runtime_error(st.message());
     s.tokens = std::make_unique<auth::Tokens>(cfg.session);
 
-    s.accounts = std::make_unique<store::SqliteAccountStore>(cfg.database);  // throws with the reason
+    s.accounts = std::make_unique<store::SqliteAccountStore>(cfg.database, &s.registry);  // throws with the reason
 
     s.pool = std::make_unique<BlockingPool>(blocking_threads(cfg.socket.blocking_threads));
 

@@ -349,6 +349,11 @@ std::vector<Key> build_keys() {
         "session.single_session", [](Config & c) -> auto& { return c.session.single_session; },
         "Allow one session per user: a new authentication invalidates older "
         "tokens."));
+    k.push_back(integer_key(
+        "session.max_vars_bytes", [](Config & c) -> auto& { return c.session.max_vars_bytes; }, 0,
+        kMaxBytes,
+        "Largest session vars (as JSON) authenticate and refresh accept (400 over it); lowered "
+        "so that a token with such vars fits in socket.max_header_size_bytes."));
 
     // database.*
     {
@@ -368,6 +373,20 @@ std::vector<Key> build_keys() {
     k.push_back(integer_key(
         "database.bcrypt_cost", [](Config & c) -> auto& { return c.database.bcrypt_cost; }, 4, 31,
         "bcrypt cost of stored passwords."));
+    k.push_back(integer_key(
+        "database.wal_checkpoint_interval_ms",
+        [](Config & c) -> auto& { return c.database.wal_checkpoint_interval_ms; }, 0, kMaxU32,
+        "How often wal_checkpoint(TRUNCATE) empties the -wal file (0 = only SQLite's own "
+        "checkpoints, which never shrink it)."));
+    k.push_back(integer_key(
+        "database.journal_size_limit_bytes",
+        [](Config & c) -> auto& { return c.database.journal_size_limit_bytes; }, 0, kMaxBytes,
+        "Size SQLite truncates the -wal file to after a checkpoint that reset it."));
+    k.push_back(integer_key(
+        "database.max_size_bytes", [](Config & c) -> auto& { return c.database.max_size_bytes; },
+        0, kMaxBytes,
+        "Largest the database file may grow (0 = no limit); writes beyond it fail as on a full "
+        "disk (500, logged, counted in database_errors)."));
 
     // runtime.*
     {
@@ -729,6 +748,16 @@ void finish(Config& config, const YamlState& yaml) {
     config.realtime.max_json_depth = config.max_json_depth;
     config.runtime.max_json_depth = config.max_json_depth;
     config.metrics.node_name = config.name;
+    // A token travels in a header (Authorization) or the /ws request line: one with the largest
+    // vars must leave room under socket.max_header_size_bytes for the rest of the request.
+    // Besides vars a token holds at most ~660 bytes (JOSE header, signature, ids, a 128-byte
+    // username escaped, times); base64url makes 4 bytes of every 3.
+    constexpr std::size_t kTokenWithoutVars = 700, kRestOfRequest = 1024;
+    const std::size_t header = config.socket.max_header_size_bytes;
+    const std::size_t fitting = header > kTokenWithoutVars + kRestOfRequest
+                                    ? (header - kTokenWithoutVars - kRestOfRequest) / 4 * 3
+                                    : 0;
+    config.session.max_vars_bytes = std::min(config.session.max_vars_bytes, fitting);
 
     const Config defaults;
     const std::pair<const char*, bool> default_keys[] = {

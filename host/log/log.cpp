@@ -88,6 +88,11 @@ bool is_control(unsigned char c) {
     return c < 0x20 || c == 0x7F;
 }
 
+// Text format's escape for a control byte without a short escape: \x1b.
+void append_hex_escape(Buffer& out, unsigned char c) {
+    fmt::format_to(std::back_inserter(out), "\\x{:02x}", c);
+}
+
 // Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not valid.
 std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
@@ -173,7 +178,7 @@ void append_text_value(Buffer& out, std::string_view s) {
         if (const auto escape = short_escape(c); !escape.empty()) {
             append(out, escape);
         } else if (is_control(c)) {
-            fmt::format_to(std::back_inserter(out), "\\x{:02x}", c);
+            append_hex_escape(out, c);
         } else {
             out.push_back(ch);
         }
@@ -227,14 +232,17 @@ class TextFormatter final : public spdlog::formatter {
         out.push_back(' ');
         append(out, level_name(msg.level));
         out.push_back(' ');
-        // The message is free text for humans, but one entry must stay one line.
+        // The message is free text for humans, but one entry must stay one line, and client data
+        // in it must not reach a terminal as escape sequences: control bytes are written as
+        // \n, \r, \t or \xNN, like in field values.
         for (const char ch : payload(msg)) {
-            if (ch == '\n') {
-                append(out, "\\n");
-            } else if (ch == '\r') {
-                append(out, "\\r");
-            } else {
+            const unsigned char c = static_cast<unsigned char>(ch);
+            if (!is_control(c)) {
                 out.push_back(ch);
+            } else if (const auto escape = short_escape(c); !escape.empty()) {
+                append(out, escape);
+            } else {
+                append_hex_escape(out, c);
             }
         }
         append_fields(out, kTextFields);

@@ -13,6 +13,7 @@
 #include "events/handlers.hpp"
 #include "log/log.hpp"
 #include "runtime/elf_check.hpp"
+#include "runtime/module_copies.hpp"
 #include "store/account_json.hpp"
 #include "store/account_store.hpp"
 
@@ -323,10 +324,7 @@ Status ModuleGeneration::load() {
 
     // A private, unique copy: dlopen caches by path (a reload must map the new
     // file), and the original may be replaced while the copy is mapped.
-    std::filesystem::path data_dir = host_->options.data_dir.empty()
-                                         ? std::filesystem::path("data")
-                                         : std::filesystem::path(host_->options.data_dir);
-    std::filesystem::path dir = data_dir / ".modules";
+    const std::filesystem::path dir = module_copies_dir(host_->options);
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec)

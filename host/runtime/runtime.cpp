@@ -13,6 +13,7 @@
 
 #include "metrics/registry.hpp"
 #include "runtime/module.hpp"
+#include "runtime/module_copies.hpp"
 
 namespace nk::runtime {
 
@@ -123,6 +124,9 @@ Status Runtime::load_all() {
     const fs::path root = effective_module_path(host_->options);
     std::error_code ec;
     fs::create_directories(root, ec);  // Nakama creates runtime.path when missing
+    if (const auto removed = remove_stale_module_copies(module_copies_dir(host_->options))) {
+        spdlog::info("Removed private module copies left by stopped processes count={}", removed);
+    }
 
     std::vector<std::shared_ptr<ModuleGeneration>> loaded;
     std::vector<ModuleReport> reports;

@@ -10,6 +10,7 @@
 // internal (13) errors with Nakama's wording for database failures.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -47,6 +48,14 @@ struct Account {
     std::int64_t verify_time = 0;
     std::int64_t disable_time = 0;
 };
+
+// Longest profile values the schema's CHECK constraints accept, in characters (code points, as
+// SQLite's length() and Postgres' varchar count them, not bytes). Nakama's limits.
+constexpr std::size_t kMaxDisplayNameChars = 255;
+constexpr std::size_t kMaxAvatarUrlChars = 512;
+constexpr std::size_t kMaxLangTagChars = 18;
+constexpr std::size_t kMaxLocationChars = 255;
+constexpr std::size_t kMaxTimezoneChars = 255;
 
 // PUT /v2/account: nullopt = untouched; "" = cleared (set NULL), except username.
 struct AccountUpdate {

@@ -19,10 +19,10 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
     return diff == 0;
 }
 
-// crypt() takes a C string: a password with an embedded NUL would be cut there.
-// Such passwords are refused rather than silently shortened.
+// crypt() takes a C string: a password with an embedded NUL would be cut there, and bcrypt
+// ignores every byte after the 72nd. Such passwords are refused rather than silently shortened.
 bool usable(std::string_view password) {
-    return password.find('\0') == std::string_view::npos;
+    return password.size() <= kMaxPasswordBytes && password.find('\0') == std::string_view::npos;
 }
 
 }  // namespace

@@ -4,15 +4,23 @@
 // run them on the BlockingPool.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace nk::store {
 
-// "$2b$<cost>$..." for `password`, or nullopt when libxcrypt fails.
+// bcrypt uses only the first 72 bytes of a password; longer ones are refused (as Go's bcrypt
+// does) rather than silently shortened, so passwords sharing 72 bytes cannot stand for each other.
+constexpr std::size_t kMaxPasswordBytes = 72;
+inline constexpr const char* kPasswordTooLong = "Password must be at most 72 bytes.";
+
+// "$2b$<cost>$..." for `password`, or nullopt when libxcrypt fails or the password is longer
+// than kMaxPasswordBytes or holds a NUL byte.
 std::optional<std::string> bcrypt_hash(std::string_view password, int cost);
-// True when `password` hashes to `hash` (result compared in constant time).
+// True when `password` hashes to `hash` (result compared in constant time); false for a password
+// bcrypt_hash would refuse.
 bool bcrypt_verify(std::string_view password, std::string_view hash);
 
 }  // namespace nk::store

@@ -1,7 +1,10 @@
 #include "store/sqlite_account_store.hpp"
 
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -9,10 +12,14 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "core/uuid.hpp"
+#include "log/log.hpp"
+#include "log/rate_limit.hpp"
+#include "metrics/registry.hpp"
 #include "store/password.hpp"
 
 namespace nk::store {
@@ -107,9 +114,17 @@ class Connection {
         }
         sqlite3_extended_result_codes(db_, 1);
         sqlite3_busy_timeout(db_, static_cast<int>(options.busy_timeout_ms));
-        for (const char* pragma :
-             {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"}) {
-            if (exec(pragma) != SQLITE_OK) {
+        std::vector<std::string> pragmas = {
+            "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON",
+            "PRAGMA journal_size_limit=" + std::to_string(options.journal_size_limit_bytes)};
+        if (options.max_size_bytes > 0) {
+            // max_page_count is per connection and counted in pages: every connection sets it.
+            const std::uint64_t page = static_cast<std::uint64_t>(pragma_int("PRAGMA page_size"));
+            const std::uint64_t pages = page > 0 ? (options.max_size_bytes + page - 1) / page : 0;
+            pragmas.push_back("PRAGMA max_page_count=" + std::to_string(pages));
+        }
+        for (const auto& pragma : pragmas) {
+            if (exec(pragma.c_str()) != SQLITE_OK) {
                 throw std::runtime_error(std::string("cannot configure database: ") + error());
             }
         }
@@ -143,9 +158,25 @@ class Connection {
     }
     int exec(const char* sql) { return sqlite3_exec(db_, sql, nullptr, nullptr, nullptr); }
     const char* error() const { return sqlite3_errmsg(db_); }
+    // The extended result code of the last failed call (e.g. SQLITE_FULL, SQLITE_IOERR_WRITE).
+    int error_code() const { return sqlite3_extended_errcode(db_); }
     int changes() const { return sqlite3_changes(db_); }
+    void set_busy_timeout(std::uint32_t ms) { sqlite3_busy_timeout(db_, static_cast<int>(ms)); }
+    // Copies every WAL frame into the database and truncates the -wal file to zero bytes.
+    int checkpoint_truncate() {
+        return sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                         nullptr);
+    }
 
   private:
+    std::int64_t pragma_int(const char* sql) {
+        sqlite3_stmt* stmt = prepare_once(sql);
+        const std::int64_t value =
+            stmt && sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+        sqlite3_finalize(stmt);
+        return value;
+    }
+
     sqlite3* db_ = nullptr;
     std::unordered_map<const char*, sqlite3_stmt*> cache_;  // keyed by the literal's address
 };
@@ -160,12 +191,13 @@ class WriteTransaction {
             c_.exec("ROLLBACK");
     }
     bool begun() const { return ok_; }
+    // On failure the transaction stays open, so SQLite's message is still there for the caller
+    // to log, and the destructor rolls it back.
     bool commit() {
+        if (c_.exec("COMMIT") != SQLITE_OK)
+            return false;
         done_ = true;
-        if (c_.exec("COMMIT") == SQLITE_OK)
-            return true;
-        c_.exec("ROLLBACK");
-        return false;
+        return true;
     }
 
   private:
@@ -194,6 +226,32 @@ const Status kFindError = Status::internal("Error finding user account.");
 const Status kCreateError = Status::internal("Error finding or creating user account.");
 const Status kBadCredentials = Status::unauthenticated("Invalid credentials.");
 
+// What the store was doing when the database failed: the `operation` of the log line and label
+// of the database_errors metric.
+enum class Operation {
+    authenticate_device,
+    authenticate_custom,
+    authenticate_email,
+    find_user,
+    get_account,
+    update_account,
+    delete_account,
+    set_disabled,
+    wal_checkpoint,
+};
+constexpr const char* kOperationNames[] = {
+    "authenticate_device", "authenticate_custom", "authenticate_email",
+    "find_user",           "get_account",         "update_account",
+    "delete_account",      "set_disabled",        "wal_checkpoint",
+};
+constexpr std::size_t kOperations = std::size(kOperationNames);
+
+// At most one log line per operation per interval: a full disk fails every request.
+constexpr auto kErrorLogInterval = std::chrono::seconds(1);
+// The checkpointer waits this long at most for readers and writers, then tries again next
+// interval: TRUNCATE holds the write lock while it waits, so a long wait would stall writers.
+constexpr std::uint32_t kCheckpointBusyTimeoutMs = 100;
+
 // Inserts a new user's row and identity under the given id; returns the first failing sqlite
 // code (SQLITE_DONE when all went in).
 using InsertIdentity = std::function<int(Connection&, const std::string&)>;
@@ -217,6 +275,80 @@ struct SqliteAccountStore::Impl {
     std::vector<std::unique_ptr<Connection>> idle;
     std::size_t open = 0;
     int version = 0;
+
+    std::array<std::unique_ptr<log::RateLimit>, kOperations> error_logs;
+    std::array<metrics::Counter*, kOperations> error_counts{};  // null without a registry
+
+    std::thread checkpointer;
+    std::mutex checkpointer_mutex;
+    std::condition_variable checkpointer_wake;
+    bool stopping = false;
+
+    Impl(Options o, metrics::Registry* registry) : options(std::move(o)) {
+        for (std::size_t i = 0; i < kOperations; ++i) {
+            error_logs[i] = std::make_unique<log::RateLimit>(kErrorLogInterval);
+            if (registry != nullptr) {
+                error_counts[i] = &registry->counter(
+                    "database_errors", "Database calls that failed, by operation.",
+                    {{"operation", kOperationNames[i]}});
+            }
+        }
+    }
+
+    ~Impl() {
+        {
+            std::lock_guard lock(checkpointer_mutex);
+            stopping = true;
+        }
+        checkpointer_wake.notify_all();
+        if (checkpointer.joinable())
+            checkpointer.join();
+    }
+
+    // Counts and logs (at most once a second per operation, with how many lines were held back)
+    // a failure of the database during `op`, with SQLite's message and extended result code from
+    // `c`; returns `status`, the answer the client gets.
+    Status failed(Connection& c, Operation op, const Status& status) {
+        const auto i = static_cast<std::size_t>(op);
+        if (error_counts[i] != nullptr)
+            error_counts[i]->inc();
+        if (const auto suppressed = error_logs[i]->allow()) {
+            log::Fields fields = {{"operation", kOperationNames[i]},
+                                  {"error", c.error()},
+                                  {"code", std::to_string(c.error_code())},
+                                  {"status", std::string(status.message())}};
+            if (*suppressed > 0)
+                fields.emplace_back("suppressed", std::to_string(*suppressed));
+            log::write(spdlog::level::err, "Database error", fields);
+        }
+        return status;
+    }
+
+    // Empties the -wal file every options.wal_checkpoint_interval_ms. SQLite's automatic
+    // checkpoints are PASSIVE, never shrink the file, and readers from the pool can keep them
+    // from completing, so under load the WAL grows without bound; TRUNCATE waits for readers
+    // (briefly) and leaves a zero-byte file.
+    void start_checkpointer() {
+        if (options.wal_checkpoint_interval_ms == 0 || options.address == ":memory:")
+            return;
+        auto c = std::make_unique<Connection>(options);  // throws with the reason, like the pool
+        c->set_busy_timeout(std::min(options.busy_timeout_ms, kCheckpointBusyTimeoutMs));
+        checkpointer = std::thread([this, c = std::move(c)] {
+            const auto interval = std::chrono::milliseconds(options.wal_checkpoint_interval_ms);
+            std::unique_lock lock(checkpointer_mutex);
+            while (!checkpointer_wake.wait_for(lock, interval, [this] { return stopping; })) {
+                lock.unlock();
+                const int rc = c->checkpoint_truncate();
+                // Busy: readers or a writer held on past the short timeout; next time.
+                if (rc != SQLITE_OK && (rc & 0xFF) != SQLITE_BUSY &&
+                    (rc & 0xFF) != SQLITE_LOCKED) {
+                    failed(*c, Operation::wal_checkpoint,
+                           Status::internal("WAL checkpoint failed."));
+                }
+                lock.lock();
+            }
+        });
+    }
 
     // A borrowed connection, returned to the pool on destruction.
     class Lease {
@@ -319,16 +451,14 @@ struct SqliteAccountStore::Impl {
 
     // Adds a user under a fresh id with `insert` and commits `tx`, in which the caller has just
     // found no such identity. A username clash is kUsernameTaken; any other failure kCreateError.
-    static Status create_user(Connection& c, WriteTransaction& tx, std::string_view username,
-                              AuthResult& out, const InsertIdentity& insert) {
+    Status create_user(Connection& c, Operation op, WriteTransaction& tx,
+                       std::string_view username, AuthResult& out, const InsertIdentity& insert) {
         const std::string id = random_uuid_v4();
         const int rc = insert(c, id);
         if (is_unique_violation(rc))
             return kUsernameTaken;
-        if (rc != SQLITE_DONE)
-            return kCreateError;
-        if (!tx.commit())
-            return kCreateError;
+        if (rc != SQLITE_DONE || !tx.commit())
+            return failed(c, op, kCreateError);
         out.user_id = id;
         out.username = std::string(username);
         out.created = true;
@@ -336,24 +466,25 @@ struct SqliteAccountStore::Impl {
     }
 
     // Nakama's find-or-create, made race-free by re-checking inside a write transaction.
-    Status find_or_create(const char* lookup_sql, std::string_view key, std::string_view username,
-                          bool create, AuthResult& out, const InsertIdentity& insert) {
+    Status find_or_create(Operation op, const char* lookup_sql, std::string_view key,
+                          std::string_view username, bool create, AuthResult& out,
+                          const InsertIdentity& insert) {
         auto c = acquire();
         std::int64_t disable_time = 0;
         int found = lookup(*c, lookup_sql, key, out, disable_time);
         if (found < 0)
-            return kFindError;
+            return failed(*c, op, kFindError);
         if (found == 0 && !create)
             return kNotFound;
         if (found == 0) {
             WriteTransaction tx(*c);
             if (!tx.begun())
-                return kCreateError;
+                return failed(*c, op, kCreateError);
             found = lookup(*c, lookup_sql, key, out, disable_time);
             if (found < 0)
-                return kCreateError;
+                return failed(*c, op, kCreateError);
             if (found == 0)
-                return create_user(*c, tx, username, out, insert);
+                return create_user(*c, op, tx, username, out, insert);
         }
         if (disable_time != 0)
             return kBanned;
@@ -378,7 +509,7 @@ struct SqliteAccountStore::Impl {
     }
 };
 
-SqliteAccountStore::SqliteAccountStore(Options options) : impl_(std::make_unique<Impl>()) {
+SqliteAccountStore::SqliteAccountStore(Options options, metrics::Registry* metrics) {
     if (options.address.empty()) {
         throw std::invalid_argument("database.address must name a SQLite file");
     }
@@ -387,9 +518,12 @@ SqliteAccountStore::SqliteAccountStore(Options options) : impl_(std::make_unique
     // Every connection to ":memory:" is a separate database: keep one.
     if (options.address == ":memory:")
         options.max_open_conns = 1;
-    impl_->options = std::move(options);
-    auto c = impl_->acquire();
-    impl_->migrate(*c);
+    impl_ = std::make_unique<Impl>(std::move(options), metrics);
+    {
+        auto c = impl_->acquire();
+        impl_->migrate(*c);
+    }
+    impl_->start_checkpointer();
 }
 
 SqliteAccountStore::~SqliteAccountStore() = default;
@@ -403,6 +537,7 @@ Status SqliteAccountStore::authenticate_device(std::string_view device_id,
                                                AuthResult& out) {
     const std::string device(device_id);
     return impl_->find_or_create(
+        Operation::authenticate_device,
         "SELECT u.id, u.username, u.disable_time FROM user_device d JOIN users u ON u.id = "
         "d.user_id WHERE d.id = ?",
         device_id, username, create, out, [&](Connection& c, const std::string& id) {
@@ -425,6 +560,7 @@ Status SqliteAccountStore::authenticate_custom(std::string_view custom_id,
                                                AuthResult& out) {
     const std::string custom(custom_id);
     return impl_->find_or_create(
+        Operation::authenticate_custom,
         "SELECT id, username, disable_time FROM users WHERE custom_id = ?", custom_id, username,
         create, out, [&](Connection& c, const std::string& id) {
             return Impl::insert_user(c, id, username, &custom, nullptr, nullptr);
@@ -434,6 +570,10 @@ Status SqliteAccountStore::authenticate_custom(std::string_view custom_id,
 Status SqliteAccountStore::authenticate_email(std::string_view email, std::string_view password,
                                               std::string_view username, bool create,
                                               AuthResult& out) {
+    constexpr auto op = Operation::authenticate_email;
+    // bcrypt reads only the first 72 bytes: a longer password would be shortened silently.
+    if (password.size() > kMaxPasswordBytes)
+        return Status::invalid_argument(kPasswordTooLong);
     if (email.empty()) {
         // Username + password login; never creates.
         std::string hash;
@@ -442,13 +582,13 @@ Status SqliteAccountStore::authenticate_email(std::string_view email, std::strin
             auto c = impl_->acquire();
             Stmt s = c->prepare("SELECT id, password, disable_time FROM users WHERE username = ?");
             if (!s)
-                return kFindError;
+                return impl_->failed(*c, op, kFindError);
             s.bind(1, username);
             const int rc = s.step();
             if (rc == SQLITE_DONE)
                 return kNotFound;
             if (rc != SQLITE_ROW)
-                return kFindError;
+                return impl_->failed(*c, op, kFindError);
             out.user_id = s.text(0);
             hash = s.text(1);
             disable_time = s.int64(2);
@@ -483,9 +623,9 @@ Status SqliteAccountStore::authenticate_email(std::string_view email, std::strin
     {
         auto c = impl_->acquire();
         found = find(*c, hash, disable_time);
+        if (found < 0)
+            return impl_->failed(*c, op, kFindError);
     }
-    if (found < 0)
-        return kFindError;
     if (found == 1)
         return check_existing(hash, disable_time);  // bcrypt outside the lease
     if (!create)
@@ -499,15 +639,15 @@ Status SqliteAccountStore::authenticate_email(std::string_view email, std::strin
         auto c = impl_->acquire();
         WriteTransaction tx(*c);
         if (!tx.begun())
-            return kCreateError;
+            return impl_->failed(*c, op, kCreateError);
         found = find(*c, hash, disable_time);
         if (found < 0)
-            return kCreateError;
+            return impl_->failed(*c, op, kCreateError);
         if (found == 0) {
             const auto insert = [&](Connection& conn, const std::string& id) {
                 return Impl::insert_user(conn, id, username, nullptr, &clean_email, &*new_hash);
             };
-            return Impl::create_user(*c, tx, username, out, insert);
+            return impl_->create_user(*c, op, tx, username, out, insert);
         }
     }
     return check_existing(hash, disable_time);  // created meanwhile by a concurrent call
@@ -517,13 +657,13 @@ Status SqliteAccountStore::find_user(std::string_view user_id, UserRef& out) {
     auto c = impl_->acquire();
     Stmt s = c->prepare("SELECT username, disable_time FROM users WHERE id = ?");
     if (!s)
-        return kFindError;
+        return impl_->failed(*c, Operation::find_user, kFindError);
     s.bind(1, user_id);
     const int rc = s.step();
     if (rc == SQLITE_DONE)
         return kNotFound;
     if (rc != SQLITE_ROW)
-        return kFindError;
+        return impl_->failed(*c, Operation::find_user, kFindError);
     if (s.int64(1) != 0)
         return kBanned;
     out.user_id = std::string(user_id);
@@ -532,21 +672,24 @@ Status SqliteAccountStore::find_user(std::string_view user_id, UserRef& out) {
 }
 
 Status SqliteAccountStore::get_account(std::string_view user_id, Account& out) {
-    const Status error = Status::internal("Error retrieving user account.");
     auto c = impl_->acquire();
+    const auto error = [&] {
+        return impl_->failed(*c, Operation::get_account,
+                             Status::internal("Error retrieving user account."));
+    };
     {
         Stmt s = c->prepare(
             "SELECT id, username, display_name, avatar_url, lang_tag, location, timezone, "
             "metadata, wallet, email, custom_id, verify_time, disable_time, create_time, "
             "update_time FROM users WHERE id = ?");
         if (!s)
-            return error;
+            return error();
         s.bind(1, user_id);
         const int rc = s.step();
         if (rc == SQLITE_DONE)
             return Status::not_found("Account not found.");
         if (rc != SQLITE_ROW)
-            return error;
+            return error();
         out.id = s.text(0);
         out.username = s.text(1);
         out.display_name = s.text(2);
@@ -565,19 +708,18 @@ Status SqliteAccountStore::get_account(std::string_view user_id, Account& out) {
     }
     Stmt d = c->prepare("SELECT id FROM user_device WHERE user_id = ? ORDER BY id");
     if (!d)
-        return error;
+        return error();
     d.bind(1, user_id);
     out.devices.clear();
     int rc;
     while ((rc = d.step()) == SQLITE_ROW)
         out.devices.push_back(d.text(0));
-    return rc == SQLITE_DONE ? Status::ok() : error;
+    return rc == SQLITE_DONE ? Status::ok() : error();
 }
 
 Status SqliteAccountStore::update_account(std::string_view user_id, const AccountUpdate& update) {
     if (update.empty())
         return Status::invalid_argument("No fields to update.");
-    const Status error = Status::internal("Error while trying to update account.");
     struct Field {
         const char* column;
         const std::optional<std::string>* value;
@@ -594,9 +736,13 @@ Status SqliteAccountStore::update_account(std::string_view user_id, const Accoun
     sql += " WHERE id = ?";
 
     auto c = impl_->acquire();
+    const auto error = [&] {
+        return impl_->failed(*c, Operation::update_account,
+                             Status::internal("Error while trying to update account."));
+    };
     sqlite3_stmt* raw = c->prepare_once(sql);
     if (!raw)
-        return error;
+        return error();
     int i = 1;
     sqlite3_bind_int64(raw, i++, unix_now());
     for (const auto& f : fields) {
@@ -611,43 +757,51 @@ Status SqliteAccountStore::update_account(std::string_view user_id, const Accoun
     }
     sqlite3_bind_text(raw, i, user_id.data(), static_cast<int>(user_id.size()), SQLITE_TRANSIENT);
     const int rc = sqlite3_step(raw);
+    if (rc != SQLITE_DONE && rc != SQLITE_CONSTRAINT_UNIQUE) {
+        // CHECK (column length) failures land here too, as in Postgres; the API checks lengths
+        // first, so they are logged as the database errors they would be.
+        const Status status = error();  // before finalize, which clears SQLite's message
+        sqlite3_finalize(raw);
+        return status;
+    }
     sqlite3_finalize(raw);
     if (rc == SQLITE_CONSTRAINT_UNIQUE)
         return kUsernameTaken;
-    if (rc != SQLITE_DONE)
-        return error;  // CHECK (column length) failures land here, as in Postgres
     if (c->changes() == 0)
         return Status::not_found("Account not found.");
     return Status::ok();
 }
 
 Status SqliteAccountStore::delete_account(std::string_view user_id) {
-    const Status error = Status::internal("Error deleting user account.");
     auto c = impl_->acquire();
+    const auto error = [&] {
+        return impl_->failed(*c, Operation::delete_account,
+                             Status::internal("Error deleting user account."));
+    };
     WriteTransaction tx(*c);
     if (!tx.begun())
-        return error;
+        return error();
     for (const char* sql :
          {"DELETE FROM user_device WHERE user_id = ?", "DELETE FROM users WHERE id = ?"}) {
         Stmt s = c->prepare(sql);
         if (!s)
-            return error;
+            return error();
         s.bind(1, user_id);
         if (s.step() != SQLITE_DONE)
-            return error;
+            return error();
     }
-    return tx.commit() ? Status::ok() : error;
+    return tx.commit() ? Status::ok() : error();
 }
 
 Status SqliteAccountStore::set_disabled(std::string_view user_id, bool disabled) {
     auto c = impl_->acquire();
     Stmt s = c->prepare("UPDATE users SET disable_time = ?, update_time = ? WHERE id = ?");
     if (!s)
-        return kFindError;
+        return impl_->failed(*c, Operation::set_disabled, kFindError);
     const std::int64_t now = unix_now();
     s.bind(1, disabled ? now : std::int64_t{0}).bind(2, now).bind(3, user_id);
     if (s.step() != SQLITE_DONE)
-        return kFindError;
+        return impl_->failed(*c, Operation::set_disabled, kFindError);
     return c->changes() == 0 ? kNotFound : Status::ok();
 }
 

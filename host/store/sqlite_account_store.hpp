@@ -8,6 +8,14 @@
 // Writers use BEGIN IMMEDIATE, so find-or-create is serialised and a new
 // identity is created exactly once however many calls race for it.
 //
+// A background thread empties the -wal file every Options::wal_checkpoint_interval_ms
+// (wal_checkpoint(TRUNCATE) on its own connection); the destructor stops it.
+//
+// Database failures are answered with Nakama's internal (13) statuses and logged at error
+// level with the operation, SQLite's message and extended result code, at most one line per
+// second per operation (the line says how many were suppressed); with a registry they are also
+// counted in database_errors{operation}.
+//
 // Throws std::runtime_error from the constructor when the file cannot be
 // opened or migrated; methods never throw (errors are Status values).
 #pragma once
@@ -17,11 +25,16 @@
 #include "store/account_store.hpp"
 #include "store/options.hpp"
 
+namespace nk::metrics {
+class Registry;
+}
+
 namespace nk::store {
 
 class SqliteAccountStore final : public AccountStore {
   public:
-    explicit SqliteAccountStore(Options options);
+    // `metrics` (optional) must outlive the store.
+    explicit SqliteAccountStore(Options options, metrics::Registry* metrics = nullptr);
     ~SqliteAccountStore() override;
 
     Status authenticate_device(std::string_view device_id, std::string_view username, bool create,

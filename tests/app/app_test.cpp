@@ -1,9 +1,11 @@
 // Runs the real nkhost binary: what an operator sees.
 #include <doctest/doctest.h>
 #include <httplib.h>
+#include <rapidjson/document.h>
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -231,4 +233,72 @@ TEST_CASE("nkhost check loads every plugin and reports; non-zero on a broken one
                               (dir / "data").string()});
     CHECK(r.exit_code != 0);
     CHECK(r.output.find("zz_broken.so") != std::string::npos);
+}
+
+TEST_CASE("quickstart: hello escapes the username, and a flood of unknown events logs a few lines") {
+    TempDir dir;
+    nk::test::write_file(dir / "data/modules/quickstart.so",
+                         nk::test::read_file(nk::test::build_dir() / "modules/quickstart.so"));
+    const auto port = nk::test::free_port();
+    ServerProcess server(base_args(dir, port));
+    REQUIRE(server.wait_ready(port));
+
+    httplib::Client cli("127.0.0.1", port);
+    cli.set_basic_auth("defaultkey", "");
+    auto auth = cli.Post("/v2/account/authenticate/device?create=true&username=a%22b%5Cc",
+                         R"({"id":"quickstart-device-01"})", "application/json");
+    REQUIRE(auth);
+    REQUIRE(auth->status == 200);
+    const auto start = auth->body.find("\"token\":\"") + 9;
+    const std::string token = auth->body.substr(start, auth->body.find('"', start) - start);
+
+    httplib::Client user("127.0.0.1", port);
+    user.set_bearer_token_auth(token);
+    auto rpc = user.Post("/v2/rpc/hello", R"("{\"level\":3}")", "application/json");
+    REQUIRE(rpc);
+    REQUIRE(rpc->status == 200);
+    rapidjson::Document reply;
+    reply.Parse(rpc->body.c_str(), rpc->body.size());
+    REQUIRE_FALSE(reply.HasParseError());
+    REQUIRE(reply.IsObject());
+    REQUIRE(reply["payload"].IsString());
+    rapidjson::Document hello;
+    hello.Parse(reply["payload"].GetString(), reply["payload"].GetStringLength());
+    CAPTURE(rpc->body);
+    REQUIRE_FALSE(hello.HasParseError());
+    CHECK(std::string(hello["hello"].GetString()) == "a\"b\\c");
+    CHECK(hello["payload"]["level"].GetInt() == 3);
+    // A payload that is not JSON comes back as a string.
+    rpc = user.Post("/v2/rpc/hello", R"("not {json")", "application/json");
+    REQUIRE(rpc);
+    reply.Parse(rpc->body.c_str(), rpc->body.size());
+    REQUIRE(reply.IsObject());
+    hello.Parse(reply["payload"].GetString(), reply["payload"].GetStringLength());
+    REQUIRE_FALSE(hello.HasParseError());
+    CHECK(std::string(hello["payload"].GetString()) == "not {json");
+
+    constexpr int kEvents = 400;
+    const auto flood_start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kEvents; ++i) {
+        auto r = user.Post("/v2/event", R"({"name":"flood","properties":{"k":"v"}})", "application/json");
+        REQUIRE(r);
+        REQUIRE(r->status == 200);
+    }
+    CHECK(server.stop(SIGTERM) == 0);  // handles every queued event before exit
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::steady_clock::now() - flood_start)
+                             .count();
+    const std::string out = server.output();
+    long lines = 0;
+    for (auto at = out.find("unrecognised evt"); at != std::string::npos;
+         at = out.find("unrecognised evt", at + 1)) {
+        ++lines;
+        const auto line_start = out.rfind('\n', at);
+        const std::string prefix = out.substr(line_start == std::string::npos ? 0 : line_start + 1,
+                                              at - (line_start == std::string::npos ? 0 : line_start + 1));
+        CHECK(prefix.find(" warn ") != std::string::npos);
+    }
+    // One line a second at most (plus the first).
+    CHECK(lines >= 1);
+    CHECK(lines <= seconds + 2);
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "log/log.hpp"
+#include "log/rate_limit.hpp"
 
 namespace {
 
@@ -192,6 +193,41 @@ TEST_CASE("text message with a newline stays on one line") {
     const auto lines = lines_of(out.str());
     REQUIRE(lines.size() == 1);
     CHECK(lines[0].ends_with(" info line one\\nline two"));
+}
+
+TEST_CASE("text lines escape control bytes from client data in the message, keys and values") {
+    CapturedStream out;
+    nk::log::init({.level = "info", .format = "text", .file = ""}, out);
+    // An ANSI sequence that would recolour or clear a terminal, a BEL, a tab and a DEL.
+    nk::log::write(spdlog::level::warn, "user \x1b[2Jname\a\tx\x7f",
+                   {{"device\x1b", "id\x1b]0;title\x07"}});
+    nk::log::flush();
+    const auto lines = lines_of(out.str());
+    REQUIRE(lines.size() == 1);
+    for (const char ch : lines[0]) {
+        const auto c = static_cast<unsigned char>(ch);
+        CHECK_MESSAGE((c >= 0x20 && c != 0x7F), "raw control byte " << int(c) << " in " << lines[0]);
+    }
+    CHECK(lines[0].find(" warn user \\x1b[2Jname\\x07\\tx\\x7f ") != std::string::npos);
+    CHECK(lines[0].ends_with(" device_=\"id\\x1b]0;title\\x07\""));
+}
+
+TEST_CASE("RateLimit lets one line per interval through and counts the rest") {
+    using namespace std::chrono;
+    nk::log::RateLimit limit(seconds(1));
+    const auto t0 = nk::log::RateLimit::Clock::time_point{} + hours(1);
+    const auto first = limit.allow(t0);
+    REQUIRE(first.has_value());
+    CHECK(*first == 0);
+    for (int i = 0; i < 5; ++i)
+        CHECK_FALSE(limit.allow(t0 + milliseconds(100 * i)).has_value());
+    CHECK_FALSE(limit.allow(t0 + milliseconds(999)).has_value());
+    const auto next = limit.allow(t0 + seconds(1));
+    REQUIRE(next.has_value());
+    CHECK(*next == 6);  // the six held back since the first
+    const auto later = limit.allow(t0 + seconds(5));
+    REQUIRE(later.has_value());
+    CHECK(*later == 0);
 }
 
 TEST_CASE("level filtering follows logger.level") {

@@ -26,3 +26,15 @@ TEST_CASE("passwords with an embedded NUL are refused, not truncated") {
     auto h = bcrypt_hash("abc", 4);
     CHECK_FALSE(bcrypt_verify(std::string("abc\0zzzzzz", 10), *h));
 }
+
+TEST_CASE("passwords longer than bcrypt's 72 bytes are refused, not truncated") {
+    const std::string at_limit(nk::store::kMaxPasswordBytes, 'p');
+    const auto hash = nk::store::bcrypt_hash(at_limit, 4);
+    REQUIRE(hash);
+    CHECK(nk::store::bcrypt_verify(at_limit, *hash));
+    // bcrypt itself would accept these as the same password as `at_limit`.
+    CHECK_FALSE(nk::store::bcrypt_verify(at_limit + "x", *hash));
+    CHECK_FALSE(nk::store::bcrypt_verify(at_limit + "different tail", *hash));
+    CHECK_FALSE(nk::store::bcrypt_hash(at_limit + "x", 4));
+    CHECK_FALSE(nk::store::bcrypt_hash(std::string(1000, 'p'), 4));
+}

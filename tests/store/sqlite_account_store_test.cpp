@@ -2,10 +2,13 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <chrono>
+#include <filesystem>
 #include <set>
 #include <thread>
 #include <vector>
 
+#include "metrics/registry.hpp"
 #include "store/sqlite_account_store.hpp"
 #include "temp_dir.hpp"
 
@@ -298,4 +301,60 @@ TEST_CASE("concurrent creation of distinct ids") {
     for (const auto& r : results)
         ids.insert(r.user_id);
     CHECK(ids.size() == 200);
+}
+
+TEST_CASE("email authentication refuses passwords over 72 bytes with 400, never 500") {
+    test::TempDir dir;
+    SqliteAccountStore store(options_for(dir.file("p.db")));
+    AuthResult r;
+    const std::string base(72, 'p');
+    REQUIRE(store.authenticate_email("long@example.com", base, "long", true, r).is_ok());
+    for (const std::string& longer : {base + "a", base + "b", std::string(1000, 'p')}) {
+        const Status s = store.authenticate_email("long@example.com", longer, "", false, r);
+        CHECK(s.code() == Code::invalid_argument);
+        CHECK(s.message() == "Password must be at most 72 bytes.");
+        CHECK(store.authenticate_email("new@example.com", longer, "newuser", true, r).code() ==
+              Code::invalid_argument);
+    }
+}
+
+TEST_CASE("database failures are counted by operation; the client gets Nakama's 500") {
+    test::TempDir dir;
+    metrics::Registry registry("nk", "node");
+    Options o = options_for(dir.file("full.db"));
+    o.max_size_bytes = 64 * 1024;  // a small "disk"
+    SqliteAccountStore store(o, &registry);
+    AuthResult r;
+    int created = 0;
+    Status failure;
+    for (int i = 0; i < 5000 && failure.is_ok(); ++i) {
+        failure = store.authenticate_device("device-" + std::to_string(100000 + i), "user" + std::to_string(i), true, r);
+        created += failure.is_ok();
+    }
+    REQUIRE_FALSE(failure.is_ok());
+    CHECK(created > 10);
+    CHECK(failure.code() == Code::internal);
+    CHECK(failure.message() == "Error finding or creating user account.");
+    auto& errors = registry.counter("database_errors", "", {{"operation", "authenticate_device"}});
+    CHECK(errors.value() == 1);
+    CHECK(store.authenticate_device("device-another-one", "another", true, r).code() == Code::internal);
+    CHECK(errors.value() == 2);
+    // Reads still work on a full database.
+    CHECK(store.authenticate_device("device-100000", "", false, r).is_ok());
+}
+
+TEST_CASE("the checkpointer empties the -wal file after a burst of writes") {
+    test::TempDir dir;
+    const std::string path = dir.file("w.db");
+    Options o = options_for(path);
+    o.wal_checkpoint_interval_ms = 50;
+    SqliteAccountStore store(o);
+    AuthResult r;
+    for (int i = 0; i < 200; ++i)
+        REQUIRE(store.authenticate_custom("custom-" + std::to_string(i), "u" + std::to_string(i), true, r).is_ok());
+    const std::filesystem::path wal = path + "-wal";
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::filesystem::file_size(wal) > 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK(std::filesystem::file_size(wal) == 0);
 }
