@@ -13,7 +13,8 @@
 // Memory after a flood: the allocator keeps what the handled events freed (glibc: in the
 // producers' per-thread arenas). When the queue drains to empty after holding at least
 // `trim_after_bytes`, the worker that emptied it calls malloc_trim(0) (at most once a second;
-// off the producers' path) so the process returns near its baseline (bench/events_rss).
+// off the producers' path). It returns only whole free pages: the byte budget is what bounds
+// the peak (bench/events_rss has the figures).
 //
 // `workers` threads pop events in batches and run, for each event, every handler of its kind in
 // registration order, holding one HandlerSource snapshot for the batch. A handler that throws is
