@@ -42,7 +42,7 @@ std::string upgrade_request(const std::string& target, const std::string& key,
 const std::string kGoodKey = "dGhlIHNhbXBsZSBub25jZQ==";
 
 double requests_with_status(const Nkhost& n, int status) {
-    return n.metric("nakama_http_requests", {"status=\"" + std::to_string(status) + "\""});
+    return n.metric("nkhost_http_requests", {"status=\"" + std::to_string(status) + "\""});
 }
 
 }  // namespace
@@ -69,6 +69,14 @@ TEST_CASE("a trailer section that never ends gets 400 and the connection closed"
 
 TEST_CASE("the metrics port bounds chunk extensions and trailers too") {
     Nkhost n;
+    // The metrics port starts listening after the API port answered.
+    REQUIRE(wait_until([&] {
+        try {
+            return !n.metrics_text().empty();
+        } catch (const std::exception&) {
+            return false;
+        }
+    }));
     auto [ext, ext_closed] = send_unterminated(n.metrics_port(), kChunkedPost + "1;a=");
     CHECK(status_of(ext) == 400);
     CHECK(ext_closed);
@@ -102,7 +110,7 @@ TEST_CASE("a Transfer-Encoding that does not end in chunked is refused, not smug
         CHECK(count_responses(answer) == 1);
         CHECK(status_of(answer) == 400);
     }
-    CHECK(n.metric("nakama_http_requests", {"route=\"unmatched\"", "status=\"404\""}) == 0);
+    CHECK(n.metric("nkhost_http_requests", {"route=\"unmatched\"", "status=\"404\""}) == 0);
 }
 
 TEST_CASE("Transfer-Encoding in an HTTP/1.0 request is refused") {
@@ -135,7 +143,7 @@ TEST_CASE("an HTTP/1.1 request needs exactly one Host header") {
 TEST_CASE("realtime sockets count toward socket.max_connections until they close") {
     Nkhost n({"--socket.max_connections", "20"});
     const std::string token = n.device_token("max-connections-device");
-    auto open = [&] { return n.metric("nakama_http_connections_open"); };
+    auto open = [&] { return n.metric("nkhost_http_connections_open"); };
     // The connections that authenticated and polled readiness are gone.
     REQUIRE(wait_until([&] { return open() == 0; }));
 
@@ -148,12 +156,12 @@ TEST_CASE("realtime sockets count toward socket.max_connections until they close
     }
     CHECK(open() == 20);
 
-    const double rejected = n.metric("nakama_http_connections_rejected");
+    const double rejected = n.metric("nkhost_http_connections_rejected");
     RawConnection over(n.port());
     over.send(upgrade_request("/ws?token=" + token, kGoodKey));
     CHECK(over.closed_by_peer());
     CHECK(over.read_until_close(std::chrono::milliseconds(0)).empty());  // no answer at all
-    CHECK(n.metric("nakama_http_connections_rejected") == rejected + 1);
+    CHECK(n.metric("nkhost_http_connections_rejected") == rejected + 1);
 
     // Closing sockets gives their places back.
     sockets.resize(15);
@@ -218,7 +226,7 @@ TEST_CASE("refused /ws upgrades are counted with their status, not as 101") {
     Nkhost n;
     const std::string token = n.device_token("websocket-metric-device");
     auto ws_requests = [&](int status) {
-        return n.metric("nakama_http_requests",
+        return n.metric("nkhost_http_requests",
                         {"route=\"/ws\"", "status=\"" + std::to_string(status) + "\""});
     };
     const double upgraded = ws_requests(101), unauthorized = ws_requests(401),
