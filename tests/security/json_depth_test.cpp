@@ -204,10 +204,10 @@ TEST_CASE("a document exactly at socket.max_json_depth parses; one level deeper 
         REQUIRE(ev_deep);
         CHECK(ev_deep->status == 400);
 
-        auto put_ok = c->Put("/v2/account", nested(8), "application/json");
+        auto put_ok = c->Put("/v2/account", nested(8, "\"display_name\":\"d8\""), "application/json");
         REQUIRE(put_ok);
         CHECK(put_ok->status == 200);
-        auto put_deep = c->Put("/v2/account", nested(9), "application/json");
+        auto put_deep = c->Put("/v2/account", nested(9, "\"display_name\":\"d9\""), "application/json");
         REQUIRE(put_deep);
         CHECK(put_deep->status == 400);
 
