@@ -237,7 +237,7 @@ TEST_CASE("nkhost check loads every plugin and reports; non-zero on a broken one
 
 TEST_CASE("quickstart: hello escapes the username, and a flood of unknown events logs a few lines") {
     TempDir dir;
-    nk::test::write_file(dir / "data/modules/quickstart.so",
+    nk::test::write_file(dir / "modules/quickstart.so",
                          nk::test::read_file(nk::test::build_dir() / "modules/quickstart.so"));
     const auto port = nk::test::free_port();
     ServerProcess server(base_args(dir, port));
