@@ -14,6 +14,7 @@ class Registry;
 }
 namespace nk::auth {
 class Tokens;
+class LoginThrottle;
 }
 namespace nk::store {
 class AccountStore;
@@ -26,6 +27,7 @@ struct Options;
 namespace nk::api {
 
 class RuntimeBridge;
+class WorkMetrics;
 
 struct Services {
     auth::Tokens* tokens = nullptr;           // JWT sign/verify, server key, http key, revocation
@@ -35,7 +37,9 @@ struct Services {
     const events::Options* event_limits = nullptr;
     RuntimeBridge* runtime = nullptr;         // hooks and RPCs; null = no plugins
     metrics::Registry* metrics = nullptr;
-    unsigned proxy_count = 1;                 // informational; net already resolved client_ip
+    WorkMetrics* work_metrics = nullptr;      // counts refused and dropped pool work
+    auth::LoginThrottle* login_throttle = nullptr;  // failed password logins; null = none
+    unsigned proxy_count = 0;                 // informational; net already resolved client_ip
 };
 
 }  // namespace nk::api
