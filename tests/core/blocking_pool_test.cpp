@@ -3,6 +3,7 @@
 #include <atomic>
 #include <functional>
 #include <thread>
+#include <vector>
 
 #include "core/blocking_pool.hpp"
 #include "support/wait.hpp"
@@ -36,6 +37,12 @@ using Posted = nk::BlockingPool::Posted;
 using nk::test::Gate;
 using nk::test::wait_until;
 
+// Occupies `n` workers until `gate` opens, so what is posted next stays queued.
+void hold_workers(nk::BlockingPool& pool, Gate& gate, int n) {
+    for (int i = 0; i < n; ++i) REQUIRE(pool.post(job([&gate] { gate.wait(); })) == Posted::accepted);
+    REQUIRE(wait_until([&] { return gate.waiting() >= n; }));
+}
+
 }  // namespace
 
 TEST_CASE("blocking pool refuses jobs over the queue count") {
@@ -45,42 +52,36 @@ TEST_CASE("blocking pool refuses jobs over the queue count") {
     o.max_queued = 3;
     nk::BlockingPool pool(o);
     std::atomic<int> ran{0};
-    for (int i = 0; i < 2; ++i) CHECK(pool.post(job([&] { gate.wait(); ran++; })) == Posted::accepted);
-    REQUIRE(wait_until([&] { return gate.waiting() >= 2; }));  // both workers busy: what follows stays queued
+    hold_workers(pool, gate, 2);
     for (int i = 0; i < 3; ++i) CHECK(pool.post(job([&] { ran++; })) == Posted::accepted);
     CHECK(pool.post(job([&] { ran++; })) == Posted::queue_full);
     CHECK_FALSE(pool.post([&] { ran++; }));
     CHECK(pool.queued(nk::BlockingPool::Lane::general) == 3);
     gate.open();
     pool.stop();
-    CHECK(ran.load() == 5);
+    CHECK(ran.load() == 3);
 }
 
 TEST_CASE("blocking pool refuses jobs over the queued bytes, but never starves a lone big job") {
-    Gate gate;
     nk::BlockingPool::Options o;
     o.threads = 1;
     o.max_queued_bytes = 100;
-    nk::BlockingPool pool(o);
-    std::atomic<int> ran{0};
-    CHECK(pool.post(job([&] { gate.wait(); })) == Posted::accepted);
-    REQUIRE(wait_until([&] { return gate.waiting() >= 1; }));
-    CHECK(pool.post(job([&] { ran++; }, 500)) == Posted::accepted);  // alone in the queue
-    CHECK(pool.post(job([&] { ran++; }, 1)) == Posted::queue_bytes_full);
-    gate.open();
-    pool.stop();
-    CHECK(ran.load() == 1);
-
-    Gate gate2;
-    nk::BlockingPool pool2(o);
-    CHECK(pool2.post(job([&] { gate2.wait(); })) == Posted::accepted);
-    REQUIRE(wait_until([&] { return gate2.waiting() >= 1; }));
-    CHECK(pool2.post(job([&] { ran++; }, 60)) == Posted::accepted);
-    CHECK(pool2.post(job([&] { ran++; }, 40)) == Posted::accepted);  // exactly the budget
-    CHECK(pool2.post(job([&] { ran++; }, 1)) == Posted::queue_bytes_full);
-    gate2.open();
-    pool2.stop();
-    CHECK(ran.load() == 3);
+    // Posts jobs of `sizes` bytes behind a busy worker; how many ran once it is released.
+    auto run_sizes = [&](std::vector<std::size_t> sizes, std::vector<Posted> expected) {
+        Gate gate;
+        nk::BlockingPool pool(o);
+        std::atomic<int> ran{0};
+        hold_workers(pool, gate, 1);
+        for (std::size_t i = 0; i < sizes.size(); ++i)
+            CHECK(pool.post(job([&] { ran++; }, sizes[i])) == expected[i]);
+        gate.open();
+        pool.stop();
+        return ran.load();
+    };
+    // Alone in the queue a job over the budget is taken; nothing joins it.
+    CHECK(run_sizes({500, 1}, {Posted::accepted, Posted::queue_bytes_full}) == 1);
+    // Exactly the budget fits; one byte more does not.
+    CHECK(run_sizes({60, 40, 1}, {Posted::accepted, Posted::accepted, Posted::queue_bytes_full}) == 2);
 }
 
 TEST_CASE("blocking pool drops abandoned jobs unrun, and makes room with them when full") {
@@ -98,8 +99,7 @@ TEST_CASE("blocking pool drops abandoned jobs unrun, and makes room with them wh
         j.on_drop = [&] { dropped++; };
         return j;
     };
-    CHECK(pool.post(job([&] { gate.wait(); })) == Posted::accepted);
-    REQUIRE(wait_until([&] { return gate.waiting() >= 1; }));
+    hold_workers(pool, gate, 1);
     CHECK(pool.post(abandonable()) == Posted::accepted);
     CHECK(pool.post(abandonable()) == Posted::accepted);
     CHECK(pool.post(job([&] { ran++; })) == Posted::queue_full);
