@@ -1,5 +1,6 @@
 #include "api/account_common.hpp"
 
+#include "api/blocking_work.hpp"
 #include "api/runtime_bridge.hpp"
 #include "api/services.hpp"
 #include "core/blocking_pool.hpp"
@@ -15,7 +16,8 @@ Status require_services(const Services& s) {
     return Status::ok();
 }
 
-void run_blocking(Services& services, net::Responder respond, std::function<net::Response()> work) {
+void run_blocking(Services& services, net::Responder respond, std::function<net::Response()> work,
+                  std::size_t bytes, BlockingPool::Lane lane) {
     auto task = [respond, work = std::move(work)]() mutable {
         net::Response response;
         try {
@@ -25,9 +27,7 @@ void run_blocking(Services& services, net::Responder respond, std::function<net:
         }
         respond(std::move(response));
     };
-    if (!services.pool->post(std::move(task))) {
-        respond(net::Response::error(Status::unavailable("Server is shutting down.")));
-    }
+    post_request_work(services, respond, std::move(task), bytes, lane);
 }
 
 RequestContext anonymous_context(const net::Request& request) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/blocking_pool.hpp"
 #include "core/context.hpp"
 #include "core/json_read.hpp"
 #include "core/status.hpp"
@@ -24,8 +25,11 @@ namespace nk::api::account_detail {
 // 501 code 12 unless tokens, accounts and pool are all wired.
 Status require_services(const Services& services);
 
-// Runs `work` on the blocking pool and sends what it returns; 503 when the pool refuses.
-void run_blocking(Services& services, net::Responder respond, std::function<net::Response()> work);
+// Runs `work` on the blocking pool and sends what it returns (see post_request_work: 503 code 14
+// when the pool refuses it, dropped unrun when the client has gone). `bytes` is what the queued
+// work holds; password work (bcrypt) goes to BlockingPool::Lane::password.
+void run_blocking(Services& services, net::Responder respond, std::function<net::Response()> work,
+                  std::size_t bytes = 0, BlockingPool::Lane lane = BlockingPool::Lane::general);
 
 // Context for hooks of a request without a known user (authenticate, refresh).
 RequestContext anonymous_context(const net::Request& request);

@@ -5,9 +5,11 @@
 
 #include "api/account.hpp"
 #include "api/account_common.hpp"
+#include "api/blocking_work.hpp"
 #include "api/runtime_bridge.hpp"
 #include "api/services.hpp"
 #include "api/session_vars.hpp"
+#include "auth/login_throttle.hpp"
 #include "auth/tokens.hpp"
 #include "net/router.hpp"
 #include "store/account_store.hpp"
@@ -205,8 +207,30 @@ Status validate(Kind kind, AuthenticateRequest& req, bool& username_login) {
     return Status::ok();
 }
 
+// The account a password login names, as the login throttle keys it (emails compare
+// case-insensitively, as the store does).
+std::string throttle_account(const AuthenticateRequest& req) {
+    if (req.email.empty()) return "username:" + req.username;
+    std::string key = "email:";
+    for (unsigned char c : req.email)
+        key += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    return key;
+}
+
+// Feeds the outcome of a password login to the throttle; only wrong credentials and unknown
+// accounts count as failures (a refused or malformed request is not a guess).
+void record_login(Services& services, const std::string& account, const std::string& address,
+                  const Status& outcome) {
+    if (services.login_throttle == nullptr) return;
+    if (outcome.is_ok()) {
+        services.login_throttle->succeeded(account, address);
+    } else if (outcome.code() == Code::unauthenticated || outcome.code() == Code::not_found) {
+        services.login_throttle->failed(account, address);
+    }
+}
+
 net::Response authenticate(Services& services, Kind kind, AuthenticateRequest req,
-                           const RequestContext& anon) {
+                           const RequestContext& anon, const std::string& login_account) {
     const std::string_view id = api_id(kind);
     std::string in_json = hook_json(req, kind);
     if (services.runtime != nullptr && services.runtime->has_before(id)) {
@@ -234,6 +258,7 @@ net::Response authenticate(Services& services, Kind kind, AuthenticateRequest re
         case Kind::email:
             s = services.accounts->authenticate_email(username_login ? "" : req.email, req.password,
                                                       req.username, create, result);
+            record_login(services, login_account, anon.client_ip, s);
             break;
     }
     if (!s)
@@ -278,11 +303,31 @@ void handle(Services& services, Kind kind, net::Request&& request, net::Responde
     if (auto s = services.tokens->check_server_key(request.header("Authorization")); !s) {
         return respond(error(s));
     }
+    // Password logins: throttled before any bcrypt work, and hashed on the password lane so
+    // that a flood of them leaves the rest of the pool serving other requests.
+    std::string login_account;
+    auto lane = BlockingPool::Lane::general;
+    if (kind == Kind::email) {
+        lane = BlockingPool::Lane::password;
+        login_account = throttle_account(req);
+        if (services.login_throttle != nullptr) {
+            if (auto v = services.login_throttle->check(login_account, request.client_ip); !v) {
+                if (services.work_metrics != nullptr) services.work_metrics->throttled(v.limit);
+                auto r = error(Status(Code::resource_exhausted,
+                                      "Too many failed login attempts, try again later."));
+                r.headers.emplace_back("Retry-After", std::to_string(v.retry_after.count()));
+                return respond(std::move(r));
+            }
+        }
+    }
     RequestContext anon = anonymous_context(request);
-    run_blocking(services, std::move(respond),
-                 [&services, kind, req = std::move(req), anon = std::move(anon)]() mutable {
-                     return authenticate(services, kind, std::move(req), anon);
-                 });
+    run_blocking(
+        services, std::move(respond),
+        [&services, kind, req = std::move(req), anon = std::move(anon),
+         login_account = std::move(login_account)]() mutable {
+            return authenticate(services, kind, std::move(req), anon, login_account);
+        },
+        request.body.size(), lane);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <rapidjson/writer.h>
 
 #include "api/bearer.hpp"
+#include "api/blocking_work.hpp"
 #include "api/runtime_bridge.hpp"
 #include "api/services.hpp"
 #include "auth/tokens.hpp"
@@ -127,6 +128,7 @@ void handle_rpc(net::Request&& req, net::Responder respond, Services& services) 
         respond(rpc_error(Status::unimplemented("RPC functions are not available.")));
         return;
     }
+    const std::size_t bytes = payload.size();
     auto task = [runtime, id, ctx = std::move(ctx), payload = std::move(payload), unwrap,
                  respond]() mutable {
         std::string out;
@@ -139,9 +141,8 @@ void handle_rpc(net::Request&& req, net::Responder respond, Services& services) 
             respond(net::Response::json(200, payload_reply(out)));
         }
     };
-    if (!services.pool->post(std::move(task))) {
-        respond(rpc_error(Status::unavailable("Server is shutting down.")));
-    }
+    post_request_work(services, respond, std::move(task), bytes, BlockingPool::Lane::general,
+                      &rpc_error);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ class Registry;
 }
 namespace nk::auth {
 class Tokens;
+class LoginThrottle;
 }
 namespace nk::store {
 class AccountStore;
@@ -30,6 +31,7 @@ struct Options;
 namespace nk::api {
 
 class RuntimeBridge;
+class WorkMetrics;
 
 // Reaches the user's open realtime sockets without the API depending on realtime (the app
 // wires it). Thread-safe; returns at once (the sockets close asynchronously).
@@ -51,7 +53,9 @@ struct Services {
     SessionControl* sessions = nullptr;       // realtime sockets; null = no realtime
     metrics::Registry* metrics = nullptr;
     JsonLimits json;                          // every request body and hook message parsed here
-    unsigned proxy_count = 1;                 // informational; net already resolved client_ip
+    WorkMetrics* work_metrics = nullptr;      // counts refused and dropped pool work
+    auth::LoginThrottle* login_throttle = nullptr;  // failed password logins; null = none
+    unsigned proxy_count = 0;                 // informational; net already resolved client_ip
 };
 
 }  // namespace nk::api

@@ -9,10 +9,12 @@
 #include <thread>
 
 #include "api/account.hpp"
+#include "api/blocking_work.hpp"
 #include "api/event_api.hpp"
 #include "api/health.hpp"
 #include "api/rpc_api.hpp"
 #include "api/services.hpp"
+#include "auth/login_throttle.hpp"
 #include "auth/tokens.hpp"
 #include "core/blocking_pool.hpp"
 #include "events/handlers.hpp"
@@ -45,12 +47,24 @@ private:
     realtime::Realtime& realtime_;
 };
 
+BlockingPool::Options pool_options(const net::Options& socket) {
+    BlockingPool::Options o;
+    o.threads = blocking_threads(socket.blocking_threads);
+    o.max_queued = socket.blocking_queue_size;
+    o.max_queued_bytes = socket.blocking_queue_max_bytes;
+    o.password_threads = socket.password_threads ? socket.password_threads
+                                                 : std::max<std::size_t>(1, o.threads / 4);
+    return o;
+}
+
 }  // namespace
 
 struct App::Impl {
     config::Config cfg;
     metrics::Registry registry;
     std::unique_ptr<BlockingPool> pool;
+    std::unique_ptr<api::WorkMetrics> work_metrics;
+    std::unique_ptr<auth::LoginThrottle> login_throttle;
     std::unique_ptr<auth::Tokens> tokens;
     std::unique_ptr<store::SqliteAccountStore> accounts;
     std::unique_ptr<runtime::Runtime> runtime;
@@ -84,7 +98,9 @@ void App::start() {
 
     s.accounts = std::make_unique<store::SqliteAccountStore>(cfg.database, &s.registry);  // throws with the reason
 
-    s.pool = std::make_unique<BlockingPool>(blocking_threads(cfg.socket.blocking_threads));
+    s.pool = std::make_unique<BlockingPool>(pool_options(cfg.socket));
+    s.work_metrics = std::make_unique<api::WorkMetrics>(s.registry);
+    s.login_throttle = std::make_unique<auth::LoginThrottle>(cfg.login_throttle);
 
     runtime::Dependencies deps;
     deps.accounts = s.accounts.get();
@@ -105,6 +121,8 @@ void App::start() {
     s.services.runtime = s.runtime.get();
     s.services.metrics = &s.registry;
     s.services.json = counted_json_limits(cfg.max_json_depth, &s.registry);
+    s.services.work_metrics = s.work_metrics.get();
+    s.services.login_throttle = s.login_throttle.get();
     s.services.proxy_count = cfg.socket.proxy_count;
 
     api::register_health_routes(s.router);

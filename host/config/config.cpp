@@ -269,8 +269,11 @@ std::vector<Key> build_keys() {
     }
     k.push_back(integer_key(
         "socket.proxy_count", [](Config & c) -> auto& { return c.socket.proxy_count; }, 0, 64,
-        "Number of trusted proxies in front of the server (X-Forwarded-For "
-        "hops used to find the client IP)."));
+        "Number of trusted proxies in front of the server: the client IP is the N-th "
+        "X-Forwarded-For entry from the right. 0 ignores X-Forwarded-For and uses the peer "
+        "address. Behind N proxies set it to N. The default is 0, unlike Nakama's 1: with 1 and "
+        "no proxy, a client chooses its own address (login throttling, logs, hooks) by sending "
+        "the header."));
     k.push_back(integer_key(
         "socket.io_threads", [](Config & c) -> auto& { return c.socket.io_threads; }, 0,
         kMaxThreads, "Network I/O threads (0 = number of cores)."));
@@ -279,6 +282,25 @@ std::vector<Key> build_keys() {
         kMaxThreads,
         "Threads for database, bcrypt and plugin calls (0 = max(4, 2 x "
         "cores))."));
+    k.push_back(integer_key(
+        "socket.blocking_queue_size",
+        [](Config & c) -> auto& { return c.socket.blocking_queue_size; }, 0, kMaxU32,
+        "Requests queued for the blocking threads, beyond those running; over it a request is "
+        "answered 503 code 14 with Retry-After (metric blocking_queue_rejected). 0 = "
+        "unbounded. Queued requests whose client has closed the connection are dropped unrun "
+        "(metric blocking_queue_abandoned)."));
+    k.push_back(integer_key(
+        "socket.blocking_queue_max_bytes",
+        [](Config & c) -> auto& { return c.socket.blocking_queue_max_bytes; }, 0, kMaxBytes,
+        "Bytes (request bodies) held by requests queued for the blocking threads; over it a "
+        "request is answered 503 code 14 with Retry-After (metric blocking_queue_rejected). "
+        "0 = unbounded."));
+    k.push_back(integer_key(
+        "socket.password_threads", [](Config & c) -> auto& { return c.socket.password_threads; },
+        0, kMaxThreads,
+        "Most blocking threads hashing passwords (email authentication, bcrypt) at once; the "
+        "others keep serving other requests while password work waits its turn. 0 = a quarter "
+        "of the blocking threads, at least 1."));
     k.push_back(integer_key(
         "socket.max_connections", [](Config & c) -> auto& { return c.socket.max_connections; }, 0,
         kMaxU32,
@@ -335,6 +357,30 @@ std::vector<Key> build_keys() {
         "session.refresh_encryption_key",
         [](Config & c) -> auto& { return c.session.refresh_encryption_key; },
         "Key that signs refresh tokens."));
+    k.push_back(integer_key(
+        "session.login_failures_per_account_address",
+        [](Config & c) -> auto& { return c.login_throttle.failures_per_account_address; }, 0,
+        kMaxU32,
+        "Failed password logins (email authenticate) allowed per account and client address in "
+        "a window; more are answered 429 code 8 with Retry-After, before any password hashing "
+        "(metric login_throttled). Keyed on the pair, so failures elsewhere never lock an "
+        "account out. 0 = off."));
+    k.push_back(integer_key(
+        "session.login_failures_per_address",
+        [](Config & c) -> auto& { return c.login_throttle.failures_per_address; }, 0, kMaxU32,
+        "Failed password logins allowed per client address in a window, whatever the account; "
+        "more are answered 429 code 8 with Retry-After (metric login_throttled). Higher than the "
+        "per-account limit so that users behind one NAT address are not throttled together. "
+        "0 = off."));
+    k.push_back(integer_key(
+        "session.login_failure_window_sec",
+        [](Config & c) -> auto& { return c.login_throttle.window_sec; }, 1, 86400,
+        "Length of the window the login failure limits count in."));
+    k.push_back(integer_key(
+        "session.login_throttle_max_keys",
+        [](Config & c) -> auto& { return c.login_throttle.max_keys; }, 1, kMaxU32,
+        "Most (account, address) pairs and addresses tracked by the login throttle; when full, "
+        "ended windows and then the oldest are forgotten."));
     k.push_back(integer_key(
         "session.token_expiry_sec", [](Config & c) -> auto& { return c.session.token_expiry_sec; },
         1, kMaxU32, "Lifetime of session tokens in seconds."));

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/login_throttle.hpp"
 #include "auth/options.hpp"
 #include "events/options.hpp"
 #include "log/options.hpp"
@@ -34,6 +35,7 @@ struct Config {
     net::Options socket;
     realtime::Options realtime;
     auth::Options session;  // also holds socket.server_key and runtime.http_key
+    auth::LoginThrottleOptions login_throttle;  // session.login_* keys
     store::Options database;
     events::Options events;  // runtime.event_* keys
     runtime::Options runtime;

@@ -1,9 +1,29 @@
 #include "core/blocking_pool.hpp"
 
+#include <algorithm>
+
 namespace nk {
 
-BlockingPool::BlockingPool(std::size_t threads) {
-    if (threads == 0) threads = 1;
+namespace {
+
+std::size_t index(BlockingPool::Lane lane) { return static_cast<std::size_t>(lane); }
+
+BlockingPool::Options unbounded(std::size_t threads) {
+    BlockingPool::Options o;
+    o.threads = threads;
+    return o;
+}
+
+}  // namespace
+
+BlockingPool::BlockingPool(std::size_t threads) : BlockingPool(unbounded(threads)) {}
+
+BlockingPool::BlockingPool(const Options& options)
+    : options_(options),
+      password_cap_(options.password_threads == 0
+                        ? std::max<std::size_t>(1, options.threads)
+                        : std::min(options.password_threads, std::max<std::size_t>(1, options.threads))) {
+    const std::size_t threads = std::max<std::size_t>(1, options.threads);
     threads_.reserve(threads);
     for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
 }
@@ -11,13 +31,47 @@ BlockingPool::BlockingPool(std::size_t threads) {
 BlockingPool::~BlockingPool() { stop(); }
 
 bool BlockingPool::post(std::function<void()> task) {
+    Job job;
+    job.run = std::move(task);
+    return post(std::move(job)) == Posted::accepted;
+}
+
+BlockingPool::Posted BlockingPool::post(Job job) {
+    std::vector<Job> dropped;
+    Posted result = Posted::accepted;
     {
         std::lock_guard lock(mutex_);
-        if (stopping_) return false;
-        tasks_.push_back(std::move(task));
+        auto over = [&]() -> Posted {
+            const std::size_t queued = queues_[0].size() + queues_[1].size();
+            if (options_.max_queued != 0 && queued >= options_.max_queued) return Posted::queue_full;
+            // A job bigger than the whole budget still runs when nothing else is queued.
+            if (options_.max_queued_bytes != 0 && queued != 0 &&
+                queued_bytes_ + job.bytes > options_.max_queued_bytes) {
+                return Posted::queue_bytes_full;
+            }
+            return Posted::accepted;
+        };
+        if (stopping_) {
+            result = Posted::stopping;
+        } else if ((result = over()) != Posted::accepted) {
+            // Work whose client has gone must not make live work wait or be refused.
+            take_abandoned(dropped);
+            result = over();
+        }
+        if (result == Posted::accepted) {
+            queued_bytes_ += job.bytes;
+            queues_[index(job.lane)].push_back(Entry{std::move(job), next_seq_++});
+        }
     }
-    cv_.notify_one();
-    return true;
+    if (result == Posted::accepted) cv_.notify_one();
+    for (auto& d : dropped)
+        if (d.on_drop) d.on_drop();
+    return result;
+}
+
+std::size_t BlockingPool::queued(Lane lane) const {
+    std::lock_guard lock(mutex_);
+    return queues_[index(lane)].size();
 }
 
 void BlockingPool::stop() {
@@ -33,17 +87,64 @@ void BlockingPool::stop() {
     threads_.clear();
 }
 
+void BlockingPool::unqueue(const Job& job) { queued_bytes_ -= job.bytes; }
+
+void BlockingPool::take_abandoned(std::vector<Job>& dropped) {
+    for (auto& q : queues_) {
+        for (auto it = q.begin(); it != q.end();) {
+            if (it->job.abandoned && it->job.abandoned()) {
+                unqueue(it->job);
+                dropped.push_back(std::move(it->job));
+                it = q.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+}
+
+std::deque<BlockingPool::Entry>* BlockingPool::next_queue() {
+    auto& general = queues_[index(Lane::general)];
+    auto& password = queues_[index(Lane::password)];
+    const bool password_may_run = !password.empty() && password_running_ < password_cap_;
+    if (password_may_run && (general.empty() || password.front().seq < general.front().seq))
+        return &password;
+    if (!general.empty()) return &general;
+    return nullptr;
+}
+
 void BlockingPool::run() {
     for (;;) {
-        std::function<void()> task;
+        Job job;
+        bool drop = false;
         {
             std::unique_lock lock(mutex_);
-            cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-            if (tasks_.empty()) return;  // stopping and drained
-            task = std::move(tasks_.front());
-            tasks_.pop_front();
+            std::deque<Entry>* q = nullptr;
+            cv_.wait(lock, [&] {
+                q = next_queue();
+                return q != nullptr ||
+                       (stopping_ && queues_[0].empty() && queues_[1].empty());
+            });
+            if (q == nullptr) return;  // stopping and drained
+            job = std::move(q->front().job);
+            q->pop_front();
+            unqueue(job);
+            drop = job.abandoned && job.abandoned();
+            if (!drop && job.lane == Lane::password) ++password_running_;
         }
-        task();
+        if (drop) {
+            if (job.on_drop) job.on_drop();
+            continue;
+        }
+        job.run();
+        if (job.lane == Lane::password) {
+            {
+                std::lock_guard lock(mutex_);
+                --password_running_;
+            }
+            // A worker may be waiting only because the cap was reached.
+            cv_.notify_all();
+        }
     }
 }
 

@@ -60,7 +60,7 @@ Response Response::error(const Status& s) {
 // The shared once-slot: the first call wins; the last copy going away
 // uncalled answers 500 so the client never hangs.
 struct Responder::State {
-    explicit State(SendFn f) : fn(std::move(f)) {}
+    State(SendFn f, GoneFlag g) : fn(std::move(f)), gone(std::move(g)) {}
     ~State() {
         if (!called.exchange(true, std::memory_order_acq_rel) && fn) {
             try {
@@ -71,10 +71,16 @@ struct Responder::State {
         }
     }
     SendFn fn;
+    GoneFlag gone;
     std::atomic<bool> called{false};
 };
 
-Responder::Responder(SendFn fn) : state_(std::make_shared<State>(std::move(fn))) {}
+Responder::Responder(SendFn fn, GoneFlag client_gone)
+    : state_(std::make_shared<State>(std::move(fn), std::move(client_gone))) {}
+
+bool Responder::abandoned() const {
+    return state_ && state_->gone && state_->gone->load(std::memory_order_acquire);
+}
 
 void Responder::operator()(Response&& response) const {
     if (!state_) return;

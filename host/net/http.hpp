@@ -6,9 +6,11 @@
 // Responder is thread-safe and posts the response back to the connection's
 // own executor. Calling it inline (on the io thread) costs no thread hop.
 // A Responder must be called exactly once; if it is destroyed uncalled, the
-// connection answers 500 so the client never hangs.
+// connection answers 500 so the client never hangs. abandoned() tells queued
+// work that the client has gone, so it can be dropped unrun.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -69,11 +71,16 @@ struct Response {
 class Responder {
 public:
     using SendFn = std::function<void(Response&&)>;
+    // Set (never cleared) by the connection once its client has closed or reset it.
+    using GoneFlag = std::shared_ptr<const std::atomic<bool>>;
     Responder() = default;
-    explicit Responder(SendFn fn);
+    explicit Responder(SendFn fn, GoneFlag client_gone = {});
 
     void operator()(Response&& response) const;
     explicit operator bool() const { return static_cast<bool>(state_); }
+    // True once the client is known to have gone: nobody will read the response. Cheap and
+    // thread-safe (one atomic load); false when unknown.
+    bool abandoned() const;
 
 private:
     struct State;

@@ -17,9 +17,12 @@ struct Options {
     std::uint32_t idle_timeout_ms = 60000;        // socket.idle_timeout_ms (keep-alive idle)
     std::string ssl_certificate;                  // socket.ssl_certificate (PEM path)
     std::string ssl_private_key;                  // socket.ssl_private_key (PEM path)
-    unsigned proxy_count = 1;                     // socket.proxy_count
+    unsigned proxy_count = 0;                     // socket.proxy_count (Nakama's default is 1)
     unsigned io_threads = 0;                      // socket.io_threads (0 = number of cores)
     unsigned blocking_threads = 0;                // socket.blocking_threads (0 = max(4, 2 x cores))
+    std::size_t blocking_queue_size = 4096;       // socket.blocking_queue_size (0 = unbounded)
+    std::size_t blocking_queue_max_bytes = 67108864;  // socket.blocking_queue_max_bytes (0 = unbounded)
+    unsigned password_threads = 0;                // socket.password_threads (0 = blocking / 4, at least 1)
     std::size_t max_connections = 0;              // socket.max_connections (0 = unlimited)
     std::size_t response_compression_min_bytes = 1024;  // socket.response_compression_min_bytes (0 = never)
 };

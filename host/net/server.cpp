@@ -583,12 +583,14 @@ private:
                             head());
             case Router::Match::Kind::handler: break;
         }
-        Responder responder([self = this->shared_from_this()](Response&& r) {
-            // Inline when already on this connection's thread, else posted there.
-            asio::dispatch(self->executor_, [self, r = std::move(r)]() mutable {
-                self->send(std::move(r), self->keep_alive_, self->head());
-            });
-        });
+        Responder responder(
+            [self = this->shared_from_this()](Response&& r) {
+                // Inline when already on this connection's thread, else posted there.
+                asio::dispatch(self->executor_, [self, r = std::move(r)]() mutable {
+                    self->send(std::move(r), self->keep_alive_, self->head());
+                });
+            },
+            client_gone_);
         try {
             (*match.handler)(std::move(req), responder);
         } catch (const std::exception& e) {
@@ -596,6 +598,27 @@ private:
         } catch (...) {
             responder(Response::error(Status::internal("Internal Server Error")));
         }
+        if (state_ == State::handling) watch_client();
+    }
+
+    // While a handler's work is pending nothing reads the socket, so a client that closed or
+    // reset would go unnoticed until the answer is written, and queued work for it would still
+    // run. Wait for readability: EOF or an error marks the client gone (Responder::abandoned);
+    // bytes (a pipelined request) end the watch, they are read after the answer.
+    void watch_client() {
+        if (watching_) return;
+        watching_ = true;
+        lowest().socket().async_wait(
+            tcp::socket::wait_read, [self = this->shared_from_this()](beast::error_code ec) {
+                self->watching_ = false;
+                if (ec || self->state_ != State::handling) return;
+                char byte = 0;
+                const auto n = ::recv(self->lowest().socket().native_handle(), &byte, 1,
+                                      MSG_PEEK | MSG_DONTWAIT);
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                    return self->watch_client();
+                if (n <= 0) self->client_gone_->store(true, std::memory_order_release);
+            });
     }
 
     bool head() const { return method_ == Method::head; }
@@ -738,6 +761,7 @@ private:
     void close_now() {
         if (state_ == State::closed || detached_) return;
         state_ = State::closed;
+        client_gone_->store(true, std::memory_order_release);
         set_busy(false);
         boost::system::error_code ignored;
         lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -777,6 +801,9 @@ private:
     bool first_request_ = true;
     bool shutdown_requested_ = false;
     bool keep_alive_ = true;
+    bool watching_ = false;  // watch_client() has a wait pending
+    // Shared with this connection's Responders (Responder::abandoned).
+    const std::shared_ptr<std::atomic<bool>> client_gone_ = std::make_shared<std::atomic<bool>>(false);
     bool accept_gzip_ = false;  // the current request's Accept-Encoding allows gzip
     bool rejected_ = false;     // answered by reject(): the peer may still be sending
     bool http10_ = false;

@@ -120,7 +120,7 @@ TEST_CASE("defaults are Nakama's") {
     CHECK(c.socket.max_request_size_bytes == 262144);
     CHECK(c.socket.max_header_size_bytes == 5120);
     CHECK(c.socket.idle_timeout_ms == 60000);
-    CHECK(c.socket.proxy_count == 1);
+    CHECK(c.socket.proxy_count == 0);  // deliberately not Nakama's 1: see the key's description
     CHECK(c.realtime.max_message_size_bytes == 4096);
     CHECK(c.realtime.ping_period_ms == 15000);
     CHECK(c.realtime.pong_wait_ms == 25000);
