@@ -1,14 +1,13 @@
 #include "api/event_api.hpp"
 
 #include <chrono>
-#include <exception>
 #include <string>
 #include <utility>
 
+#include "api/account_common.hpp"
 #include "api/bearer.hpp"
 #include "api/runtime_bridge.hpp"
 #include "api/services.hpp"
-#include "core/blocking_pool.hpp"
 #include "events/handlers.hpp"
 #include "events/json.hpp"
 #include "events/options.hpp"
@@ -115,19 +114,15 @@ void register_event_routes(net::Router& router, Services& services) {
                 respond(net::Response::error(Status::unimplemented("No blocking pool for hooks.")));
                 return;
             }
-            auto task = [&services, body = std::move(request.body), ctx = std::move(ctx),
-                         respond]() mutable {
-                net::Response response;
-                try {
-                    response = handle_event(services, body, std::move(ctx), true);
-                } catch (const std::exception&) {
-                    response = net::Response::error(Status::internal("Internal server error."));
-                }
-                respond(std::move(response));
-            };
-            if (!services.pool->post(std::move(task))) {
-                respond(unavailable(services, "Server is shutting down."));
-            }
+            // Hooks may block: the pool's limits and dropping of abandoned work apply as to
+            // every other endpoint.
+            const std::size_t bytes = request.body.size();
+            account_detail::run_blocking(
+                services, std::move(respond),
+                [&services, body = std::move(request.body), ctx = std::move(ctx)]() mutable {
+                    return handle_event(services, body, std::move(ctx), true);
+                },
+                bytes);
         });
 }
 
