@@ -444,12 +444,12 @@ TEST_CASE("PUT /v2/account field rules") {
     // The same values again is still a 200.
     CHECK(put(R"({"location":"Paris"})")->status == 200);
 
-    check_error(put("{\"display_name\":\"" + std::string(256, 'd') + "\"}"), 500, 13,
-                "Error while trying to update account.");
-    check_error(put("{\"lang_tag\":\"" + std::string(19, 'l') + "\"}"), 500, 13,
-                "Error while trying to update account.");
-    check_error(put("{\"avatar_url\":\"" + std::string(513, 'a') + "\"}"), 500, 13,
-                "Error while trying to update account.");
+    check_error(put("{\"display_name\":\"" + std::string(256, 'd') + "\"}"), 400, 3,
+                "Invalid display_name, must be at most 255 characters.");
+    check_error(put("{\"lang_tag\":\"" + std::string(19, 'l') + "\"}"), 400, 3,
+                "Invalid lang_tag, must be at most 18 characters.");
+    check_error(put("{\"avatar_url\":\"" + std::string(513, 'a') + "\"}"), 400, 3,
+                "Invalid avatar_url, must be at most 512 characters.");
     CHECK(put("{\"location\":\"" + std::string(255, 'p') + "\"}")->status == 200);
 
     REQUIRE(put(R"({"username":"putter2"})")->status == 200);
