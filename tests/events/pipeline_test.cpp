@@ -37,6 +37,16 @@ Event session_event(Kind kind, const std::string& session) {
     return e;
 }
 
+// Custom-event handlers that wait at `gate`, then count the event in `handled`.
+HandlerSet held_at(Gate& gate, std::atomic<int>& handled) {
+    HandlerSet set;
+    set.custom.push_back([&](const Event&) {
+        gate.wait();
+        ++handled;
+    });
+    return set;
+}
+
 Options opts(std::size_t queue_size, unsigned workers, FullPolicy policy = FullPolicy::drop) {
     Options o;
     o.queue_size = queue_size;
@@ -138,12 +148,7 @@ TEST_CASE("many producers and workers: every accepted event handled exactly once
 TEST_CASE("capacity 1, policy drop: one in flight, every other event dropped and counted") {
     Gate gate;
     std::atomic<int> handled{0};
-    HandlerSet set;
-    set.custom.push_back([&](const Event&) {
-        gate.wait();
-        ++handled;
-    });
-    StaticHandlerSource source(std::move(set));
+    StaticHandlerSource source(held_at(gate, handled));
     nk::metrics::Registry registry("nktest", "node1");
     EventPipeline p(opts(1, 2), source, &registry);
     p.start();
@@ -247,12 +252,7 @@ TEST_CASE("drain handles every accepted event, then refuses new ones") {
 TEST_CASE("drain with too short a grace reports the events it could not handle") {
     Gate gate;
     std::atomic<int> handled{0};
-    HandlerSet set;
-    set.custom.push_back([&](const Event&) {
-        gate.wait();
-        ++handled;
-    });
-    StaticHandlerSource source(std::move(set));
+    StaticHandlerSource source(held_at(gate, handled));
     nk::metrics::Registry registry("nktest", "node1");
     EventPipeline p(opts(100, 1), source, &registry);
     p.start();
@@ -418,12 +418,7 @@ TEST_CASE("byte budget, policy drop: events over max_bytes are dropped and count
           "count bound is far") {
     Gate gate;
     std::atomic<int> handled{0};
-    HandlerSet set;
-    set.custom.push_back([&](const Event&) {
-        gate.wait();
-        ++handled;
-    });
-    StaticHandlerSource source(std::move(set));
+    StaticHandlerSource source(held_at(gate, handled));
     nk::metrics::Registry registry("nktest", "node1");
     constexpr std::size_t value = 10000;
     const std::size_t one = footprint(sized_event(0, value));
