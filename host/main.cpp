@@ -17,13 +17,15 @@
 
 namespace {
 
-// Blocks SIGINT/SIGTERM in every thread (threads inherit the mask) so that the
-// main thread alone receives them with sigwait().
+// Blocks SIGINT/SIGTERM/SIGHUP in every thread (threads inherit the mask) so that the
+// main thread alone receives them with sigwait(). SIGHUP's default action would kill the
+// server: blocked, it asks for a rescan of runtime.path instead.
 sigset_t block_stop_signals() {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     return set;
 }
@@ -66,7 +68,12 @@ int main(int argc, char** argv) {
     spdlog::info("Startup done");
 
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    for (;;) {
+        sigwait(&stop_signals, &sig);
+        if (sig != SIGHUP) break;
+        spdlog::info("Received SIGHUP, re-scanning runtime modules");
+        app.reload_modules();
+    }
     spdlog::info("Received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     app.shutdown();
     nk::log::flush();

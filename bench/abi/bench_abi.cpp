@@ -88,9 +88,9 @@ int main(int argc, char** argv) {
     row("event handler via C ABI, sdk.hpp wrapper", ev_wrapped, ev_direct);
 
     const double af_direct = calls_per_sec(n / 4, [&] { direct_after(in_json); });
-    const double af_raw = calls_per_sec(n / 4, [&] { rt.after("Event", ctx, "", in_json); });
+    const double af_raw = calls_per_sec(n / 4, [&] { rt.after(nullptr, "Event", ctx, "", in_json); });
     const double af_wrapped =
-        calls_per_sec(n / 4, [&] { rt.after("UpdateAccount", ctx, "", in_json); });
+        calls_per_sec(n / 4, [&] { rt.after(nullptr, "UpdateAccount", ctx, "", in_json); });
     row("after-hook, direct C++ (parse JSON + call) (baseline)", af_direct, af_direct);
     row("after-hook via RuntimeBridge + C ABI, raw C callback", af_raw, af_direct);
     row("after-hook via RuntimeBridge + C ABI, sdk.hpp typed", af_wrapped, af_direct);

@@ -93,24 +93,24 @@ std::string update_json(store::AccountUpdate& u) {
 }
 
 net::Response get_account(Services& services, const RequestContext& caller) {
-    constexpr std::string_view id = "GetAccount";
+    const Hooks hooks(services, "GetAccount");
     std::string in_json;
-    if (auto s = run_before(services, id, caller, in_json); !s)
+    if (auto s = hooks.before(caller, in_json); !s)
         return error(s);
     store::Account account;
     if (auto s = services.accounts->get_account(caller.user_id, account); !s)
         return error(s);
     std::string body = store::account_json(account);
-    run_after(services, id, caller, body, "");
+    hooks.after(caller, body, "");
     return net::Response::json(200, std::move(body));
 }
 
 net::Response update_account(Services& services, store::AccountUpdate update,
                              const RequestContext& caller) {
-    constexpr std::string_view id = "UpdateAccount";
-    if (services.runtime != nullptr && services.runtime->has_before(id)) {
+    const Hooks hooks(services, "UpdateAccount");
+    if (hooks.has_before()) {
         std::string in_json = update_json(update);
-        if (auto s = run_before(services, id, caller, in_json); !s)
+        if (auto s = hooks.before(caller, in_json); !s)
             return error(s);
         if (auto s = read_update(in_json, services.json, update); !s)
             return error(s);
@@ -131,14 +131,15 @@ net::Response update_account(Services& services, store::AccountUpdate update,
         return error(Status::invalid_argument("No fields to update."));
     if (auto s = services.accounts->update_account(caller.user_id, update); !s)
         return error(s);
-    run_after(services, id, caller, "", update_json(update));
+    if (hooks.has_after())
+        hooks.after(caller, "", update_json(update));
     return net::Response::empty_object();
 }
 
 net::Response delete_account(Services& services, const RequestContext& caller) {
-    constexpr std::string_view id = "DeleteAccount";
+    const Hooks hooks(services, "DeleteAccount");
     std::string in_json;
-    if (auto s = run_before(services, id, caller, in_json); !s)
+    if (auto s = hooks.before(caller, in_json); !s)
         return error(s);
     if (auto s = services.accounts->delete_account(caller.user_id); !s)
         return error(s);
@@ -146,7 +147,7 @@ net::Response delete_account(Services& services, const RequestContext& caller) {
     // As Nakama: the deleted user's sockets are closed ("server-side session disconnect").
     if (services.sessions != nullptr)
         services.sessions->disconnect(caller.user_id, {});
-    run_after(services, id, caller, "", "");
+    hooks.after(caller, "", "");
     return net::Response::empty_object();
 }
 

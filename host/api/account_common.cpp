@@ -37,21 +37,33 @@ RequestContext anonymous_context(const net::Request& request) {
     return ctx;
 }
 
-Status run_before(Services& services, std::string_view api_id, RequestContext ctx,
-                  std::string& in_json) {
-    if (services.runtime == nullptr || !services.runtime->has_before(api_id))
-        return Status::ok();
-    ctx.execution_mode = "before";
-    return services.runtime->before(api_id, ctx, in_json);
+Hooks::Hooks(Services& services, std::string_view api_id)
+    : runtime_(services.runtime), api_id_(api_id) {
+    if (runtime_ != nullptr)
+        pin_ = runtime_->pin();
 }
 
-void run_after(Services& services, std::string_view api_id, RequestContext ctx,
-               std::string_view out_json, std::string_view in_json) {
-    if (services.runtime == nullptr || !services.runtime->has_after(api_id))
+bool Hooks::has_before() const {
+    return runtime_ != nullptr && runtime_->has_before(pin_, api_id_);
+}
+
+bool Hooks::has_after() const {
+    return runtime_ != nullptr && runtime_->has_after(pin_, api_id_);
+}
+
+Status Hooks::before(RequestContext ctx, std::string& in_json) const {
+    if (!has_before())
+        return Status::ok();
+    ctx.execution_mode = "before";
+    return runtime_->before(pin_, api_id_, ctx, in_json);
+}
+
+void Hooks::after(RequestContext ctx, std::string_view out_json, std::string_view in_json) const {
+    if (!has_after())
         return;
     ctx.execution_mode = "after";
     try {
-        services.runtime->after(api_id, ctx, out_json, in_json);
+        runtime_->after(pin_, api_id_, ctx, out_json, in_json);
     } catch (...) {
         // The bridge reports hook failures itself; nothing may reach the client.
     }

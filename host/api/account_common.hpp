@@ -14,6 +14,7 @@
 #include "core/context.hpp"
 #include "core/json_read.hpp"
 #include "core/status.hpp"
+#include "api/runtime_bridge.hpp"
 #include "net/http.hpp"
 
 namespace nk::api {
@@ -34,12 +35,24 @@ void run_blocking(Services& services, net::Responder respond, std::function<net:
 // Context for hooks of a request without a known user (authenticate, refresh).
 RequestContext anonymous_context(const net::Request& request);
 
-// Before-hook: OK (and `in_json` possibly rewritten) when none is registered or it passed.
-Status run_before(Services& services, std::string_view api_id, RequestContext ctx,
-                  std::string& in_json);
-// After-hook; its outcome never changes the response.
-void run_after(Services& services, std::string_view api_id, RequestContext ctx,
-               std::string_view out_json, std::string_view in_json);
+// The plugin hooks of one request (api id), pinned when constructed: its before- and after-hook
+// come from the same module generation even when a hot reload swaps modules in between.
+// Construct it on the pool, at the start of the request's work.
+class Hooks {
+  public:
+    Hooks(Services& services, std::string_view api_id);
+    bool has_before() const;
+    bool has_after() const;
+    // OK (and `in_json` possibly rewritten) when none is registered or it passed.
+    Status before(RequestContext ctx, std::string& in_json) const;
+    // Its outcome never changes the response.
+    void after(RequestContext ctx, std::string_view out_json, std::string_view in_json) const;
+
+  private:
+    RuntimeBridge* runtime_;
+    RuntimeBridge::Pin pin_;
+    std::string_view api_id_;
+};
 
 // Parses a request body that must be a JSON object; empty body = {}.
 // Malformed, invalid UTF-8 or nested deeper than `limits` → 400 code 3.

@@ -231,10 +231,10 @@ void record_login(Services& services, const std::string& account, const std::str
 
 net::Response authenticate(Services& services, Kind kind, AuthenticateRequest req,
                            const RequestContext& anon, const std::string& login_account) {
-    const std::string_view id = api_id(kind);
-    std::string in_json = hook_json(req, kind);
-    if (services.runtime != nullptr && services.runtime->has_before(id)) {
-        if (auto s = run_before(services, id, anon, in_json); !s)
+    const Hooks hooks(services, api_id(kind));
+    if (hooks.has_before()) {
+        std::string in_json = hook_json(req, kind);
+        if (auto s = hooks.before(anon, in_json); !s)
             return error(s);
         if (auto s = from_hook_json(in_json, services.json, kind, req); !s)
             return error(s);
@@ -266,13 +266,13 @@ net::Response authenticate(Services& services, Kind kind, AuthenticateRequest re
 
     const auto session = services.tokens->issue(result.user_id, result.username, req.vars);
     std::string body = session_json(result.created, session.token, session.refresh_token);
-    if (services.runtime != nullptr && services.runtime->has_after(id)) {
+    if (hooks.has_after()) {
         RequestContext ctx = anon;
         ctx.user_id = result.user_id;
         ctx.username = result.username;
         ctx.vars = req.vars;
         ctx.session_expiry = session.session.expires_at;
-        run_after(services, id, std::move(ctx), body, hook_json(req, kind));
+        hooks.after(std::move(ctx), body, hook_json(req, kind));
     }
     return net::Response::json(200, std::move(body));
 }

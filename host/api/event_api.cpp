@@ -40,12 +40,14 @@ net::Response handle_event(Services& services, std::string& body, RequestContext
     }
 
     RuntimeBridge* runtime = with_hooks ? services.runtime : nullptr;
-    if (runtime != nullptr && runtime->has_before(api_id)) {
+    // One request, one set of registrations (a hot reload may swap them meanwhile).
+    const RuntimeBridge::Pin pin = runtime != nullptr ? runtime->pin() : nullptr;
+    if (runtime != nullptr && runtime->has_before(pin, api_id)) {
         // The before-hook sees the event as the client sent it (external not yet forced).
         std::string in_json = events::encode_event_json(event);
         RequestContext hook_ctx = ctx;
         hook_ctx.execution_mode = "before";
-        if (auto s = runtime->before(api_id, hook_ctx, in_json); !s)
+        if (auto s = runtime->before(pin, api_id, hook_ctx, in_json); !s)
             return net::Response::error(s);
         events::Event rewritten;
         if (auto s = events::decode_event_json(in_json, limits, services.json, rewritten); !s) {
@@ -58,7 +60,7 @@ net::Response handle_event(Services& services, std::string& body, RequestContext
     event.kind = events::Kind::custom;
     event.received_at = std::chrono::system_clock::now();
     std::string after_json;
-    const bool after = runtime != nullptr && runtime->has_after(api_id);
+    const bool after = runtime != nullptr && runtime->has_after(pin, api_id);
     if (after)
         after_json = events::encode_event_json(event);
     ctx.execution_mode = "event";
@@ -80,7 +82,7 @@ net::Response handle_event(Services& services, std::string& body, RequestContext
     if (after) {
         ctx.execution_mode = "after";
         try {
-            runtime->after(api_id, ctx, "", after_json);
+            runtime->after(pin, api_id, ctx, "", after_json);
         } catch (...) {
             // The bridge counts and logs hook failures; the response never changes.
         }

@@ -11,6 +11,7 @@
 // "UpdateAccount", "DeleteAccount", "Event".
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -23,19 +24,29 @@ class RuntimeBridge {
 public:
     virtual ~RuntimeBridge() = default;
 
-    // Cheap, lock-free checks so the hot path skips the pool when nothing is registered.
+    // Cheap, lock-free checks so the hot path skips the pool when nothing is registered. They
+    // read the latest registrations: use them only to decide whether a request needs the pool.
     virtual bool has_before(std::string_view api_id) const = 0;
     virtual bool has_after(std::string_view api_id) const = 0;
 
-    // Runs the before-hook. On OK, `in_json` holds the (possibly rewritten)
-    // input. An error status rejects the request with that code and message.
-    virtual Status before(std::string_view api_id, const RequestContext& ctx, std::string& in_json) = 0;
+    // The registrations of this moment, held by one request from its before-hook to its
+    // after-hook, so a hot reload in between cannot pair one module generation's before-hook
+    // with another's after-hook. Take it once, on the pool, at the start of the request's work.
+    using Pin = std::shared_ptr<const void>;
+    virtual Pin pin() const = 0;
+    virtual bool has_before(const Pin& pin, std::string_view api_id) const = 0;
+    virtual bool has_after(const Pin& pin, std::string_view api_id) const = 0;
 
-    // Runs the after-hook. Its failure is counted and logged by the runtime,
-    // never surfaced to the client. `out_json` is empty for endpoints without a
+    // Runs the before-hook of `pin` (nothing when it has none). On OK, `in_json` holds the
+    // (possibly rewritten) input. An error status rejects the request with that code and message.
+    virtual Status before(const Pin& pin, std::string_view api_id, const RequestContext& ctx,
+                          std::string& in_json) = 0;
+
+    // Runs the after-hook of `pin` (nothing when it has none). Its failure is counted and logged
+    // by the runtime, never surfaced to the client. `out_json` is empty for endpoints without a
     // response body, `in_json` empty for those without a request body.
-    virtual void after(std::string_view api_id, const RequestContext& ctx, std::string_view out_json,
-                       std::string_view in_json) = 0;
+    virtual void after(const Pin& pin, std::string_view api_id, const RequestContext& ctx,
+                       std::string_view out_json, std::string_view in_json) = 0;
 
     virtual bool has_rpc(std::string_view id) const = 0;
     // Runs RPC `id`. On OK, `out_payload` holds the function's reply.

@@ -73,10 +73,10 @@ Status read_refresh(std::string_view json, const JsonLimits& limits, RefreshRequ
 }
 
 net::Response refresh(Services& services, RefreshRequest req, const RequestContext& anon) {
-    constexpr std::string_view id = "SessionRefresh";
-    if (services.runtime != nullptr && services.runtime->has_before(id)) {
+    const Hooks hooks(services, "SessionRefresh");
+    if (hooks.has_before()) {
         std::string in_json = refresh_json(req);
-        if (auto s = run_before(services, id, anon, in_json); !s)
+        if (auto s = hooks.before(anon, in_json); !s)
             return error(s);
         if (auto s = read_refresh(in_json, services.json, req); !s)
             return error(s);
@@ -96,13 +96,13 @@ net::Response refresh(Services& services, RefreshRequest req, const RequestConte
     const auto& vars = !req.vars.empty() ? req.vars : claims->vars;
     const auto session = services.tokens->reissue(*claims, user.username, vars);
     std::string body = session_json(false, session.token, session.refresh_token);
-    if (services.runtime != nullptr && services.runtime->has_after(id)) {
+    if (hooks.has_after()) {
         RequestContext ctx = anon;
         ctx.user_id = user.user_id;
         ctx.username = user.username;
         ctx.vars = vars;
         ctx.session_expiry = session.session.expires_at;
-        run_after(services, id, std::move(ctx), body, refresh_json(req));
+        hooks.after(std::move(ctx), body, refresh_json(req));
     }
     return net::Response::json(200, std::move(body));
 }
@@ -136,10 +136,10 @@ Status read_logout(std::string_view json, const JsonLimits& limits, LogoutReques
 // a named session token closes the sockets opened with it ("server-side session disconnect").
 // A refresh token opens no socket: naming only one closes none.
 net::Response logout(Services& services, LogoutRequest req, const RequestContext& caller) {
-    constexpr std::string_view id = "SessionLogout";
-    if (services.runtime != nullptr && services.runtime->has_before(id)) {
+    const Hooks hooks(services, "SessionLogout");
+    if (hooks.has_before()) {
         std::string in_json = logout_json(req);
-        if (auto s = run_before(services, id, caller, in_json); !s)
+        if (auto s = hooks.before(caller, in_json); !s)
             return error(s);
         if (auto s = read_logout(in_json, services.json, req); !s)
             return error(s);
@@ -169,7 +169,8 @@ net::Response logout(Services& services, LogoutRequest req, const RequestContext
         if (session && services.sessions != nullptr)
             services.sessions->disconnect(caller.user_id, session->token_id);
     }
-    run_after(services, id, caller, "", logout_json(req));
+    if (hooks.has_after())
+        hooks.after(caller, "", logout_json(req));
     return net::Response::empty_object();
 }
 

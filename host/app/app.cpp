@@ -108,8 +108,11 @@ void App::start() {
     s.runtime = std::make_unique<runtime::Runtime>(cfg.runtime, deps);
     s.pipeline = std::make_unique<events::EventPipeline>(cfg.events, *s.runtime, &s.registry);
     s.runtime->set_event_sink(s.pipeline.get());
+    // After a reload, idle workers let go of the retired generations' handlers.
+    s.runtime->set_on_publish([p = s.pipeline.get()] { p->handlers_changed(); });
     s.pipeline->start();
     if (auto st = s.runtime->load_all(); !st.is_ok()) throw std::runtime_error(st.message());
+    s.runtime->start_reloader();  // inotify when runtime.hot_reload; SIGHUP rescans always
     spdlog::info("Runtime modules loaded count={} path={}", s.runtime->module_count(),
                  runtime::effective_module_path(cfg.runtime).string());
 
@@ -169,6 +172,8 @@ void App::shutdown() {
 
     spdlog::info("Shutdown started grace_sec={}", s.cfg.shutdown_grace_sec);
     if (s.server) s.server->stop_accepting();
+    // No reload from here on; generations being retired finish (shutdown handlers, handoff).
+    if (s.runtime) s.runtime->stop_reloader(std::min(left(), milliseconds(s.cfg.runtime.hot_reload_grace_ms)));
     // Sockets close first so that every session_end is queued before the queue drains.
     if (s.realtime) s.realtime->shutdown(left());
     if (s.server) s.server->shutdown(left());
@@ -177,6 +182,10 @@ void App::shutdown() {
     if (s.pool) s.pool->stop();
     if (s.metrics_server) s.metrics_server->shutdown(milliseconds(0));
     spdlog::info("Shutdown complete");
+}
+
+void App::reload_modules() {
+    if (impl_->runtime) impl_->runtime->request_rescan();
 }
 
 std::uint16_t App::port() const { return impl_->server ? impl_->server->port() : 0; }

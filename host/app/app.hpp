@@ -3,7 +3,7 @@
 //
 // start():    store (schema) -> event pipeline -> plugins (InitModule) -> HTTP listener
 //             (+ Prometheus listener). Throws std::runtime_error with one line on failure.
-// shutdown(): stop accepting -> close realtime sockets (session_end events are queued)
+// shutdown(): stop accepting -> stop module reloads -> close realtime sockets (session_end events are queued)
 //             -> finish in-flight HTTP requests -> drain the event queue -> plugin
 //             shutdown handlers -> blocking pool -> unload plugins.
 // Not thread-safe: call start() and shutdown() from one thread (main).
@@ -25,6 +25,8 @@ public:
 
     void start();
     void shutdown();
+    // Re-scans runtime.path and reloads changed plugin files (SIGHUP). Returns at once.
+    void reload_modules();
     std::uint16_t port() const;          // the API port (valid after start)
     std::uint16_t metrics_port() const;  // 0 when Prometheus is off
 

@@ -478,7 +478,19 @@ std::vector<Key> build_keys() {
         "Log and skip modules that fail to load instead of stopping startup."));
     k.push_back(bool_key(
         "runtime.hot_reload", [](Config & c) -> auto& { return c.runtime.hot_reload; },
-        "Reload modules when their files change (development)."));
+        "Watch runtime.path (inotify) and reload a module when its file is written, renamed "
+        "over or recreated; load new files and unload removed ones. Development; SIGHUP "
+        "re-scans runtime.path whether or not this is on."));
+    k.push_back(integer_key(
+        "runtime.hot_reload_debounce_ms",
+        [](Config & c) -> auto& { return c.runtime.hot_reload_debounce_ms; }, 0, 60000,
+        "Quiet time after the last change to a module file before it is reloaded; a file "
+        "removed and recreated within it is reloaded, never unloaded."));
+    k.push_back(integer_key(
+        "runtime.hot_reload_grace_ms",
+        [](Config & c) -> auto& { return c.runtime.hot_reload_grace_ms; }, 0, 3600000,
+        "Time a retired module generation's shutdown handlers get (after its last call "
+        "returned) before the reload goes on without them."));
     k.push_back(integer_key(
         "runtime.event_queue_size", [](Config & c) -> auto& { return c.events.queue_size; }, 1,
         kMaxQueue, "Capacity of the event queue."));

@@ -41,6 +41,8 @@ std::string check_elf_image(const std::filesystem::path& path) {
     const std::uint64_t file_size = std::filesystem::file_size(path, ec);
     if (ec)
         return "cannot read file: " + ec.message();
+    if (file_size == 0)
+        return "empty file";
     std::ifstream in(path, std::ios::binary);
     if (!in)
         return "cannot open file";

@@ -14,7 +14,7 @@
 namespace nk::runtime {
 
 // Empty string when `path` looks loadable; otherwise the reason, e.g.
-// "not an ELF file" or "truncated ELF file: segment ends at byte 16384 of 9000".
+// "empty file", "not an ELF file" or "truncated ELF file: segment ends at byte 16384 of 9000".
 std::string check_elf_image(const std::filesystem::path& path);
 
 }  // namespace nk::runtime

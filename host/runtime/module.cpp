@@ -1,7 +1,10 @@
 #include "runtime/module.hpp"
 
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <exception>
+#include <fstream>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -214,6 +217,30 @@ nk_status module_account_update_id(const nk_module* m, const nk_context*, nk_str
 
 }  // namespace
 
+namespace {
+constexpr std::uint64_t kFnvOffset = 14695981039346656037ull;
+std::uint64_t fnv1a(std::uint64_t hash, const char* p, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+        hash ^= static_cast<unsigned char>(p[i]);
+        hash *= 1099511628211ull;
+    }
+    return hash;
+}
+}  // namespace
+
+std::uint64_t content_hash_of(const std::filesystem::path& file, bool& ok) {
+    std::ifstream in(file, std::ios::binary);
+    ok = static_cast<bool>(in);
+    std::uint64_t hash = kFnvOffset;
+    std::vector<char> buffer(1 << 16);
+    while (in) {
+        in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+        hash = fnv1a(hash, buffer.data(), static_cast<std::size_t>(in.gcount()));
+    }
+    ok = ok && !in.bad();
+    return hash;
+}
+
 bool is_known_api_id(std::string_view api_id) {
     for (auto id : known_api_ids)
         if (id == api_id)
@@ -278,6 +305,7 @@ ModuleGeneration::ModuleGeneration(std::shared_ptr<HostServices> host, std::file
     initializer_.register_rpc = &reg_rpc;
     initializer_.register_shutdown = &reg_shutdown;
     initializer_.set_init_error = &set_init_error;
+    initializer_.register_handoff = &reg_handoff;
 }
 
 ModuleGeneration::~ModuleGeneration() {
@@ -317,11 +345,7 @@ void ModuleGeneration::log(nk_log_level level, std::string_view message, const n
     }
 }
 
-Status ModuleGeneration::load() {
-    const std::string bad_file = check_elf_image(source_);
-    if (!bad_file.empty())
-        return Status::invalid_argument(bad_file);
-
+Status ModuleGeneration::stage() {
     // A private, unique copy: dlopen caches by path (a reload must map the new
     // file), and the original may be replaced while the copy is mapped.
     const std::filesystem::path dir = module_copies_dir(host_->options);
@@ -329,13 +353,45 @@ Status ModuleGeneration::load() {
     std::filesystem::create_directories(dir, ec);
     if (ec)
         return Status::internal("cannot create " + dir.string() + ": " + ec.message());
+    std::ifstream in(source_, std::ios::binary);
+    if (!in)
+        return Status::not_found("cannot read file: " + std::string(std::strerror(errno)));
     copy_ = dir /
             fmt::format("{}.{}.{}{}", name_, ::getpid(), generation_, source_.extension().string());
-    std::filesystem::copy_file(source_, copy_, std::filesystem::copy_options::overwrite_existing,
-                               ec);
-    if (ec) {
+    std::ofstream out(copy_, std::ios::binary | std::ios::trunc);
+    if (!out) {
         copy_.clear();
-        return Status::internal("cannot copy to " + dir.string() + ": " + ec.message());
+        return Status::internal("cannot write a copy under " + dir.string());
+    }
+    // Copy and hash in one pass.
+    std::uint64_t hash = kFnvOffset;
+    std::vector<char> buffer(1 << 16);
+    while (in) {
+        in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+        const auto n = static_cast<std::size_t>(in.gcount());
+        hash = fnv1a(hash, buffer.data(), n);
+        out.write(buffer.data(), static_cast<std::streamsize>(n));
+    }
+    out.close();
+    if (in.bad() || !out) {
+        std::filesystem::remove(copy_, ec);
+        copy_.clear();
+        return Status::internal("cannot copy to " + dir.string());
+    }
+    content_hash_ = hash;
+    staged_ = true;
+    return Status::ok();
+}
+
+Status ModuleGeneration::load() {
+    if (!staged_) {
+        if (Status st = stage(); !st)
+            return st;
+    }
+    const std::string bad_file = check_elf_image(copy_);
+    if (!bad_file.empty()) {
+        incomplete_ = bad_file == "empty file" || bad_file.rfind("truncated", 0) == 0;
+        return Status::invalid_argument(bad_file);
     }
     return open_and_init();
 }
@@ -392,11 +448,12 @@ Status ModuleGeneration::open_and_init() {
     } catch (...) {
         thrown = "InitModule threw an exception";
     }
-    std::string reason;
+    std::string reason, refused;
     {
         std::lock_guard lock(init_mutex_);
         init_open_ = false;
         reason = init_error_;
+        refused = refused_;
     }
     if (!thrown.empty())
         return Status::internal(thrown);
@@ -407,7 +464,21 @@ Status ModuleGeneration::open_and_init() {
             msg += ": " + reason;
         return Status(code == Code::ok ? Code::internal : code, msg);
     }
+    if (!refused.empty()) {
+        // A module that loads without a registration it asked for is not the module its
+        // author wrote (and a reload would swap it in with a hole): refuse it.
+        return Status::invalid_argument(fmt::format(
+            "InitModule returned OK after {} was refused (invalid argument, logged above); "
+            "check the registration and return its error",
+            refused));
+    }
     return Status::ok();
+}
+
+void ModuleGeneration::note_refusal(const char* what) {
+    std::lock_guard lock(init_mutex_);
+    if (init_open_ && refused_.empty())
+        refused_ = what;
 }
 
 std::vector<std::string> ModuleGeneration::describe() const {
@@ -426,6 +497,8 @@ std::vector<std::string> ModuleGeneration::describe() const {
         out.push_back("rpc " + id);
     if (!shutdown.empty())
         out.push_back(fmt::format("shutdown handlers: {}", shutdown.size()));
+    if (handoff.save != nullptr || handoff.load != nullptr)
+        out.push_back("state handoff");
     return out;
 }
 
@@ -464,8 +537,10 @@ nk_status ModuleGeneration::reg_event(const nk_initializer* i, nk_on_event_fn fn
     nk_status st = self.check_registration("register_event", ud, destroy);
     if (st != NK_OK)
         return refuse(st, ud, destroy);
-    if (fn == nullptr)
+    if (fn == nullptr) {
+        self.note_refusal("register_event");
         return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    }
     self.events.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -476,8 +551,10 @@ nk_status ModuleGeneration::reg_session_start(const nk_initializer* i, nk_on_eve
     nk_status st = self.check_registration("register_event_session_start", ud, destroy);
     if (st != NK_OK)
         return refuse(st, ud, destroy);
-    if (fn == nullptr)
+    if (fn == nullptr) {
+        self.note_refusal("register_event_session_start");
         return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    }
     self.session_start.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -488,8 +565,10 @@ nk_status ModuleGeneration::reg_session_end(const nk_initializer* i, nk_on_event
     nk_status st = self.check_registration("register_event_session_end", ud, destroy);
     if (st != NK_OK)
         return refuse(st, ud, destroy);
-    if (fn == nullptr)
+    if (fn == nullptr) {
+        self.note_refusal("register_event_session_end");
         return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    }
     self.session_end.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -502,6 +581,7 @@ nk_status ModuleGeneration::reg_before(const nk_initializer* i, nk_str api_id, n
         return refuse(st, ud, destroy);
     if (fn == nullptr || !is_known_api_id(sv(api_id))) {
         spdlog::error("Module {}: register_before: unknown hook id \"{}\"", self.name_, sv(api_id));
+        self.note_refusal("register_before");
         return refuse(NK_INVALID_ARGUMENT, ud, destroy);
     }
     self.before[std::string(sv(api_id))] = {fn, ud};  // last registration wins
@@ -516,6 +596,7 @@ nk_status ModuleGeneration::reg_after(const nk_initializer* i, nk_str api_id, nk
         return refuse(st, ud, destroy);
     if (fn == nullptr || !is_known_api_id(sv(api_id))) {
         spdlog::error("Module {}: register_after: unknown hook id \"{}\"", self.name_, sv(api_id));
+        self.note_refusal("register_after");
         return refuse(NK_INVALID_ARGUMENT, ud, destroy);
     }
     self.after[std::string(sv(api_id))] = {fn, ud};
@@ -530,6 +611,7 @@ nk_status ModuleGeneration::reg_rpc(const nk_initializer* i, nk_str id, nk_on_rp
         return refuse(st, ud, destroy);
     if (fn == nullptr || id.len == 0) {
         spdlog::error("Module {}: register_rpc: empty RPC id", self.name_);
+        self.note_refusal("register_rpc");
         return refuse(NK_INVALID_ARGUMENT, ud, destroy);
     }
     std::string key(sv(id));  // RPC ids are case-insensitive (Nakama lower-cases them)
@@ -545,9 +627,26 @@ nk_status ModuleGeneration::reg_shutdown(const nk_initializer* i, nk_on_shutdown
     nk_status st = self.check_registration("register_shutdown", ud, destroy);
     if (st != NK_OK)
         return refuse(st, ud, destroy);
-    if (fn == nullptr)
+    if (fn == nullptr) {
+        self.note_refusal("register_shutdown");
         return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    }
     self.shutdown.push_back({fn, ud});
+    self.own(ud, destroy);
+    return NK_OK;
+}
+nk_status ModuleGeneration::reg_handoff(const nk_initializer* i, nk_on_handoff_save_fn save,
+                                       nk_on_handoff_load_fn load, void* ud,
+                                       nk_on_destroy_fn destroy) {
+    auto& self = self_of(i);
+    nk_status st = self.check_registration("register_handoff", ud, destroy);
+    if (st != NK_OK)
+        return refuse(st, ud, destroy);
+    if (save == nullptr && load == nullptr) {
+        self.note_refusal("register_handoff");
+        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    }
+    self.handoff = {save, load, ud};  // one per module: the last registration wins
     self.own(ud, destroy);
     return NK_OK;
 }

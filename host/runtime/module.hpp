@@ -42,6 +42,9 @@ class Registry;
 
 namespace nk::runtime {
 
+// FNV-1a 64 of a file's bytes (change detection, not security); `ok` false when unreadable.
+std::uint64_t content_hash_of(const std::filesystem::path& file, bool& ok);
+
 // Ids accepted by register_before/register_after.
 bool is_known_api_id(std::string_view api_id);
 
@@ -82,9 +85,17 @@ class ModuleGeneration {
     ModuleGeneration(const ModuleGeneration&) = delete;
     ModuleGeneration& operator=(const ModuleGeneration&) = delete;
 
-    // Validates, copies, opens, checks the ABI and runs InitModule. On error
-    // the Status message is the reason (without the file name).
+    // Copies the source to a private path and hashes the copy's content (the copy is what gets
+    // validated and opened, so a writer still busy with the source cannot race the checks).
+    // On error the Status message is the reason (without the file name).
+    Status stage();
+    // Stages when not yet staged, validates the copy (a complete ELF shared object), opens it,
+    // checks the ABI and runs InitModule. On error the Status message is the reason.
     Status load();
+    // After a failed load(): the copy was an incomplete ELF (a writer may not be done yet).
+    bool incomplete() const { return incomplete_; }
+    // FNV-1a 64 of the staged copy's bytes (valid after stage()).
+    std::uint64_t content_hash() const { return content_hash_; }
 
     const std::string& name() const { return name_; }
     const std::filesystem::path& source() const { return source_; }
@@ -97,6 +108,12 @@ class ModuleGeneration {
     std::map<std::string, Callback<nk_on_after_fn>, std::less<>> after;
     std::map<std::string, Callback<nk_on_rpc_fn>, std::less<>> rpcs;
     std::vector<Callback<nk_on_shutdown_fn>> shutdown;
+    struct Handoff {
+        nk_on_handoff_save_fn save = nullptr;
+        nk_on_handoff_load_fn load = nullptr;
+        void* user_data = nullptr;
+    };
+    Handoff handoff;  // ABI 1.1 register_handoff (both null when none)
 
     // Human-readable list, e.g. "after UpdateAccount", "rpc echo", "event", for `nkhost check`.
     std::vector<std::string> describe() const;
@@ -116,6 +133,7 @@ class ModuleGeneration {
     };
     nk_status check_registration(const char* what, void* user_data, nk_on_destroy_fn destroy);
     void own(void* user_data, nk_on_destroy_fn destroy);
+    void note_refusal(const char* what);  // a registration refused during InitModule
     Status open_and_init();
 
     static nk_status reg_event(const nk_initializer*, nk_on_event_fn, void*, nk_on_destroy_fn);
@@ -131,6 +149,8 @@ class ModuleGeneration {
     static nk_status reg_shutdown(const nk_initializer*, nk_on_shutdown_fn, void*,
                                   nk_on_destroy_fn);
     static void set_init_error(const nk_initializer*, nk_str);
+    static nk_status reg_handoff(const nk_initializer*, nk_on_handoff_save_fn,
+                                 nk_on_handoff_load_fn, void*, nk_on_destroy_fn);
 
     // Declared first: destroyed last (after every destroy(user_data) ran).
     boost::dll::shared_library library_;
@@ -140,6 +160,9 @@ class ModuleGeneration {
     std::string name_;
     std::uint64_t generation_;
     nk_abi_version abi_{0, 0};
+    bool staged_ = false;
+    bool incomplete_ = false;
+    std::uint64_t content_hash_ = 0;
 
     nk_logger logger_{};
     nk_module module_{};
@@ -149,6 +172,7 @@ class ModuleGeneration {
     bool init_open_ = false;
     std::thread::id init_thread_;
     std::string init_error_;
+    std::string refused_;  // the first registration refused during InitModule
     std::vector<Owned> owned_;
 };
 

@@ -12,7 +12,9 @@ struct Options {
     std::string path;                         // runtime.path ("" = <data_dir>/modules)
     std::map<std::string, std::string> env;   // runtime.env KEY=VALUE (repeatable)
     bool skip_failed_modules = false;         // runtime.skip_failed_modules
-    bool hot_reload = false;                  // runtime.hot_reload (development)
+    bool hot_reload = false;                  // runtime.hot_reload (inotify watcher)
+    int hot_reload_debounce_ms = 200;         // runtime.hot_reload_debounce_ms: quiet time per file
+    int hot_reload_grace_ms = 5000;           // runtime.hot_reload_grace_ms: a retired generation's shutdown handlers
     std::string data_dir;                     // copied from data_dir: private copies of loaded modules live under it
     std::string node;                         // copied from name
     unsigned max_json_depth = json_read::kDefaultMaxDepth;  // copied from socket.max_json_depth

@@ -1,8 +1,15 @@
 #include "runtime/runtime.hpp"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <condition_variable>
+#include <unordered_map>
 #include <exception>
 #include <stdexcept>
 #include <thread>
@@ -96,6 +103,211 @@ std::filesystem::path effective_module_path(const Options& options) {
     return data_dir / "modules";
 }
 
+const char* to_string(ReloadResult r) {
+    switch (r) {
+        case ReloadResult::loaded:
+            return "loaded";
+        case ReloadResult::unchanged:
+            return "unchanged";
+        case ReloadResult::refused:
+            return "refused";
+        case ReloadResult::pending:
+            return "pending";
+        case ReloadResult::unloaded:
+            return "unloaded";
+    }
+    return "unknown";
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// Whether `p` (under `root`) is a plugin file the runtime loads: *.so, no hidden component.
+bool is_module_file(const fs::path& root, const fs::path& p) {
+    if (!has_so_extension(p))
+        return false;
+    std::error_code ec;
+    const fs::path rel = fs::relative(p, root, ec);
+    for (const auto& part : ec ? p : rel) {
+        if (is_hidden(part))
+            return false;
+    }
+    return true;
+}
+
+// Runs `handlers` (registration order) on their own threads with `mode`, waiting at most
+// `grace` in total. True when every handler returned in time; a handler still running then is
+// left behind (logged) and keeps its module generation loaded.
+bool run_bounded(const std::vector<Bound<nk_on_shutdown_fn>>& handlers,
+                 const std::shared_ptr<HostServices>& host,
+                 std::string_view mode, std::chrono::milliseconds grace) {
+    const auto deadline = Clock::now() + grace;
+    const std::int64_t grace_sec =
+        std::max<std::int64_t>(std::chrono::ceil<std::chrono::seconds>(grace).count(), 0);
+    bool all = true;
+    for (const auto& bound : handlers) {
+        struct State {
+            std::mutex m;
+            std::condition_variable cv;
+            bool done = false;
+        };
+        auto state = std::make_shared<State>();
+        std::thread t([state, bound, host, mode = std::string(mode), grace_sec] {
+            RequestContext rc;
+            CallContext c(*host, rc, mode);
+            try {
+                bound.cb.fn(bound.cb.user_data, c.get(), bound.module->logger(),
+                            bound.module->module(), grace_sec);
+            } catch (...) {
+                spdlog::error("Module {}: shutdown handler threw an exception",
+                              bound.module->name());
+            }
+            std::lock_guard lock(state->m);
+            state->done = true;
+            state->cv.notify_all();
+        });
+        std::unique_lock lock(state->m);
+        if (state->cv.wait_until(lock, deadline, [&] { return state->done; })) {
+            lock.unlock();
+            t.join();
+        } else {
+            lock.unlock();
+            spdlog::warn(
+                "Module {}: shutdown handler still running after the grace period; "
+                "continuing without it",
+                bound.module->name());
+            t.detach();  // it holds its module generation, so the code stays mapped
+            all = false;
+        }
+    }
+    return all;
+}
+
+}  // namespace
+
+// ---- inotify watcher ----------------------------------------------------------------------
+
+// Watches runtime.path and its subfolders (new ones included) and reports what happened to
+// plugin files. Used by the reloader thread only.
+class Runtime::Watcher {
+  public:
+    enum class Kind { created, written, closed, moved_in, removed, rescan };
+    struct Change {
+        fs::path path;
+        Kind kind;
+    };
+
+    explicit Watcher(fs::path root) : root_(std::move(root)) {
+        fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (fd_ < 0)
+            throw std::runtime_error(std::string("inotify_init1: ") + std::strerror(errno));
+        add_tree(root_, nullptr);
+    }
+    ~Watcher() {
+        if (fd_ >= 0)
+            ::close(fd_);
+    }
+    Watcher(const Watcher&) = delete;
+    Watcher& operator=(const Watcher&) = delete;
+
+    int fd() const { return fd_; }
+
+    // Drains the events available now.
+    std::vector<Change> read() {
+        std::vector<Change> out;
+        alignas(inotify_event) char buf[16384];
+        for (;;) {
+            const ssize_t n = ::read(fd_, buf, sizeof buf);
+            if (n <= 0)
+                break;
+            for (ssize_t off = 0; off < n;) {
+                const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+                off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+                handle(*ev, out);
+            }
+        }
+        return out;
+    }
+
+  private:
+    static constexpr std::uint32_t kMask = IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO |
+                                           IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF |
+                                           IN_MOVE_SELF | IN_EXCL_UNLINK | IN_ONLYDIR;
+
+    void handle(const inotify_event& ev, std::vector<Change>& out) {
+        if (ev.mask & IN_Q_OVERFLOW) {
+            out.push_back({root_, Kind::rescan});
+            return;
+        }
+        if (ev.mask & IN_IGNORED) {
+            dirs_.erase(ev.wd);
+            return;
+        }
+        const auto dir = dirs_.find(ev.wd);
+        if (dir == dirs_.end())
+            return;
+        if (ev.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+            if (dir->second == root_)
+                out.push_back({root_, Kind::rescan});
+            return;
+        }
+        if (ev.len == 0)
+            return;
+        const fs::path path = dir->second / ev.name;
+        if (ev.mask & IN_ISDIR) {
+            if (is_hidden(path.filename()))
+                return;
+            if (ev.mask & (IN_CREATE | IN_MOVED_TO))
+                add_tree(path, &out);  // a new subfolder: watch it, report what it holds
+            else if (ev.mask & (IN_MOVED_FROM | IN_DELETE))
+                out.push_back({root_, Kind::rescan});  // its files left without their own events
+            return;
+        }
+        if (!is_module_file(root_, path))
+            return;
+        if (ev.mask & IN_CREATE)
+            out.push_back({path, Kind::created});
+        if (ev.mask & IN_MODIFY)
+            out.push_back({path, Kind::written});
+        if (ev.mask & IN_CLOSE_WRITE)
+            out.push_back({path, Kind::closed});
+        if (ev.mask & IN_MOVED_TO)
+            out.push_back({path, Kind::moved_in});
+        if (ev.mask & (IN_DELETE | IN_MOVED_FROM))
+            out.push_back({path, Kind::removed});
+    }
+
+    // Watches `dir` and every non-hidden folder below it; with `found`, reports the plugin
+    // files already there (written before the watch existed) as moved in.
+    void add_tree(const fs::path& dir, std::vector<Change>* found) {
+        const int wd = ::inotify_add_watch(fd_, dir.c_str(), kMask);
+        if (wd < 0) {
+            spdlog::warn("Cannot watch {} for module changes: {}", dir.string(),
+                         std::strerror(errno));
+            return;
+        }
+        dirs_[wd] = dir;
+        std::error_code ec;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+            const fs::path& p = it->path();
+            if (is_hidden(p.filename()))
+                continue;
+            if (it->is_directory(ec))
+                add_tree(p, found);
+            else if (found != nullptr && it->is_regular_file(ec) && has_so_extension(p))
+                found->push_back({p, Kind::moved_in});
+        }
+    }
+
+    fs::path root_;
+    int fd_ = -1;
+    std::unordered_map<int, fs::path> dirs_;
+};
+
+// ---- runtime ------------------------------------------------------------------------------
+
 Runtime::Runtime(Options options, Dependencies deps)
     : host_(std::make_shared<HostServices>(std::move(options), std::move(deps.version))) {
     host_->events.store(deps.events, std::memory_order_release);
@@ -106,6 +318,7 @@ Runtime::Runtime(Options options, Dependencies deps)
 }
 
 Runtime::~Runtime() {
+    stop_reloader(std::chrono::milliseconds(0));
     // Drop our references; generations still held by running calls unload when those return.
     handler_source_.publish({});
     snapshot_.store(std::make_shared<const Snapshot>());
@@ -115,12 +328,32 @@ void Runtime::set_event_sink(events::EventSink* sink) {
     host_->events.store(sink, std::memory_order_release);
 }
 
+void Runtime::set_on_publish(std::function<void()> fn) {
+    std::lock_guard lock(control_mutex_);
+    on_publish_ = std::move(fn);
+}
+
 std::shared_ptr<const Runtime::Snapshot> Runtime::snapshot() const {
     return snapshot_.load();
 }
 
+namespace {
+// Size and mtime of `file` (hash left 0); nullopt when it cannot be read.
+template <class Fp>
+std::optional<Fp> stat_file(const fs::path& file) {
+    std::error_code ec;
+    Fp fp;
+    fp.size = fs::file_size(file, ec);
+    if (ec)
+        return std::nullopt;
+    fp.mtime = fs::last_write_time(file, ec);
+    if (ec)
+        return std::nullopt;
+    return fp;
+}
+}  // namespace
+
 Status Runtime::load_all() {
-    namespace fs = std::filesystem;
     const fs::path root = effective_module_path(host_->options);
     std::error_code ec;
     fs::create_directories(root, ec);  // Nakama creates runtime.path when missing
@@ -128,13 +361,15 @@ Status Runtime::load_all() {
         spdlog::info("Removed private module copies left by stopped processes count={}", removed);
     }
 
-    std::vector<std::shared_ptr<ModuleGeneration>> loaded;
+    std::lock_guard control(control_mutex_);
+    std::map<fs::path, Loaded> loaded;
     std::vector<ModuleReport> reports;
     for (const fs::path& file : find_module_files(root)) {
         auto gen = std::make_shared<ModuleGeneration>(host_, file, next_generation_++);
         ModuleReport report;
         report.path = file;
         report.name = gen->name();
+        const auto fp = stat_file<Fingerprint>(file);
         Status st = gen->load();
         report.abi_major = gen->abi().major;
         report.abi_minor = gen->abi().minor;
@@ -161,9 +396,13 @@ Status Runtime::load_all() {
                          ? std::string("nothing registered")
                          : fmt::format("{}", fmt::join(report.registered, ", ")));
         reports.push_back(std::move(report));
-        loaded.push_back(std::move(gen));
+        Fingerprint f = fp.value_or(Fingerprint{});
+        f.hash = gen->content_hash();
+        count_reload(gen->name(), ReloadResult::loaded, gen->generation());
+        loaded[file] = {std::move(gen), f};
     }
-    publish(std::move(loaded));
+    loaded_ = std::move(loaded);
+    publish_loaded();
     std::lock_guard lock(reports_mutex_);
     reports_ = std::move(reports);
     return Status::ok();
@@ -178,7 +417,527 @@ std::size_t Runtime::module_count() const {
     return snapshot()->modules.size();
 }
 
-void Runtime::publish(std::vector<std::shared_ptr<ModuleGeneration>> modules) {
+std::uint64_t Runtime::module_generation(std::string_view name) const {
+    for (const auto& m : snapshot()->modules) {
+        if (m->name() == name)
+            return m->generation();
+    }
+    return 0;
+}
+
+std::size_t Runtime::retiring() const {
+    std::lock_guard lock(retire_mutex_);
+    return retiring_;
+}
+
+std::shared_ptr<ModuleGeneration> Runtime::current_of(const fs::path& file) const {
+    std::lock_guard lock(control_mutex_);
+    const auto it = loaded_.find(file);
+    return it == loaded_.end() ? nullptr : it->second.generation;
+}
+
+void Runtime::count_reload(const std::string& module, ReloadResult r, std::uint64_t generation) {
+    if (host_->metrics == nullptr)
+        return;
+    host_->metrics
+        ->counter("module_reloads",
+                  "Module loads and reloads by module and result (loaded, unchanged, refused, "
+                  "pending, unloaded)",
+                  {{"module", module}, {"result", to_string(r)}})
+        .inc();
+    if (r == ReloadResult::loaded || r == ReloadResult::unloaded) {
+        host_->metrics
+            ->gauge("module_generation",
+                    "Generation number of the module's code now serving (0: not loaded)",
+                    {{"module", module}})
+            .set(static_cast<std::int64_t>(r == ReloadResult::loaded ? generation : 0));
+    }
+}
+
+ReloadResult Runtime::reload_locked(const fs::path& file, bool created,
+                                    std::vector<Retiring>& retire) {
+    const std::string name = file.stem().string();
+    const auto it = loaded_.find(file);
+    const std::string keeps =
+        it == loaded_.end()
+            ? std::string("nothing loaded from it")
+            : fmt::format("generation {} keeps serving", it->second.generation->generation());
+    auto fp = stat_file<Fingerprint>(file);
+    if (!fp) {
+        std::error_code ec;
+        if (fs::exists(file, ec) || ec) {
+            spdlog::error("Module {}: reload of {} refused, {}: cannot read the file", name,
+                          file.string(), keeps);
+            count_reload(name, ReloadResult::refused, 0);
+            return ReloadResult::refused;
+        }
+        if (it == loaded_.end())
+            return ReloadResult::unchanged;
+        spdlog::info("Module {}: {} removed; generation {} unloaded", name, file.string(),
+                     it->second.generation->generation());
+        retire.push_back({it->second.generation, false, Clock::now()});
+        loaded_.erase(it);
+        count_reload(name, ReloadResult::unloaded, 0);
+        return ReloadResult::unloaded;
+    }
+
+    auto gen = std::make_shared<ModuleGeneration>(host_, file, next_generation_++);
+    if (Status st = gen->stage(); !st) {
+        spdlog::error("Module {}: reload of {} refused, {}: {}", name, file.string(), keeps,
+                      st.message());
+        count_reload(name, ReloadResult::refused, 0);
+        return ReloadResult::refused;
+    }
+    if (it != loaded_.end() && it->second.fingerprint.hash == gen->content_hash()) {
+        it->second.fingerprint = *fp;
+        it->second.fingerprint.hash = gen->content_hash();
+        spdlog::debug("Module {}: {} rewritten with the same content; nothing to reload", name,
+                      file.string());
+        return ReloadResult::unchanged;
+    }
+    const auto started = Clock::now();
+    if (Status st = gen->load(); !st) {
+        if (gen->incomplete() && created) {
+            spdlog::info(
+                "Module {}: {} is incomplete ({}); waiting for its writer to finish, {}", name,
+                file.string(), st.message(), keeps);
+            count_reload(name, ReloadResult::pending, 0);
+            return ReloadResult::pending;
+        }
+        spdlog::error("Module {}: reload of {} refused, {}: {}", name, file.string(), keeps,
+                      st.message());
+        count_reload(name, ReloadResult::refused, 0);
+        return ReloadResult::refused;
+    }
+    const auto registered = gen->describe();
+    spdlog::info("Module {}: generation {} loaded from {} in {} ms (ABI {}.{}): {}", name,
+                 gen->generation(), file.string(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started)
+                     .count(),
+                 gen->abi().major, gen->abi().minor,
+                 registered.empty() ? std::string("nothing registered")
+                                    : fmt::format("{}", fmt::join(registered, ", ")));
+    fp->hash = gen->content_hash();
+    count_reload(name, ReloadResult::loaded, gen->generation());
+    if (it != loaded_.end()) {
+        retire.push_back({it->second.generation, true, Clock::now()});
+        it->second = {std::move(gen), *fp};
+    } else {
+        loaded_[file] = {std::move(gen), *fp};
+    }
+    return ReloadResult::loaded;
+}
+
+void Runtime::finish_reloads(std::vector<Retiring> retire) {
+    if (retire.empty())
+        return;
+    {
+        std::lock_guard lock(retire_mutex_);
+        for (auto& r : retire) {
+            const auto successor = r.replaced ? current_of(r.generation->source()) : nullptr;
+            if (successor) {
+                spdlog::info("Module {}: generation {} serving; generation {} retiring",
+                             r.generation->name(), successor->generation(),
+                             r.generation->generation());
+            }
+            retire_queue_.push_back(std::move(r));
+            ++retiring_;
+        }
+        if (host_->metrics != nullptr) {
+            host_->metrics
+                ->gauge("module_generations_retiring",
+                        "Replaced or unloaded module generations not yet unloaded (waiting for "
+                        "their last call, shutdown handlers or state handoff)")
+                .set(static_cast<std::int64_t>(retiring_));
+        }
+    }
+    retire_cv_.notify_all();
+}
+
+ReloadResult Runtime::reload(const fs::path& file) {
+    std::vector<Retiring> retire;
+    ReloadResult r;
+    {
+        std::lock_guard lock(control_mutex_);
+        r = reload_locked(file, false, retire);
+        if (r == ReloadResult::loaded || r == ReloadResult::unloaded)
+            publish_loaded();
+    }
+    finish_reloads(std::move(retire));
+    return r;
+}
+
+std::vector<std::pair<fs::path, ReloadResult>> Runtime::rescan() {
+    const fs::path root = effective_module_path(host_->options);
+    std::vector<std::pair<fs::path, ReloadResult>> out;
+    std::vector<Retiring> retire;
+    {
+        std::lock_guard lock(control_mutex_);
+        std::vector<fs::path> files = find_module_files(root);
+        for (const auto& [file, entry] : loaded_) {
+            if (!std::binary_search(files.begin(), files.end(), file))
+                files.push_back(file);  // gone: unloads
+        }
+        bool changed = false;
+        for (const fs::path& file : files) {
+            const auto it = loaded_.find(file);
+            if (it != loaded_.end()) {
+                const auto fp = stat_file<Fingerprint>(file);
+                if (fp && fp->size == it->second.fingerprint.size &&
+                    fp->mtime == it->second.fingerprint.mtime) {
+                    bool ok = false;
+                    if (content_hash_of(file, ok) == it->second.fingerprint.hash && ok)
+                        continue;  // same size, mtime and content
+                }
+            }
+            const ReloadResult r = reload_locked(file, false, retire);
+            changed = changed || r == ReloadResult::loaded || r == ReloadResult::unloaded;
+            out.emplace_back(file, r);
+        }
+        if (changed)
+            publish_loaded();
+    }
+    finish_reloads(std::move(retire));
+    spdlog::info("Module rescan of {}: {} file(s) changed", root.string(), out.size());
+    return out;
+}
+
+void Runtime::request_rescan() {
+    rescan_requested_.store(true, std::memory_order_release);
+    if (wake_fd_ >= 0) {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
+    }
+}
+
+void Runtime::start_reloader() {
+    if (reloader_.joinable())
+        return;
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0)
+        throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+    retirer_ = std::thread([this] { retirer_loop(); });
+    reloader_ = std::thread([this] { reloader_loop(); });
+}
+
+void Runtime::stop_reloader(std::chrono::milliseconds grace) {
+    if (!reloader_.joinable() && !retirer_.joinable())
+        return;
+    stopping_.store(true, std::memory_order_release);
+    if (wake_fd_ >= 0) {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
+    }
+    if (reloader_.joinable())
+        reloader_.join();
+    {
+        std::unique_lock lock(retire_mutex_);
+        retire_cv_.wait_for(lock, grace, [&] { return retiring_ == 0; });
+        if (retiring_ != 0) {
+            spdlog::warn(
+                "{} retired module generation(s) still in use at shutdown; they unload when "
+                "their last call returns",
+                retiring_);
+        }
+        retirer_stop_ = true;
+    }
+    retire_cv_.notify_all();
+    if (retirer_.joinable())
+        retirer_.join();
+    if (wake_fd_ >= 0) {
+        ::close(wake_fd_);
+        wake_fd_ = -1;
+    }
+}
+
+void Runtime::reloader_loop() {
+    const fs::path root = effective_module_path(host_->options);
+    std::unique_ptr<Watcher> watcher;
+    if (host_->options.hot_reload) {
+        try {
+            watcher = std::make_unique<Watcher>(root);
+            spdlog::info("Hot reload on: watching {} (debounce {} ms)", root.string(),
+                         host_->options.hot_reload_debounce_ms);
+        } catch (const std::exception& e) {
+            spdlog::error("Hot reload off: {}", e.what());
+        }
+    }
+    const auto debounce = std::chrono::milliseconds(host_->options.hot_reload_debounce_ms);
+    struct FileState {
+        std::optional<Clock::time_point> due;  // none: waiting for a writer to close the file
+        bool writer_open = false;              // created/modified, not yet closed
+        bool created = false;                  // (re)created since it was last loaded
+    };
+    std::map<fs::path, FileState> files;
+    while (!stopping_.load(std::memory_order_acquire)) {
+        int timeout_ms = -1;
+        const auto now = Clock::now();
+        for (const auto& [path, st] : files) {
+            if (!st.due)
+                continue;
+            const auto left =
+                std::chrono::ceil<std::chrono::milliseconds>(*st.due - now).count();
+            const int ms = static_cast<int>(std::clamp<std::int64_t>(left, 0, 60'000));
+            timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
+        }
+        pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {watcher ? watcher->fd() : -1, POLLIN, 0}};
+        const int n = ::poll(fds, watcher ? 2 : 1, timeout_ms);
+        if (n < 0 && errno != EINTR) {
+            spdlog::error("Module reloader: poll failed: {}", std::strerror(errno));
+            break;
+        }
+        if (stopping_.load(std::memory_order_acquire))
+            break;
+        bool rescan_now = false;
+        if (n > 0 && (fds[0].revents & POLLIN)) {
+            std::uint64_t value = 0;
+            [[maybe_unused]] const ssize_t r = ::read(wake_fd_, &value, sizeof value);
+            rescan_now = rescan_requested_.exchange(false, std::memory_order_acq_rel);
+            if (rescan_now)
+                spdlog::info("Module rescan requested (SIGHUP)");
+        }
+        if (watcher && n > 0 && (fds[1].revents & POLLIN)) {
+            for (const auto& change : watcher->read()) {
+                if (change.kind == Watcher::Kind::rescan) {
+                    rescan_now = true;
+                    continue;
+                }
+                auto [it, fresh] = files.try_emplace(change.path);
+                FileState& st = it->second;
+                if (fresh)
+                    spdlog::info("Module file change detected: {}", change.path.string());
+                st.due = Clock::now() + debounce;
+                switch (change.kind) {
+                    case Watcher::Kind::created:
+                        st.created = true;
+                        st.writer_open = true;
+                        break;
+                    case Watcher::Kind::written:
+                        st.writer_open = true;
+                        break;
+                    case Watcher::Kind::closed:
+                    case Watcher::Kind::moved_in:
+                    case Watcher::Kind::removed:
+                        st.writer_open = false;
+                        break;
+                    case Watcher::Kind::rescan:
+                        break;
+                }
+            }
+        }
+        if (rescan_now) {
+            rescan();
+            files.clear();  // the rescan saw everything
+            continue;
+        }
+        // Files quiet for the debounce window, whose writer has closed them, reload together.
+        std::vector<fs::path> due;
+        const auto t = Clock::now();
+        for (auto& [path, st] : files) {
+            if (!st.due || *st.due > t)
+                continue;
+            if (st.writer_open) {
+                spdlog::info("Module file {} still open for writing; waiting for it to close",
+                             path.string());
+                st.due.reset();
+                continue;
+            }
+            due.push_back(path);
+        }
+        if (due.empty())
+            continue;
+        std::vector<Retiring> retire;
+        {
+            std::lock_guard lock(control_mutex_);
+            bool changed = false;
+            for (const auto& path : due) {
+                FileState& st = files[path];
+                const ReloadResult r = reload_locked(path, st.created, retire);
+                changed = changed || r == ReloadResult::loaded || r == ReloadResult::unloaded;
+                if (r == ReloadResult::pending)
+                    st.due.reset();  // the next close-write or rename brings it back
+                else
+                    files.erase(path);
+            }
+            if (changed)
+                publish_loaded();
+        }
+        finish_reloads(std::move(retire));
+    }
+}
+
+void Runtime::retirer_loop() {
+    // Generations wait here until nothing but this list holds them (their last call returned:
+    // no snapshot, handler set or running shutdown handler refers to them any more).
+    std::vector<Retiring> waiting;
+    const auto grace = std::chrono::milliseconds(host_->options.hot_reload_grace_ms);
+    for (;;) {
+        {
+            std::unique_lock lock(retire_mutex_);
+            if (waiting.empty()) {
+                retire_cv_.wait(lock, [&] { return retirer_stop_ || !retire_queue_.empty(); });
+            }
+            while (!retire_queue_.empty()) {
+                waiting.push_back(std::move(retire_queue_.front()));
+                retire_queue_.pop_front();
+            }
+            if (retirer_stop_) {
+                retiring_ -= std::min(retiring_, waiting.size());
+                return;  // what is left unloads when its last call returns
+            }
+        }
+        bool progressed = false;
+        for (auto it = waiting.begin(); it != waiting.end();) {
+            if (it->generation.use_count() > 1) {
+                ++it;
+                continue;
+            }
+            retire_one(std::move(*it), grace);
+            it = waiting.erase(it);
+            progressed = true;
+            std::lock_guard lock(retire_mutex_);
+            --retiring_;
+            if (host_->metrics != nullptr) {
+                host_->metrics->gauge("module_generations_retiring", "")
+                    .set(static_cast<std::int64_t>(retiring_));
+            }
+            retire_cv_.notify_all();
+        }
+        if (!progressed && !waiting.empty()) {
+            std::unique_lock lock(retire_mutex_);
+            retire_cv_.wait_for(lock, std::chrono::milliseconds(1),
+                                [&] { return retirer_stop_ || !retire_queue_.empty(); });
+        }
+    }
+}
+
+void Runtime::retire_one(Retiring r, std::chrono::milliseconds grace) {
+    std::shared_ptr<ModuleGeneration> gen = std::move(r.generation);
+    const std::string name = gen->name();
+    const std::uint64_t number = gen->generation();
+    const auto drained_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r.since).count();
+    std::vector<Bound<nk_on_shutdown_fn>> handlers;
+    for (const auto& cb : gen->shutdown)
+        handlers.push_back({gen, cb});
+    const bool finished =
+        run_bounded(handlers, host_, r.replaced ? "reload" : "shutdown", grace);
+    handlers.clear();
+
+    std::string handoff = "no state handoff";
+    if (r.replaced && gen->handoff.save != nullptr && !finished) {
+        handoff = "state not handed over: a shutdown handler is still running";
+    } else if (r.replaced && gen->handoff.save != nullptr) {
+        StringSink blob;
+        std::uint32_t version = 0;
+        RequestContext rc;
+        {
+            CallContext c(*host_, rc, "reload");
+            try {
+                gen->handoff.save(gen->handoff.user_data, c.get(), gen->logger(), gen->module(),
+                                  &version, &blob.sink);
+            } catch (...) {
+                spdlog::error("Module {}: handoff save threw an exception", name);
+            }
+        }
+        const auto successor = current_of(gen->source());
+        if (successor == nullptr || successor->handoff.load == nullptr) {
+            handoff = fmt::format("{} bytes of state dropped (no successor takes it)",
+                                  blob.text.size());
+        } else {
+            CallContext c(*host_, rc, "reload");
+            nk_status st = NK_INTERNAL;
+            try {
+                st = successor->handoff.load(successor->handoff.user_data, c.get(),
+                                             successor->logger(), successor->module(), version,
+                                             {blob.text.data(), blob.text.size()});
+            } catch (...) {
+                spdlog::error("Module {}: handoff load threw an exception", name);
+            }
+            handoff = st == NK_OK
+                          ? fmt::format("state handed to generation {} ({} bytes, version {})",
+                                        successor->generation(), blob.text.size(), version)
+                          : fmt::format("generation {} did not take the state ({} bytes, "
+                                        "version {}, status {}): it keeps its own",
+                                        successor->generation(), blob.text.size(), version, st);
+            if (host_->metrics != nullptr) {
+                host_->metrics
+                    ->counter("module_handoffs", "State handoffs between module generations",
+                              {{"module", name}, {"result", st == NK_OK ? "taken" : "refused"}})
+                    .inc();
+            }
+        }
+    }
+    const bool last = gen.use_count() == 1;
+    gen.reset();  // destroy callbacks, dlclose, private copy deleted (now, or when a stuck
+                  // shutdown handler returns)
+    spdlog::info("Module {}: generation {} retired ({} ms after the swap; {}){}", name, number,
+                 drained_ms, handoff, last ? "" : "; unloads when its shutdown handler returns");
+}
+
+Status Runtime::before(const Pin& pin, std::string_view api_id, const RequestContext& ctx,
+                       std::string& in_json) {
+    // Held until return: keeps the module loaded.
+    const auto s = pin ? std::static_pointer_cast<const Snapshot>(pin) : snapshot();
+    auto it = s->before.find(api_id);
+    if (it == s->before.end())
+        return Status::ok();
+    const auto& [module, cb] = it->second;
+    CallContext c(*host_, ctx, "before");
+    StringSink out, err;
+    nk_status st = NK_OK;
+    try {
+        st = cb.fn(cb.user_data, c.get(), module->logger(), module->module(),
+                   {in_json.data(), in_json.size()}, &out.sink, &err.sink);
+    } catch (...) {
+        spdlog::error("Module {}: before-hook {} threw an exception", module->name(), api_id);
+        return Status::internal("Error in before hook.");
+    }
+    if (st != NK_OK) {
+        return Status(code_of(st), err.text.empty()
+                                       ? std::string("Request rejected by before hook.")
+                                       : std::move(err.text));
+    }
+    if (!out.text.empty())
+        in_json = std::move(out.text);
+    return Status::ok();
+}
+
+
+void Runtime::after(const Pin& pin, std::string_view api_id, const RequestContext& ctx,
+                    std::string_view out_json, std::string_view in_json) {
+    const auto s = pin ? std::static_pointer_cast<const Snapshot>(pin) : snapshot();
+    auto it = s->after.find(api_id);
+    if (it == s->after.end())
+        return;
+    const auto& [module, cb] = it->second;
+    CallContext c(*host_, ctx, "after");
+    StringSink err;
+    nk_status st = NK_OK;
+    try {
+        st = cb.fn(cb.user_data, c.get(), module->logger(), module->module(),
+                   {out_json.data(), out_json.size()}, {in_json.data(), in_json.size()}, &err.sink);
+    } catch (...) {
+        st = NK_INTERNAL;
+        err.text = "the hook threw an exception";
+    }
+    if (st == NK_OK)
+        return;
+    if (host_->metrics != nullptr) {
+        host_->metrics
+            ->counter("after_hook_errors", "After-hook failures (the response is unchanged)",
+                      {{"api", std::string(api_id)}})
+            .inc();
+    }
+    spdlog::warn("Module {}: after-hook {} failed with code {}: {}", module->name(), api_id, st,
+                 err.text);
+}
+
+void Runtime::publish_loaded() {
+    std::vector<std::shared_ptr<ModuleGeneration>> modules;
+    modules.reserve(loaded_.size());
+    for (const auto& [file, entry] : loaded_)  // lexical file order, as at startup
+        modules.push_back(entry.generation);
     auto snap = std::make_shared<Snapshot>();
     events::HandlerSet set;
     auto event_fn = [](const std::shared_ptr<ModuleGeneration>& m, Callback<nk_on_event_fn> cb) {
@@ -242,6 +1001,8 @@ void Runtime::publish(std::vector<std::shared_ptr<ModuleGeneration>> modules) {
     }
     snapshot_.store(std::move(snap));
     handler_source_.publish(std::move(set));
+    if (on_publish_)
+        on_publish_();
 }
 
 std::shared_ptr<const events::HandlerSet> Runtime::handlers() const {
@@ -273,59 +1034,18 @@ bool Runtime::has_rpc(std::string_view id) const {
     return s->rpcs.find(lower_id(id)) != s->rpcs.end();
 }
 
-Status Runtime::before(std::string_view api_id, const RequestContext& ctx, std::string& in_json) {
-    auto s = snapshot();  // held until return: keeps the module loaded
-    auto it = s->before.find(api_id);
-    if (it == s->before.end())
-        return Status::ok();
-    const auto& [module, cb] = it->second;
-    CallContext c(*host_, ctx, "before");
-    StringSink out, err;
-    nk_status st = NK_OK;
-    try {
-        st = cb.fn(cb.user_data, c.get(), module->logger(), module->module(),
-                   {in_json.data(), in_json.size()}, &out.sink, &err.sink);
-    } catch (...) {
-        spdlog::error("Module {}: before-hook {} threw an exception", module->name(), api_id);
-        return Status::internal("Error in before hook.");
-    }
-    if (st != NK_OK) {
-        return Status(code_of(st), err.text.empty()
-                                       ? std::string("Request rejected by before hook.")
-                                       : std::move(err.text));
-    }
-    if (!out.text.empty())
-        in_json = std::move(out.text);
-    return Status::ok();
+Runtime::Pin Runtime::pin() const {
+    return snapshot();
 }
 
-void Runtime::after(std::string_view api_id, const RequestContext& ctx, std::string_view out_json,
-                    std::string_view in_json) {
-    auto s = snapshot();
-    auto it = s->after.find(api_id);
-    if (it == s->after.end())
-        return;
-    const auto& [module, cb] = it->second;
-    CallContext c(*host_, ctx, "after");
-    StringSink err;
-    nk_status st = NK_OK;
-    try {
-        st = cb.fn(cb.user_data, c.get(), module->logger(), module->module(),
-                   {out_json.data(), out_json.size()}, {in_json.data(), in_json.size()}, &err.sink);
-    } catch (...) {
-        st = NK_INTERNAL;
-        err.text = "the hook threw an exception";
-    }
-    if (st == NK_OK)
-        return;
-    if (host_->metrics != nullptr) {
-        host_->metrics
-            ->counter("after_hook_errors", "After-hook failures (the response is unchanged)",
-                      {{"api", std::string(api_id)}})
-            .inc();
-    }
-    spdlog::warn("Module {}: after-hook {} failed with code {}: {}", module->name(), api_id, st,
-                 err.text);
+bool Runtime::has_before(const Pin& pin, std::string_view api_id) const {
+    const auto* s = pin ? static_cast<const Snapshot*>(pin.get()) : nullptr;
+    return s != nullptr ? s->before.find(api_id) != s->before.end() : has_before(api_id);
+}
+
+bool Runtime::has_after(const Pin& pin, std::string_view api_id) const {
+    const auto* s = pin ? static_cast<const Snapshot*>(pin.get()) : nullptr;
+    return s != nullptr ? s->after.find(api_id) != s->after.end() : has_after(api_id);
 }
 
 Status Runtime::rpc(std::string_view id, const RequestContext& ctx, std::string_view payload,
@@ -355,45 +1075,7 @@ Status Runtime::rpc(std::string_view id, const RequestContext& ctx, std::string_
 
 void Runtime::run_shutdown_handlers(std::chrono::milliseconds grace) {
     auto s = snapshot();
-    if (s->shutdown.empty())
-        return;
-    const auto deadline = std::chrono::steady_clock::now() + grace;
-    const std::int64_t grace_sec = std::chrono::duration_cast<std::chrono::seconds>(grace).count();
-    for (const auto& bound : s->shutdown) {
-        // Each handler runs on its own thread so a stuck one cannot hold shutdown past `grace`.
-        struct State {
-            std::mutex m;
-            std::condition_variable cv;
-            bool done = false;
-        };
-        auto state = std::make_shared<State>();
-        std::thread t([state, bound, host = host_, grace_sec] {
-            RequestContext rc;
-            CallContext c(*host, rc, "shutdown");
-            try {
-                bound.cb.fn(bound.cb.user_data, c.get(), bound.module->logger(),
-                            bound.module->module(), grace_sec);
-            } catch (...) {
-                spdlog::error("Module {}: shutdown handler threw an exception",
-                              bound.module->name());
-            }
-            std::lock_guard lock(state->m);
-            state->done = true;
-            state->cv.notify_all();
-        });
-        std::unique_lock lock(state->m);
-        if (state->cv.wait_until(lock, deadline, [&] { return state->done; })) {
-            lock.unlock();
-            t.join();
-        } else {
-            lock.unlock();
-            spdlog::warn(
-                "Module {}: shutdown handler still running after the grace period; "
-                "continuing without it",
-                bound.module->name());
-            t.detach();  // it holds its module generation, so the code stays mapped
-        }
-    }
+    run_bounded(s->shutdown, host_, "shutdown", grace);
 }
 
 }  // namespace nk::runtime

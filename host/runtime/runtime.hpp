@@ -4,13 +4,21 @@
 // and to the API layer (api::RuntimeBridge: before/after hooks, RPCs).
 //
 // Wiring (main): Runtime rt(options, deps); EventPipeline pipe(opts, rt, metrics);
-// rt.set_event_sink(&pipe); rt.load_all() (fails startup on its Status);
-// ... serve ...; rt.run_shutdown_handlers(grace); pipe.drain(...); ~Runtime.
+// rt.set_event_sink(&pipe); rt.set_on_publish([&] { pipe.handlers_changed(); });
+// rt.load_all() (fails startup on its Status); rt.start_reloader(); ... serve ...;
+// rt.stop_reloader(grace); pipe.drain(...); rt.run_shutdown_handlers(grace); ~Runtime.
 //
-// Threading: load_all() and run_shutdown_handlers() from one control thread;
-// every other member is thread-safe and may run concurrently with them. Each
-// call takes the current snapshot (a shared_ptr) and holds it until it
-// returns, so a module generation is unloaded only after its last call.
+// Hot reload: the reloader thread watches runtime.path with inotify (runtime.hot_reload) and
+// takes rescan requests (SIGHUP). A changed file is staged (private copy), validated and
+// initialised as a new generation on its own; only when all of that succeeded is a new
+// snapshot published, with the new generation in place of the old one (all or nothing). The
+// old generation is then retired on the retirer thread: once its last call returned, its
+// shutdown handlers run (mode "reload"), its state is handed to its successor, and it unloads.
+//
+// Threading: load_all(), rescan() and the reloader serialise on one control mutex; every other
+// member is thread-safe and may run concurrently with them. Each call takes the current
+// snapshot (a shared_ptr) and holds it until it returns, so a module generation is unloaded
+// only after its last call.
 // Lifetime: the event sink, account store and metrics registry must outlive
 // every call into plugin code (stop the pipeline and the pool before the runtime).
 #pragma once
@@ -25,6 +33,12 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <thread>
 
 #include "api/runtime_bridge.hpp"
 #include "core/status.hpp"
@@ -67,6 +81,16 @@ std::vector<std::filesystem::path> find_module_files(const std::filesystem::path
 // runtime.path with its default (<data_dir>/modules, data_dir defaulting to ./data).
 std::filesystem::path effective_module_path(const Options& options);
 
+// What a reload of one file did (also the `result` label of module_reloads).
+enum class ReloadResult {
+    loaded,     // a new generation serves (first load or replacement)
+    unchanged,  // same content as the generation serving: nothing done
+    refused,    // invalid file or InitModule failure: the old generation (if any) keeps serving
+    pending,    // an incomplete file just created: waiting for its writer to finish
+    unloaded,   // the file is gone: its registrations are removed
+};
+const char* to_string(ReloadResult r);
+
 class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
   public:
     Runtime(Options options, Dependencies deps);
@@ -92,6 +116,29 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
     // behind (logged) and keeps its module loaded.
     void run_shutdown_handlers(std::chrono::milliseconds grace);
 
+    // ---- hot reload -------------------------------------------------------------------
+    // Called after every publish of a new snapshot (wire EventPipeline::handlers_changed, so
+    // idle workers let go of retired generations). Set before start_reloader().
+    void set_on_publish(std::function<void()> fn);
+    // Starts the reloader (inotify watcher when runtime.hot_reload; rescan requests always)
+    // and the retirer. Call after load_all().
+    void start_reloader();
+    // Asks the reloader to re-scan runtime.path (SIGHUP). Returns at once; async-signal use is
+    // not required (main calls it from its sigwait loop).
+    void request_rescan();
+    // Re-scans runtime.path now: reloads every file whose size, mtime or content changed,
+    // loads new files, unloads removed ones. Returns what happened per file.
+    std::vector<std::pair<std::filesystem::path, ReloadResult>> rescan();
+    // Reloads (or unloads, when it is gone) one file now, as the watcher does.
+    ReloadResult reload(const std::filesystem::path& file);
+    // Stops the reloader and finishes pending retirements, waiting at most `grace` for their
+    // last calls and shutdown handlers. Idempotent; the destructor calls it.
+    void stop_reloader(std::chrono::milliseconds grace);
+    // The generation number serving for module `name` (file stem), 0 when none.
+    std::uint64_t module_generation(std::string_view name) const;
+    // Generations replaced or unloaded whose retirement has not finished.
+    std::size_t retiring() const;
+
     // events::HandlerSource
     std::shared_ptr<const events::HandlerSet> handlers() const override;
     bool has_handlers(events::Kind k) const override;
@@ -100,10 +147,13 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
     // api::RuntimeBridge
     bool has_before(std::string_view api_id) const override;
     bool has_after(std::string_view api_id) const override;
-    Status before(std::string_view api_id, const RequestContext& ctx,
+    Pin pin() const override;
+    bool has_before(const Pin& pin, std::string_view api_id) const override;
+    bool has_after(const Pin& pin, std::string_view api_id) const override;
+    Status before(const Pin& pin, std::string_view api_id, const RequestContext& ctx,
                   std::string& in_json) override;
-    void after(std::string_view api_id, const RequestContext& ctx, std::string_view out_json,
-               std::string_view in_json) override;
+    void after(const Pin& pin, std::string_view api_id, const RequestContext& ctx,
+               std::string_view out_json, std::string_view in_json) override;
     bool has_rpc(std::string_view id) const override;
     Status rpc(std::string_view id, const RequestContext& ctx, std::string_view payload,
                std::string& out_payload) override;
@@ -111,8 +161,35 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
     struct Snapshot;
 
   private:
+    struct Fingerprint {
+        std::uintmax_t size = 0;
+        std::filesystem::file_time_type mtime{};
+        std::uint64_t hash = 0;
+    };
+    struct Loaded {
+        std::shared_ptr<ModuleGeneration> generation;
+        Fingerprint fingerprint;
+    };
+    struct Retiring {
+        std::shared_ptr<ModuleGeneration> generation;
+        bool replaced = false;  // a successor of the same file serves (mode "reload", handoff)
+        std::chrono::steady_clock::time_point since;
+    };
+    class Watcher;
+
     std::shared_ptr<const Snapshot> snapshot() const;
-    void publish(std::vector<std::shared_ptr<ModuleGeneration>> modules);
+    // Publishes loaded_ (lexical file order) as the new snapshot. Caller holds control_mutex_.
+    void publish_loaded();
+    // Reload steps; the caller holds control_mutex_. `created` = the file was (re)created since
+    // its last load (an incomplete ELF is then pending rather than refused).
+    ReloadResult reload_locked(const std::filesystem::path& file, bool created,
+                               std::vector<Retiring>& retire);
+    void finish_reloads(std::vector<Retiring> retire);
+    void count_reload(const std::string& module, ReloadResult r, std::uint64_t generation);
+    void reloader_loop();
+    void retirer_loop();
+    void retire_one(Retiring r, std::chrono::milliseconds grace);
+    std::shared_ptr<ModuleGeneration> current_of(const std::filesystem::path& file) const;
 
     // Which api ids have hooks, for has_before/has_after on every request without loading the
     // snapshot (a std::atomic<std::shared_ptr> load takes a lock and bumps a shared count).
@@ -133,6 +210,25 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
 
     mutable std::mutex reports_mutex_;
     std::vector<ModuleReport> reports_;
+
+    // Control state: what serves, per file.
+    mutable std::mutex control_mutex_;
+    std::map<std::filesystem::path, Loaded> loaded_;
+    std::function<void()> on_publish_;
+
+    // Reloader thread: inotify (when hot_reload) + rescan requests, woken through an eventfd.
+    std::thread reloader_;
+    int wake_fd_ = -1;
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> rescan_requested_{false};
+
+    // Retirer thread.
+    mutable std::mutex retire_mutex_;
+    std::condition_variable retire_cv_;
+    std::deque<Retiring> retire_queue_;
+    std::size_t retiring_ = 0;  // queued + in progress
+    bool retirer_stop_ = false;
+    std::thread retirer_;
 };
 
 }  // namespace nk::runtime

@@ -1,4 +1,4 @@
-# nk_add_plugin(NAME sources... [OUTPUT_DIRECTORY dir])
+# nk_add_plugin(NAME sources... [OUTPUT_DIRECTORY dir] [DEPLOY_DIR dir])
 #
 # Builds a nkhost plugin: a MODULE library named exactly NAME.so (NAME.dll on
 # Windows, no "lib" prefix), symbols hidden except the exports sdk.h marks
@@ -6,10 +6,13 @@
 # keep the library from ever unloading), and no link to the host: a plugin
 # talks to the host only through the tables sdk.h defines.
 # Output: OUTPUT_DIRECTORY, else NK_PLUGIN_OUTPUT_DIR, else ${CMAKE_BINARY_DIR}/modules.
+# DEPLOY_DIR (else NK_PLUGIN_DEPLOY_DIR, if set): after each build the plugin is also copied to
+# a hidden temp file in that directory and renamed over NAME.so there, so a server watching it
+# (runtime.hot_reload) only ever sees a complete file: point it at runtime.path.
 include_guard(GLOBAL)
 
 function(nk_add_plugin NAME)
-    cmake_parse_arguments(P "" "OUTPUT_DIRECTORY" "" ${ARGN})
+    cmake_parse_arguments(P "" "OUTPUT_DIRECTORY;DEPLOY_DIR" "" ${ARGN})
     if(NOT P_UNPARSED_ARGUMENTS)
         message(FATAL_ERROR "nk_add_plugin(${NAME}): no sources")
     endif()
@@ -50,5 +53,21 @@ function(nk_add_plugin NAME)
         target_link_libraries(${NAME} PRIVATE nk_sdk)
     else()
         message(FATAL_ERROR "nk_add_plugin: the nkhost SDK target is missing (find_package(nkhost-sdk))")
+    endif()
+    set(deploy "${P_DEPLOY_DIR}")
+    if(NOT deploy AND DEFINED NK_PLUGIN_DEPLOY_DIR)
+        set(deploy "${NK_PLUGIN_DEPLOY_DIR}")
+    endif()
+    if(deploy)
+        # Copy under a hidden name (the watcher ignores hidden files), then rename(2) over the
+        # target: atomic on one file system, so the server never reads a half-written plugin.
+        add_custom_command(TARGET ${NAME} POST_BUILD
+            COMMAND ${CMAKE_COMMAND} -E make_directory "${deploy}"
+            COMMAND ${CMAKE_COMMAND} -E copy "$<TARGET_FILE:${NAME}>"
+                    "${deploy}/.$<TARGET_FILE_NAME:${NAME}>.tmp"
+            COMMAND ${CMAKE_COMMAND} -E rename "${deploy}/.$<TARGET_FILE_NAME:${NAME}>.tmp"
+                    "${deploy}/$<TARGET_FILE_NAME:${NAME}>"
+            COMMENT "Deploying ${NAME} to ${deploy}"
+            VERBATIM)
     endif()
 endfunction()

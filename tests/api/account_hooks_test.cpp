@@ -31,16 +31,20 @@ class RecordingBridge final : public api::RuntimeBridge {
     bool has_before(std::string_view id) const override { return before_ids.count(id) != 0; }
     bool has_after(std::string_view id) const override { return after_ids.count(id) != 0; }
 
-    Status before(std::string_view id, const RequestContext& ctx, std::string& in_json) override {
+    Status before(const Pin&, std::string_view id, const RequestContext& ctx, std::string& in_json) override {
         record({"before", std::string(id), ctx, "", in_json});
         return before_fn ? before_fn(id, in_json) : Status::ok();
     }
-    void after(std::string_view id, const RequestContext& ctx, std::string_view out_json,
+    void after(const Pin&, std::string_view id, const RequestContext& ctx, std::string_view out_json,
                std::string_view in_json) override {
         record({"after", std::string(id), ctx, std::string(out_json), std::string(in_json)});
         if (id == "GetAccount")
             throw std::runtime_error("hook failed");  // must not leak out
     }
+    // In-process hooks do not change while a test runs: nothing to pin.
+    Pin pin() const override { return nullptr; }
+    bool has_before(const Pin&, std::string_view id) const override { return has_before(id); }
+    bool has_after(const Pin&, std::string_view id) const override { return has_after(id); }
     bool has_rpc(std::string_view) const override { return false; }
     Status rpc(std::string_view, const RequestContext&, std::string_view, std::string&) override {
         return Status::unimplemented("no rpc");

@@ -45,7 +45,7 @@ class TestHooks final : public api::RuntimeBridge {
 
     bool has_before(std::string_view id) const override { return before_enabled && id == "Event"; }
     bool has_after(std::string_view id) const override { return after_enabled && id == "Event"; }
-    Status before(std::string_view, const RequestContext& ctx, std::string& in_json) override {
+    Status before(const Pin&, std::string_view, const RequestContext& ctx, std::string& in_json) override {
         if (ctx.execution_mode != "before")
             return Status::internal("wrong mode");
         if (!reject.is_ok())
@@ -59,7 +59,7 @@ class TestHooks final : public api::RuntimeBridge {
         }
         return Status::ok();
     }
-    void after(std::string_view, const RequestContext& ctx, std::string_view out_json,
+    void after(const Pin&, std::string_view, const RequestContext& ctx, std::string_view out_json,
                std::string_view in_json) override {
         std::lock_guard lock(m);
         after_in.emplace_back(in_json);
@@ -67,6 +67,10 @@ class TestHooks final : public api::RuntimeBridge {
         if (!out_json.empty())
             after_in.back() += "<unexpected out>";
     }
+    // In-process hooks do not change while a test runs: nothing to pin.
+    Pin pin() const override { return nullptr; }
+    bool has_before(const Pin&, std::string_view id) const override { return has_before(id); }
+    bool has_after(const Pin&, std::string_view id) const override { return has_after(id); }
     bool has_rpc(std::string_view) const override { return false; }
     Status rpc(std::string_view, const RequestContext&, std::string_view, std::string&) override {
         return Status::not_found("RPC function not found");

@@ -150,19 +150,19 @@ TEST_CASE("RPC calls: payload, context (mode, user, node, env), errors, unknown 
 TEST_CASE("after-hooks receive Nakama's arguments and the after context") {
     Host h({fixture("events_good")});
     REQUIRE(h.status.is_ok());
-    h.rt->after("UpdateAccount", user_ctx(), "", "{\"display_name\":\"Bob\"}");
+    h.rt->after(nullptr, "UpdateAccount", user_ctx(), "", "{\"display_name\":\"Bob\"}");
     events::Event e;
     REQUIRE(h.sink.wait_for("after_update", e));
     CHECK(prop(e, "display_name") == "Bob");
     CHECK(prop(e, "user") == "u-1");
     CHECK(prop(e, "mode") == "after");
-    h.rt->after("AuthenticateDevice", user_ctx(), "{\"token\":\"t\",\"created\":true}",
+    h.rt->after(nullptr, "AuthenticateDevice", user_ctx(), "{\"token\":\"t\",\"created\":true}",
                 "{\"account\":{\"id\":\"device-123456\"},\"create\":true}");
     REQUIRE(h.sink.wait_for("after_auth", e));
     CHECK(prop(e, "device") == "device-123456");
     CHECK(prop(e, "created") == "true");
     // No hook registered for that id: nothing happens.
-    h.rt->after("DeleteAccount", user_ctx(), "", "");
+    h.rt->after(nullptr, "DeleteAccount", user_ctx(), "", "");
 }
 
 TEST_CASE("shutdown handlers run with mode shutdown") {
@@ -200,9 +200,9 @@ TEST_CASE("fixture after_fails: counted and logged, nothing surfaces") {
     LogCapture logs("info");
     Host h({fixture("after_fails")});
     REQUIRE(h.status.is_ok());
-    h.rt->after("UpdateAccount", user_ctx(), "", "{}");
-    h.rt->after("UpdateAccount", user_ctx(), "", "{}");
-    h.rt->after("GetAccount", user_ctx(), "{\"user\":{\"id\":\"u-1\"}}", "");
+    h.rt->after(nullptr, "UpdateAccount", user_ctx(), "", "{}");
+    h.rt->after(nullptr, "UpdateAccount", user_ctx(), "", "{}");
+    h.rt->after(nullptr, "GetAccount", user_ctx(), "{\"user\":{\"id\":\"u-1\"}}", "");
     auto& update_errors = h.metrics.counter("after_hook_errors", "", {{"api", "UpdateAccount"}});
     auto& get_errors = h.metrics.counter("after_hook_errors", "", {{"api", "GetAccount"}});
     CHECK(update_errors.value() == 2);
@@ -217,26 +217,26 @@ TEST_CASE("fixture before_rejects: reject with code and message, or rewrite the 
     REQUIRE(h.status.is_ok());
     CHECK(h.rt->has_before("UpdateAccount"));
     std::string in = "{\"username\":\"admin\"}";
-    Status st = h.rt->before("UpdateAccount", user_ctx(), in);
+    Status st = h.rt->before(nullptr, "UpdateAccount", user_ctx(), in);
     CHECK(st.code() == Code::permission_denied);
     CHECK(st.message() == "Username admin is reserved.");
     CHECK(st.http_status() == 403);
     in = "{\"display_name\":\"bob\"}";
-    REQUIRE(h.rt->before("UpdateAccount", user_ctx(), in).is_ok());
+    REQUIRE(h.rt->before(nullptr, "UpdateAccount", user_ctx(), in).is_ok());
     CHECK(in == "{\"display_name\":\"[bob]\"}");
     std::string none;
-    st = h.rt->before("GetAccount", user_ctx(), none);
+    st = h.rt->before(nullptr, "GetAccount", user_ctx(), none);
     CHECK(st.code() == Code::unavailable);
     CHECK(st.message() == "Request rejected by before hook.");
     // Rewriting keeps every field of the message, timestamp included.
     std::string ev = "{\"name\":\"x\",\"timestamp\":\"2024-02-29T12:00:00.25Z\",\"external\":true}";
-    REQUIRE(h.rt->before("Event", user_ctx(), ev).is_ok());
+    REQUIRE(h.rt->before(nullptr, "Event", user_ctx(), ev).is_ok());
     CHECK(ev ==
           "{\"name\":\"x\",\"properties\":{\"checked\":\"yes\"},\"timestamp\":"
           "\"2024-02-29T12:00:00.25Z\",\"external\":true}");
     // No hook for this id: input untouched.
     std::string logout = "{\"token\":\"t\"}";
-    CHECK(h.rt->before("SessionLogout", user_ctx(), logout).is_ok());
+    CHECK(h.rt->before(nullptr, "SessionLogout", user_ctx(), logout).is_ok());
     CHECK(logout == "{\"token\":\"t\"}");
 }
 
@@ -282,7 +282,7 @@ TEST_CASE("last registration wins across modules for hooks and RPCs; events are 
     Host h({sample("c_minimal"), fixture("events_good")});
     REQUIRE(h.status.is_ok());
     CHECK(h.rt->handlers()->custom.size() == 2);
-    h.rt->after("UpdateAccount", user_ctx(), "", "{}");
+    h.rt->after(nullptr, "UpdateAccount", user_ctx(), "", "{}");
     events::Event e;
     REQUIRE(h.sink.wait_for("after_update", e));
     CHECK(h.sink.count("account_updated") == 0);
@@ -293,7 +293,7 @@ TEST_CASE("quickstart: after UpdateAccount emits account_updated; processEvent r
     Host h({sample("quickstart")});
     REQUIRE(h.status.is_ok());
     CHECK(logs.contains("Server loaded."));
-    h.rt->after("UpdateAccount", user_ctx(), "", "{\"display_name\":\"Bob\"}");
+    h.rt->after(nullptr, "UpdateAccount", user_ctx(), "", "{\"display_name\":\"Bob\"}");
     events::Event e;
     REQUIRE(h.sink.wait_for("account_updated", e));
     CHECK_FALSE(e.external);
@@ -313,7 +313,7 @@ TEST_CASE("quickstart: after UpdateAccount emits account_updated; processEvent r
 TEST_CASE("c_minimal (plain C): events counted, nk->event from an after-hook, RPCs") {
     Host h({sample("c_minimal")});
     REQUIRE(h.status.is_ok());
-    h.rt->after("UpdateAccount", user_ctx(), "", "{}");
+    h.rt->after(nullptr, "UpdateAccount", user_ctx(), "", "{}");
     events::Event e;
     REQUIRE(h.sink.wait_for("account_updated", e));
     CHECK_FALSE(e.external);
@@ -334,7 +334,7 @@ TEST_CASE("concurrent calls while events flow (TSan target)") {
             for (int i = 0; i < 50; ++i) {
                 std::string out;
                 h.rt->rpc("echo", user_ctx(), std::to_string(t * 100 + i), out);
-                h.rt->after("UpdateAccount", user_ctx(), "", "{}");
+                h.rt->after(nullptr, "UpdateAccount", user_ctx(), "", "{}");
                 h.pipeline->submit(h.event("ping"));
                 (void)h.rt->has_rpc("echo");
             }

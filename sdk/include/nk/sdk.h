@@ -39,7 +39,14 @@
  *    one worker. There is no ordering between events.
  *  - Before/after hooks and RPC functions run on the host's blocking pool,
  *    CONCURRENTLY with each other and with event handlers.
- *  - Shutdown handlers run once, during graceful shutdown, on the shutdown thread.
+ *  - Shutdown handlers run once per module generation, on a host control thread:
+ *    during graceful shutdown (ctx execution_mode "shutdown"), or when the
+ *    generation is retired (hot reload, SIGHUP): with mode "reload" when a new
+ *    generation of the same file replaces it (its state handoff follows), with
+ *    mode "shutdown" when the file was removed. They run after the
+ *    generation's last other callback returned and must return within the
+ *    grace they are given (runtime.hot_reload_grace_ms on a reload).
+ *  - State handoff (ABI 1.1): see register_handoff.
  *  - So every user_data must be safe for concurrent use by the plugin itself.
  *  - The nk_logger, nk_module and nk_initializer pointers given to InitModule
  *    (and to callbacks) stay valid until the module is unloaded and may be used
@@ -62,7 +69,7 @@ extern "C" {
 /* ---- versions ------------------------------------------------------------ */
 
 #define NK_ABI_VERSION_MAJOR 1
-#define NK_ABI_VERSION_MINOR 0
+#define NK_ABI_VERSION_MINOR 1
 
 /* Returned by the plugin's `nk_plugin_abi` export. */
 typedef struct nk_abi_version {
@@ -152,7 +159,8 @@ typedef struct nk_sink {
  * strings mean "not set". */
 typedef struct nk_context {
     uint32_t size;
-    nk_str execution_mode;   /* "run_once", "event", "before", "after", "rpc", "shutdown" */
+    nk_str execution_mode;   /* "run_once", "event", "before", "after", "rpc", "shutdown",
+                                "reload" (1.1: a reload retires the generation) */
     nk_str node;             /* config `name` */
     nk_str version;          /* host version */
     const nk_kv* env;        /* runtime.env */
@@ -282,11 +290,30 @@ typedef nk_status (*nk_on_rpc_fn)(void* user_data, const nk_context* ctx,
                                   const nk_logger* logger, const nk_module* nk, nk_str payload,
                                   nk_sink* r_payload, nk_sink* r_error);
 
-/* Shutdown handler: runs during graceful shutdown; should return within
- * `grace_seconds`. */
+/* Shutdown handler: runs during graceful shutdown and when a reload retires
+ * the generation (ctx execution_mode says which, see THREADING); should
+ * return within `grace_seconds`. A plugin that started threads stops them
+ * here: the module's code is unmapped soon after. */
 typedef void (*nk_on_shutdown_fn)(void* user_data, const nk_context* ctx,
                                   const nk_logger* logger, const nk_module* nk,
                                   int64_t grace_seconds);
+
+/* State handoff (ABI 1.1), see register_handoff.
+ * save: called once on a generation a reload retires, after its last other
+ *   callback returned and its shutdown handlers ran. Write the state into
+ *   `r_blob` and its format version into `*r_version` (preset to 0); writing
+ *   nothing hands over nothing.
+ * load: called once on the new generation with what its predecessor saved,
+ *   while the new generation is ALREADY SERVING (concurrently with its own
+ *   callbacks): merge the blob into what it has counted since it started.
+ *   Return NK_OK when taken; any other status (an unknown `version`, a blob
+ *   it cannot read) is logged and the new generation keeps its own state. */
+typedef void (*nk_on_handoff_save_fn)(void* user_data, const nk_context* ctx,
+                                      const nk_logger* logger, const nk_module* nk,
+                                      uint32_t* r_version, nk_sink* r_blob);
+typedef nk_status (*nk_on_handoff_load_fn)(void* user_data, const nk_context* ctx,
+                                           const nk_logger* logger, const nk_module* nk,
+                                           uint32_t version, nk_str blob);
 
 /* Hook ids (Nakama's API method names) for register_before/register_after. */
 #define NK_API_AUTHENTICATE_DEVICE "AuthenticateDevice"
@@ -331,6 +358,18 @@ struct nk_initializer {
     /* Says why InitModule is about to fail: the host puts `message` in its
      * one-line refusal. Only meaningful during InitModule; the last call wins. */
     void (*set_init_error)(const struct nk_initializer* self, nk_str message);
+
+    /* ---- ABI 1.1 (test with NK_HAS_FIELD(initializer, nk_initializer, register_handoff)) */
+
+    /* Hands state from a generation that a reload retires to the one that
+     * replaces it (same file): `save` runs on the old one, `load` on the new
+     * one, see nk_on_handoff_save_fn. Either may be NULL (a generation that
+     * only gives, or only takes). One per module: a second call replaces the
+     * first. Nothing is handed over at server shutdown or when the file is
+     * removed, nor between different files. */
+    nk_status (*register_handoff)(const struct nk_initializer* self, nk_on_handoff_save_fn save,
+                                  nk_on_handoff_load_fn load, void* user_data,
+                                  nk_on_destroy_fn destroy);
 };
 
 /* ---- plugin entry points --------------------------------------------------- */

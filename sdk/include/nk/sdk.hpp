@@ -820,6 +820,43 @@ inline void on_shutdown(void* ud, const nk_context* ctx, const nk_logger* logger
         return Error();
     });
 }
+
+// State handoff (ABI 1.1): save returns the blob's format version and fills `blob`; load
+// merges a predecessor's blob (an Error for a version it does not know: it starts fresh).
+using HandoffSaveFn = std::function<std::uint32_t(const Context&, Logger&, Module&, std::string& blob)>;
+using HandoffLoadFn = std::function<Error(const Context&, Logger&, Module&, std::uint32_t version,
+                                          const std::string& blob)>;
+struct HandoffFns {
+    HandoffSaveFn save;
+    HandoffLoadFn load;
+};
+inline void on_handoff_save(void* ud, const nk_context* ctx, const nk_logger* logger,
+                            const nk_module* nk, uint32_t* r_version, nk_sink* r_blob) {
+    auto& fns = *static_cast<HandoffFns*>(ud);
+    if (!fns.save)
+        return;
+    guarded(logger, nullptr, "handoff save", [&] {
+        Logger l(logger);
+        Module m(nk);
+        std::string blob;
+        const std::uint32_t version = fns.save(Context::FromC(ctx), l, m, blob);
+        if (r_version != nullptr)
+            *r_version = version;
+        nk_sink_write(r_blob, blob.data(), blob.size());
+        return Error();
+    });
+}
+inline nk_status on_handoff_load(void* ud, const nk_context* ctx, const nk_logger* logger,
+                                 const nk_module* nk, uint32_t version, nk_str blob) {
+    auto& fns = *static_cast<HandoffFns*>(ud);
+    if (!fns.load)
+        return NK_OK;
+    return guarded(logger, nullptr, "handoff load", [&] {
+        Logger l(logger);
+        Module m(nk);
+        return fns.load(Context::FromC(ctx), l, m, version, copy(blob));
+    });
+}
 }  // namespace detail
 
 // ---- initializer ------------------------------------------------------------
@@ -859,6 +896,21 @@ class Initializer {
         return status(raw_->register_shutdown(raw_, &detail::on_shutdown, ud,
                                               &detail::destroy_fn<ShutdownHandler>),
                       "register_shutdown");
+    }
+
+    // State handoff across a hot reload (ABI 1.1): `save` runs on the generation being
+    // retired, after its last call returned; `load` runs on its replacement, which is already
+    // serving, so it must merge (see sdk.h). Either may be empty.
+    using HandoffSave = detail::HandoffSaveFn;
+    using HandoffLoad = detail::HandoffLoadFn;
+    Error RegisterHandoff(HandoffSave save, HandoffLoad load) {
+        if (!NK_HAS_FIELD(raw_, nk_initializer, register_handoff))
+            return Error(NK_UNIMPLEMENTED, "register_handoff: the host predates ABI 1.1");
+        auto* ud = new detail::HandoffFns{std::move(save), std::move(load)};
+        return status(raw_->register_handoff(raw_, &detail::on_handoff_save,
+                                             &detail::on_handoff_load, ud,
+                                             &detail::destroy_fn<detail::HandoffFns>),
+                      "register_handoff");
     }
 
     // Generic typed hooks (any api id the host knows).
