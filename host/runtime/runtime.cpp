@@ -592,7 +592,8 @@ std::vector<std::pair<fs::path, ReloadResult>> Runtime::rescan() {
             }
             const ReloadResult r = reload_locked(file, false, retire);
             changed = changed || r == ReloadResult::loaded || r == ReloadResult::unloaded;
-            out.emplace_back(file, r);
+            if (r != ReloadResult::unchanged)
+                out.emplace_back(file, r);
         }
         if (changed)
             publish_loaded();
@@ -616,8 +617,21 @@ void Runtime::start_reloader() {
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0)
         throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+    // The watches exist before this returns: a file written right after is seen.
+    std::unique_ptr<Watcher> watcher;
+    if (host_->options.hot_reload) {
+        const fs::path root = effective_module_path(host_->options);
+        try {
+            watcher = std::make_unique<Watcher>(root);
+            spdlog::info("Hot reload on: watching {} (debounce {} ms)", root.string(),
+                         host_->options.hot_reload_debounce_ms);
+        } catch (const std::exception& e) {
+            spdlog::error("Hot reload off: {}", e.what());
+        }
+    }
     retirer_ = std::thread([this] { retirer_loop(); });
-    reloader_ = std::thread([this] { reloader_loop(); });
+    reloader_ = std::thread(
+        [this, w = std::shared_ptr<Watcher>(std::move(watcher))]() mutable { reloader_loop(std::move(w)); });
 }
 
 void Runtime::stop_reloader(std::chrono::milliseconds grace) {
@@ -650,18 +664,7 @@ void Runtime::stop_reloader(std::chrono::milliseconds grace) {
     }
 }
 
-void Runtime::reloader_loop() {
-    const fs::path root = effective_module_path(host_->options);
-    std::unique_ptr<Watcher> watcher;
-    if (host_->options.hot_reload) {
-        try {
-            watcher = std::make_unique<Watcher>(root);
-            spdlog::info("Hot reload on: watching {} (debounce {} ms)", root.string(),
-                         host_->options.hot_reload_debounce_ms);
-        } catch (const std::exception& e) {
-            spdlog::error("Hot reload off: {}", e.what());
-        }
-    }
+void Runtime::reloader_loop(std::shared_ptr<Watcher> watcher) {
     const auto debounce = std::chrono::milliseconds(host_->options.hot_reload_debounce_ms);
     struct FileState {
         std::optional<Clock::time_point> due;  // none: waiting for a writer to close the file

@@ -127,7 +127,7 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
     // not required (main calls it from its sigwait loop).
     void request_rescan();
     // Re-scans runtime.path now: reloads every file whose size, mtime or content changed,
-    // loads new files, unloads removed ones. Returns what happened per file.
+    // loads new files, unloads removed ones. Returns what happened to each file that changed.
     std::vector<std::pair<std::filesystem::path, ReloadResult>> rescan();
     // Reloads (or unloads, when it is gone) one file now, as the watcher does.
     ReloadResult reload(const std::filesystem::path& file);
@@ -186,7 +186,7 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
                                std::vector<Retiring>& retire);
     void finish_reloads(std::vector<Retiring> retire);
     void count_reload(const std::string& module, ReloadResult r, std::uint64_t generation);
-    void reloader_loop();
+    void reloader_loop(std::shared_ptr<Watcher> watcher);
     void retirer_loop();
     void retire_one(Retiring r, std::chrono::milliseconds grace);
     std::shared_ptr<ModuleGeneration> current_of(const std::filesystem::path& file) const;

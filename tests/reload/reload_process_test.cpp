@@ -173,7 +173,7 @@ TEST_CASE("20 replacements under load: nothing fails, nothing is lost, broken on
     Socket socket(host.port(), host.device_token("reload-socket"));
     REQUIRE(socket.ping());
 
-    const std::string loaded_metric = "nakama_module_reloads";
+    const std::string loaded_metric = "nkhost_module_reloads";
     auto loaded = [&] { return host.metric(loaded_metric, {"result=\"loaded\""}); };
     auto refused = [&] { return host.metric(loaded_metric, {"result=\"refused\""}); };
     auto serving = [&] {
@@ -207,7 +207,7 @@ TEST_CASE("20 replacements under load: nothing fails, nothing is lost, broken on
                 write_in_place(file, init_error);
             else
                 rename_over(file, b.substr(0, b.size() / 2));
-            INFO("broken step: " << step.what);
+            INFO("broken step: " << std::string(step.what));
             REQUIRE(wait_until([&] { return refused() == refused_before + 1; }));
             CHECK(serving() == current);
             CHECK(loaded() == loaded_before);
@@ -238,9 +238,9 @@ TEST_CASE("20 replacements under load: nothing fails, nothing is lost, broken on
         t.join();
     // Every acknowledged event handled, and every retired generation's count handed over.
     REQUIRE(wait_until([&] {
-        return host.metric("nakama_events_processed", {"kind=\"custom\""}) ==
-                   host.metric("nakama_events_received", {"kind=\"custom\""}) &&
-               host.metric("nakama_module_generations_retiring") == 0;
+        return host.metric("nkhost_events_processed", {"kind=\"custom\""}) ==
+                   host.metric("nkhost_events_received", {"kind=\"custom\""}) &&
+               host.metric("nkhost_module_generations_retiring") == 0;
     }));
     auto c = host.client();
     const std::string final_reply = rpc_counter(*c);
@@ -258,14 +258,14 @@ TEST_CASE("20 replacements under load: nothing fails, nothing is lost, broken on
     CHECK(events_failed.load() == 0);
     CHECK(rpc_ok.load() > 0);
     CHECK(rpc_failed.load() == 0);
-    CHECK(host.metric("nakama_events_dropped") == 0);
+    CHECK(host.metric("nkhost_events_dropped") == 0);
     CHECK(socket.ping());
     {
         std::lock_guard lock(seen_mutex);
         CHECK(variants_seen == std::set<std::string>{"a", "b"});  // broken builds never served
     }
     CHECK(host.metric(loaded_metric, {"result=\"unloaded\""}) == 0);
-    CHECK(host.metric("nakama_module_handoffs", {"result=\"taken\""}) == 17);
+    CHECK(host.metric("nkhost_module_handoffs", {"result=\"taken\""}) == 17);
 
     // The log says what happened to each of the 20.
     const std::string log = host.output();

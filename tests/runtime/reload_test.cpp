@@ -334,7 +334,8 @@ TEST_CASE("watcher: new files and subfolders load, a file gone longer than the w
 
     fs::create_directories(h.dir() / "game" / "v1");
     install(h.dir() / "game" / "v1", {counter_a});
-    REQUIRE(wait_until([&] { return variant_of(h.rpc("counter")) == "a"; }));
+    if (!wait_until([&] { return variant_of(h.rpc("counter")) == "a"; }))
+        FAIL(log.text());
     install(h.dir(), {fixture("reload_thread")});
     REQUIRE(wait_until([&] { return h.rt->module_count() == 2; }));
 
