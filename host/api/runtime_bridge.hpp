@@ -11,9 +11,12 @@
 // "UpdateAccount", "DeleteAccount", "Event".
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/context.hpp"
 #include "core/status.hpp"
@@ -47,6 +50,39 @@ public:
     // response body, `in_json` empty for those without a request body.
     virtual void after(const Pin& pin, std::string_view api_id, const RequestContext& ctx,
                        std::string_view out_json, std::string_view in_json) = 0;
+
+    // Plugin HTTP routes (served under /plugins). `path` is the request path without that
+    // prefix. Cheap; call it on the io thread with the request's pin.
+    struct HttpTarget {
+        enum class Kind { none, method_not_allowed, found };
+        Kind kind = Kind::none;
+        std::int32_t auth = 0;  // nk_http_auth of the matched route
+    };
+    virtual HttpTarget find_http(const Pin&, std::string_view /*method*/,
+                                 std::string_view /*path*/) const {
+        return {};
+    }
+    using Pairs = std::vector<std::pair<std::string, std::string>>;
+    struct HttpCall {
+        std::string_view method;      // upper case; HEAD is passed as GET
+        std::string_view path;        // full request path, with the /plugins prefix
+        std::string_view sub_path;    // without it: what find_http matched
+        std::string_view query;       // raw, without '?'
+        const Pairs* query_params = nullptr;
+        const Pairs* headers = nullptr;
+        std::string_view body;
+    };
+    struct HttpReply {
+        int status = 200;
+        std::string content_type = "application/json";
+        Pairs headers;
+        std::string body;
+    };
+    // Runs the route handler of `pin` matching call.sub_path (not found → 404 status). A plugin
+    // error status becomes the returned Status (its message for the client).
+    virtual Status http(const Pin&, const RequestContext&, const HttpCall&, HttpReply&) {
+        return Status::not_found("Not Found");
+    }
 
     virtual bool has_rpc(std::string_view id) const = 0;
     // Runs RPC `id`. On OK, `out_payload` holds the function's reply.

@@ -12,6 +12,7 @@
 #include "api/blocking_work.hpp"
 #include "api/event_api.hpp"
 #include "api/health.hpp"
+#include "api/plugin_http.hpp"
 #include "api/rpc_api.hpp"
 #include "api/services.hpp"
 #include "auth/login_throttle.hpp"
@@ -132,6 +133,7 @@ void App::start() {
     api::register_account_routes(s.router, s.services);
     api::register_event_routes(s.router, s.services);
     api::register_rpc_routes(s.router, s.services);
+    api::register_plugin_http_routes(s.router, s.services);
     s.realtime = std::make_unique<realtime::Realtime>(cfg.realtime, *s.tokens, s.pipeline.get(), &s.registry);
     s.realtime->attach(s.router);
     s.session_control = std::make_unique<RealtimeSessionControl>(*s.realtime);

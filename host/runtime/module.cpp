@@ -1,5 +1,6 @@
 #include "runtime/module.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -306,6 +307,7 @@ ModuleGeneration::ModuleGeneration(std::shared_ptr<HostServices> host, std::file
     initializer_.register_shutdown = &reg_shutdown;
     initializer_.set_init_error = &set_init_error;
     initializer_.register_handoff = &reg_handoff;
+    initializer_.register_http = &reg_http;
 }
 
 ModuleGeneration::~ModuleGeneration() {
@@ -499,6 +501,8 @@ std::vector<std::string> ModuleGeneration::describe() const {
         out.push_back(fmt::format("shutdown handlers: {}", shutdown.size()));
     if (handoff.save != nullptr || handoff.load != nullptr)
         out.push_back("state handoff");
+    for (const auto& [path, route] : http)
+        out.push_back(fmt::format("http {} /plugins{}", fmt::join(route.methods, ","), path));
     return out;
 }
 
@@ -650,6 +654,78 @@ nk_status ModuleGeneration::reg_handoff(const nk_initializer* i, nk_on_handoff_s
     self.own(ud, destroy);
     return NK_OK;
 }
+namespace {
+bool valid_route_path(std::string_view p) {
+    if (p.size() >= 4 && p.substr(p.size() - 4) == "/{*}")
+        p.remove_suffix(4);
+    if (p.size() < 2 || p.size() > 256 || p[0] != '/' || p.back() == '/')
+        return false;
+    std::size_t from = 1;
+    while (from <= p.size()) {
+        const auto slash = std::min(p.find('/', from), p.size());
+        const std::string_view seg = p.substr(from, slash - from);
+        if (seg.empty() || seg == "." || seg == "..")
+            return false;
+        for (char c : seg) {
+            const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+                            c == '~' || c == '-';
+            if (!ok)
+                return false;
+        }
+        from = slash + 1;
+    }
+    return true;
+}
+}  // namespace
+
+nk_status ModuleGeneration::reg_http(const nk_initializer* i, nk_str path, nk_str methods,
+                                     std::int32_t auth, nk_on_http_fn fn, void* ud,
+                                     nk_on_destroy_fn destroy) {
+    auto& self = self_of(i);
+    nk_status st = self.check_registration("register_http", ud, destroy);
+    if (st != NK_OK)
+        return refuse(st, ud, destroy);
+    HttpRoute route;
+    route.path = std::string(sv(path));
+    route.auth = auth;
+    route.cb = {fn, ud};
+    std::string why;
+    if (fn == nullptr)
+        why = "no handler function";
+    else if (!valid_route_path(route.path))
+        why = fmt::format("invalid path \"{}\" (want \"/seg/seg\" of [A-Za-z0-9._~-], "
+                          "optionally ending in \"/{{*}}\")",
+                          route.path);
+    else if (auth < NK_HTTP_AUTH_NONE || auth > NK_HTTP_AUTH_SESSION)
+        why = fmt::format("unknown auth mode {}", auth);
+    std::string_view list = sv(methods);
+    if (list.empty())
+        list = "GET";
+    while (why.empty() && !list.empty()) {
+        const auto comma = list.find(',');
+        std::string m(list.substr(0, comma));
+        m.erase(0, m.find_first_not_of(' '));
+        m.erase(m.find_last_not_of(' ') + 1);
+        for (char& c : m)
+            c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        if (m != "GET" && m != "POST" && m != "PUT" && m != "PATCH" && m != "DELETE")
+            why = fmt::format("unknown method \"{}\" (GET, POST, PUT, PATCH, DELETE)", m);
+        else if (std::find(route.methods.begin(), route.methods.end(), m) == route.methods.end())
+            route.methods.push_back(m);
+        list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    }
+    if (!why.empty()) {
+        spdlog::error("Module {}: register_http: {}", self.name_, why);
+        self.note_refusal("register_http");
+        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
+    }
+    if (route.path.size() >= 4 && route.path.compare(route.path.size() - 4, 4, "/{*}") == 0)
+        route.prefix = route.path.substr(0, route.path.size() - 3);
+    self.http[route.path] = std::move(route);  // last registration wins
+    self.own(ud, destroy);
+    return NK_OK;
+}
+
 void ModuleGeneration::set_init_error(const nk_initializer* i, nk_str message) {
     auto& self = self_of(i);
     std::lock_guard lock(self.init_mutex_);

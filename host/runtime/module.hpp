@@ -114,6 +114,14 @@ class ModuleGeneration {
         void* user_data = nullptr;
     };
     Handoff handoff;  // ABI 1.1 register_handoff (both null when none)
+    struct HttpRoute {
+        std::string path;                  // as registered, e.g. "/stats" or "/files/{*}"
+        std::string prefix;                // for "/files/{*}": "/files/" (empty: exact route)
+        std::vector<std::string> methods;  // upper case, HEAD implied by GET
+        std::int32_t auth = NK_HTTP_AUTH_NONE;
+        Callback<nk_on_http_fn> cb;
+    };
+    std::map<std::string, HttpRoute, std::less<>> http;  // ABI 1.1 register_http, by path
 
     // Human-readable list, e.g. "after UpdateAccount", "rpc echo", "event", for `nkhost check`.
     std::vector<std::string> describe() const;
@@ -151,6 +159,8 @@ class ModuleGeneration {
     static void set_init_error(const nk_initializer*, nk_str);
     static nk_status reg_handoff(const nk_initializer*, nk_on_handoff_save_fn,
                                  nk_on_handoff_load_fn, void*, nk_on_destroy_fn);
+    static nk_status reg_http(const nk_initializer*, nk_str, nk_str, std::int32_t, nk_on_http_fn,
+                              void*, nk_on_destroy_fn);
 
     // Declared first: destroyed last (after every destroy(user_data) ran).
     boost::dll::shared_library library_;

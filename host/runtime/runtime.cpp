@@ -67,8 +67,24 @@ bool has_so_extension(const std::filesystem::path& p) {
 
 }  // namespace
 
+struct BoundRoute {
+    std::shared_ptr<ModuleGeneration> module;
+    const ModuleGeneration::HttpRoute* route = nullptr;  // owned by `module` (read-only)
+};
+
 struct Runtime::Snapshot {
     std::vector<std::shared_ptr<ModuleGeneration>> modules;
+    std::map<std::string, BoundRoute, std::less<>> http_exact;
+    std::vector<std::pair<std::string, BoundRoute>> http_prefix;  // longest prefix first
+    const BoundRoute* find_route(std::string_view path) const {
+        if (const auto it = http_exact.find(path); it != http_exact.end())
+            return &it->second;
+        for (const auto& [prefix, bound] : http_prefix) {
+            if (path.substr(0, prefix.size()) == prefix)
+                return &bound;
+        }
+        return nullptr;
+    }
     std::map<std::string, Bound<nk_on_before_fn>, std::less<>> before;
     std::map<std::string, Bound<nk_on_after_fn>, std::less<>> after;
     std::map<std::string, Bound<nk_on_rpc_fn>, std::less<>> rpcs;
@@ -990,7 +1006,21 @@ void Runtime::publish_loaded() {
             snap->rpcs[id] = {m, cb};
         for (const auto& cb : m->shutdown)
             snap->shutdown.push_back({m, cb});
+        for (const auto& [path, route] : m->http) {
+            if (route.prefix.empty()) {
+                snap->http_exact[path] = {m, &route};
+                continue;
+            }
+            auto same = std::find_if(snap->http_prefix.begin(), snap->http_prefix.end(),
+                                     [&](const auto& e) { return e.first == route.prefix; });
+            if (same != snap->http_prefix.end())
+                same->second = {m, &route};  // last registration wins
+            else
+                snap->http_prefix.emplace_back(route.prefix, BoundRoute{m, &route});
+        }
     }
+    std::stable_sort(snap->http_prefix.begin(), snap->http_prefix.end(),
+                     [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
     snap->modules = std::move(modules);
     auto index = std::make_unique<HookIndex>();
     for (const auto& [id, bound] : snap->before)
@@ -1049,6 +1079,109 @@ bool Runtime::has_before(const Pin& pin, std::string_view api_id) const {
 bool Runtime::has_after(const Pin& pin, std::string_view api_id) const {
     const auto* s = pin ? static_cast<const Snapshot*>(pin.get()) : nullptr;
     return s != nullptr ? s->after.find(api_id) != s->after.end() : has_after(api_id);
+}
+
+api::RuntimeBridge::HttpTarget Runtime::find_http(const Pin& pin, std::string_view method,
+                                                  std::string_view path) const {
+    const auto s = pin ? std::static_pointer_cast<const Snapshot>(pin) : snapshot();
+    const BoundRoute* bound = s->find_route(path);
+    if (bound == nullptr)
+        return {};
+    const auto& methods = bound->route->methods;
+    const bool allowed =
+        std::find(methods.begin(), methods.end(), method) != methods.end() ||
+        (method == "HEAD" && std::find(methods.begin(), methods.end(), "GET") != methods.end());
+    return {allowed ? HttpTarget::Kind::found : HttpTarget::Kind::method_not_allowed,
+            bound->route->auth};
+}
+
+namespace {
+// The nk_http_response a route handler writes into (host side).
+struct ResponseWriter {
+    api::RuntimeBridge::HttpReply* reply;
+    StringSink body;
+    nk_http_response c{};
+
+    explicit ResponseWriter(api::RuntimeBridge::HttpReply* r) : reply(r) {
+        c.size = sizeof(nk_http_response);
+        c.host = this;
+        c.set_status = &set_status;
+        c.add_header = &add_header;
+        c.body = &body.sink;
+    }
+    static void set_status(nk_http_response* self, int32_t status) {
+        auto* w = static_cast<ResponseWriter*>(self->host);
+        if (status >= 100 && status <= 599)
+            w->reply->status = status;
+    }
+    static void add_header(nk_http_response* self, nk_str name, nk_str value) {
+        auto* w = static_cast<ResponseWriter*>(self->host);
+        std::string n(name.ptr != nullptr ? std::string_view(name.ptr, name.len) : "");
+        std::string v(value.ptr != nullptr ? std::string_view(value.ptr, value.len) : "");
+        std::string lower = lower_id(n);
+        if (lower.empty() || lower == "connection" || lower == "content-length" ||
+            lower == "transfer-encoding" || lower == "content-encoding" ||
+            n.find_first_of("\r\n:") != std::string::npos ||
+            v.find_first_of("\r\n") != std::string::npos)
+            return;  // framing is the host's; no header injection
+        if (lower == "content-type")
+            w->reply->content_type = std::move(v);
+        else
+            w->reply->headers.emplace_back(std::move(n), std::move(v));
+    }
+};
+
+std::vector<nk_kv> kv_view(const api::RuntimeBridge::Pairs* pairs) {
+    std::vector<nk_kv> out;
+    if (pairs == nullptr)
+        return out;
+    out.reserve(pairs->size());
+    for (const auto& [k, v] : *pairs)
+        out.push_back({{k.data(), k.size()}, {v.data(), v.size()}});
+    return out;
+}
+}  // namespace
+
+Status Runtime::http(const Pin& pin, const RequestContext& ctx, const HttpCall& call,
+                     HttpReply& reply) {
+    const auto s = pin ? std::static_pointer_cast<const Snapshot>(pin) : snapshot();
+    const BoundRoute* bound = s->find_route(call.sub_path);
+    if (bound == nullptr)
+        return Status::not_found("Not Found");
+    const auto& module = bound->module;
+    const auto& route = *bound->route;
+    CallContext c(*host_, ctx, "http");
+    const std::vector<nk_kv> query = kv_view(call.query_params);
+    const std::vector<nk_kv> headers = kv_view(call.headers);
+    nk_http_request req{};
+    req.size = sizeof(nk_http_request);
+    req.method = {call.method.data(), call.method.size()};
+    req.path = {call.path.data(), call.path.size()};
+    req.route = {route.path.data(), route.path.size()};
+    req.query = {call.query.data(), call.query.size()};
+    req.query_params = query.data();
+    req.query_param_count = query.size();
+    req.headers = headers.data();
+    req.header_count = headers.size();
+    req.body = {call.body.data(), call.body.size()};
+    HttpReply out;
+    ResponseWriter writer(&out);
+    StringSink err;
+    nk_status st = NK_OK;
+    try {
+        st = route.cb.fn(route.cb.user_data, c.get(), module->logger(), module->module(), &req,
+                         &writer.c, &err.sink);
+    } catch (...) {
+        spdlog::error("Module {}: HTTP handler {} threw an exception", module->name(), route.path);
+        return Status::internal("Error in HTTP handler.");
+    }
+    if (st != NK_OK) {
+        return Status(code_of(st), err.text.empty() ? std::string("Error in HTTP handler.")
+                                                    : std::move(err.text));
+    }
+    out.body = std::move(writer.body.text);
+    reply = std::move(out);
+    return Status::ok();
 }
 
 Status Runtime::rpc(std::string_view id, const RequestContext& ctx, std::string_view payload,

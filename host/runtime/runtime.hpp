@@ -154,6 +154,10 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
                   std::string& in_json) override;
     void after(const Pin& pin, std::string_view api_id, const RequestContext& ctx,
                std::string_view out_json, std::string_view in_json) override;
+    HttpTarget find_http(const Pin& pin, std::string_view method,
+                         std::string_view path) const override;
+    Status http(const Pin& pin, const RequestContext& ctx, const HttpCall& call,
+                HttpReply& reply) override;
     bool has_rpc(std::string_view id) const override;
     Status rpc(std::string_view id, const RequestContext& ctx, std::string_view payload,
                std::string& out_payload) override;

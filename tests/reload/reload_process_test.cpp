@@ -294,8 +294,14 @@ TEST_CASE("SIGHUP re-scans runtime.path when the watcher is off; the server keep
     std::this_thread::sleep_for(1s);  // five default debounce windows: a watcher would have acted
     CHECK(field(rpc_counter(*c), "variant") == "a");
 
+    auto route = [&] {
+        auto res = c->Get("/plugins/reload_counter");
+        return res ? res->body : std::string("no answer");
+    };
+    CHECK(route() == "a");
     REQUIRE(::kill(host.process().pid(), SIGHUP) == 0);
     CHECK(wait_until([&] { return field(rpc_counter(*c), "variant") == "b"; }));
+    CHECK(route() == "b");  // plugin HTTP routes move to the new generation with the rest
     CHECK(host.process().running());
     CHECK(host.output().find("Received SIGHUP") != std::string::npos);
 }

@@ -315,6 +315,51 @@ typedef nk_status (*nk_on_handoff_load_fn)(void* user_data, const nk_context* ct
                                            const nk_logger* logger, const nk_module* nk,
                                            uint32_t version, nk_str blob);
 
+/* ---- plugin HTTP routes (ABI 1.1), see register_http ---------------------- */
+
+/* Who may call a route. */
+typedef enum nk_http_auth {
+    NK_HTTP_AUTH_NONE = 0,        /* anyone */
+    NK_HTTP_AUTH_SERVER_KEY = 1,  /* HTTP Basic auth with socket.server_key (as authenticate) */
+    NK_HTTP_AUTH_HTTP_KEY = 2,    /* ?http_key=runtime.http_key (as server-to-server RPCs) */
+    NK_HTTP_AUTH_SESSION = 3      /* Authorization: Bearer <session token>; ctx has the user */
+} nk_http_auth;
+
+/* A request to a plugin route. Borrowed: valid only during the call. */
+typedef struct nk_http_request {
+    uint32_t size;
+    nk_str method;            /* "GET", "POST", "PUT", "PATCH", "DELETE" (HEAD is served as GET) */
+    nk_str path;              /* percent-decoded, with the host's prefix, e.g. "/plugins/stats" */
+    nk_str route;             /* the path the plugin registered, e.g. "/stats" or "/files/{*}" */
+    nk_str query;             /* the raw query string, without '?' */
+    const nk_kv* query_params; /* percent-decoded query parameters, in order */
+    size_t query_param_count;
+    const nk_kv* headers;     /* as received (names in the case the client sent) */
+    size_t header_count;
+    nk_str body;              /* already decompressed (Content-Encoding gzip/deflate) */
+} nk_http_request;
+
+/* Where a route handler writes its response (host implemented, valid during the call).
+ * Status defaults to 200 and Content-Type to application/json; `body` appends. */
+typedef struct nk_http_response nk_http_response;
+struct nk_http_response {
+    uint32_t size;
+    void* host; /* opaque */
+    void (*set_status)(nk_http_response* self, int32_t status);
+    /* Adds a header (Content-Type replaces the default). Hop-by-hop and framing headers
+     * (Connection, Content-Length, Transfer-Encoding, Content-Encoding) are ignored. */
+    void (*add_header)(nk_http_response* self, nk_str name, nk_str value);
+    nk_sink* body;
+};
+
+/* Route handler. NK_OK sends what was written to `response`; any other status
+ * discards it and answers Nakama's error JSON with that code's HTTP status and the
+ * message written to `r_error` (or a default message). */
+typedef nk_status (*nk_on_http_fn)(void* user_data, const nk_context* ctx,
+                                   const nk_logger* logger, const nk_module* nk,
+                                   const nk_http_request* request, nk_http_response* response,
+                                   nk_sink* r_error);
+
 /* Hook ids (Nakama's API method names) for register_before/register_after. */
 #define NK_API_AUTHENTICATE_DEVICE "AuthenticateDevice"
 #define NK_API_AUTHENTICATE_CUSTOM "AuthenticateCustom"
@@ -370,6 +415,19 @@ struct nk_initializer {
     nk_status (*register_handoff)(const struct nk_initializer* self, nk_on_handoff_save_fn save,
                                   nk_on_handoff_load_fn load, void* user_data,
                                   nk_on_destroy_fn destroy);
+
+    /* Serves `path` on the API port under the prefix "/plugins" (as Nakama's
+     * RegisterHttp): a handler for path "/stats" answers /plugins/stats. `path`
+     * starts with '/', has segments of [A-Za-z0-9._~-] and may end in "/{*}"
+     * (a prefix route: it also answers every deeper path; an exact route wins). `methods` is a comma-
+     * separated list of GET, POST, PUT, PATCH, DELETE (empty = "GET"); HEAD is
+     * served by GET. `auth` is an nk_http_auth. Limits, CORS and gzip apply as
+     * to every other route. Routes are global, like RPC ids: a later
+     * registration of the same path replaces an earlier one. An invalid path,
+     * method or auth gives NK_INVALID_ARGUMENT. */
+    nk_status (*register_http)(const struct nk_initializer* self, nk_str path, nk_str methods,
+                               int32_t auth, nk_on_http_fn fn, void* user_data,
+                               nk_on_destroy_fn destroy);
 };
 
 /* ---- plugin entry points --------------------------------------------------- */

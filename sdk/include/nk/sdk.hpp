@@ -23,6 +23,8 @@
 // host's tables, valid (and thread-safe) while the module is loaded.
 #pragma once
 
+#include <algorithm>
+#include <cctype>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -859,6 +861,85 @@ inline nk_status on_handoff_load(void* ud, const nk_context* ctx, const nk_logge
 }
 }  // namespace detail
 
+// ---- plugin HTTP routes (ABI 1.1) ---------------------------------------------
+
+// A request to a plugin route (a copy: keep it as long as you like).
+struct HttpRequest {
+    std::string method;  // "GET", "POST", ...
+    std::string path;    // e.g. "/plugins/stats"
+    std::string route;   // the registered path, e.g. "/stats"
+    std::string query;   // raw, without '?'
+    std::vector<std::pair<std::string, std::string>> query_params;  // decoded, in order
+    std::vector<std::pair<std::string, std::string>> headers;       // as received
+    std::string body;
+
+    // First value of a query parameter / header (case-insensitive), or "" when absent.
+    std::string Query(const std::string& name) const {
+        for (const auto& [k, v] : query_params)
+            if (k == name)
+                return v;
+        return {};
+    }
+    std::string Header(const std::string& name) const {
+        for (const auto& [k, v] : headers) {
+            if (k.size() == name.size() &&
+                std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+                    return std::tolower(static_cast<unsigned char>(a)) ==
+                           std::tolower(static_cast<unsigned char>(b));
+                }))
+                return v;
+        }
+        return {};
+    }
+};
+
+// What a route handler answers: status 200 and Content-Type application/json unless set.
+struct HttpResponse {
+    int status = 200;
+    std::string content_type;  // empty: application/json
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+};
+
+namespace detail {
+using HttpFn = std::function<Error(const Context&, Logger&, Module&, const HttpRequest&,
+                                   HttpResponse&)>;
+inline std::vector<std::pair<std::string, std::string>> copy_pairs(const nk_kv* kv, size_t n) {
+    std::vector<std::pair<std::string, std::string>> out;
+    out.reserve(n);
+    for (size_t i = 0; i < n; ++i)
+        out.emplace_back(copy(kv[i].key), copy(kv[i].value));
+    return out;
+}
+inline nk_status on_http(void* ud, const nk_context* ctx, const nk_logger* logger,
+                         const nk_module* nk, const nk_http_request* req, nk_http_response* resp,
+                         nk_sink* r_error) {
+    return guarded(logger, r_error, "http handler", [&] {
+        HttpRequest r;
+        r.method = copy(req->method);
+        r.path = copy(req->path);
+        r.route = copy(req->route);
+        r.query = copy(req->query);
+        r.query_params = copy_pairs(req->query_params, req->query_param_count);
+        r.headers = copy_pairs(req->headers, req->header_count);
+        r.body = copy(req->body);
+        Logger l(logger);
+        Module m(nk);
+        HttpResponse out;
+        Error err = (*static_cast<HttpFn*>(ud))(Context::FromC(ctx), l, m, r, out);
+        if (err)
+            return err;
+        resp->set_status(resp, out.status);
+        if (!out.content_type.empty())
+            resp->add_header(resp, nk_str_c("Content-Type"), view(out.content_type));
+        for (const auto& [k, v] : out.headers)
+            resp->add_header(resp, view(k), view(v));
+        nk_sink_write(resp->body, out.body.data(), out.body.size());
+        return Error();
+    });
+}
+}  // namespace detail
+
 // ---- initializer ------------------------------------------------------------
 
 class Initializer {
@@ -911,6 +992,21 @@ class Initializer {
                                              &detail::on_handoff_load, ud,
                                              &detail::destroy_fn<detail::HandoffFns>),
                       "register_handoff");
+    }
+
+    // Plugin HTTP route (ABI 1.1), as Nakama's RegisterHttp: served at "/plugins" + path.
+    // `methods`: comma-separated GET, POST, PUT, PATCH, DELETE ("" = GET); `auth`: an
+    // nk_http_auth (NK_HTTP_AUTH_NONE, _SERVER_KEY, _HTTP_KEY, _SESSION). See sdk.h.
+    using HttpHandler = detail::HttpFn;
+    Error RegisterHttp(const std::string& path, const std::string& methods, nk_http_auth auth,
+                       HttpHandler fn) {
+        if (!NK_HAS_FIELD(raw_, nk_initializer, register_http))
+            return Error(NK_UNIMPLEMENTED, "register_http: the host predates ABI 1.1");
+        auto* ud = new HttpHandler(std::move(fn));
+        return status(raw_->register_http(raw_, detail::view(path), detail::view(methods),
+                                          static_cast<int32_t>(auth), &detail::on_http, ud,
+                                          &detail::destroy_fn<HttpHandler>),
+                      "register_http " + path);
     }
 
     // Generic typed hooks (any api id the host knows).
