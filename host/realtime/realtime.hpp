@@ -100,10 +100,12 @@ public:
     // the session holds `slot` (socket.max_connections) until its socket has
     // closed and the session is gone.
     void accept(SessionInfo info, net::UpgradedConnection&& connection);
+    // `outcome` is told how the handshake ended (net counts it in http_requests).
     void accept(SessionInfo info, boost::beast::tcp_stream&& stream, UpgradeRequest&& request,
-                net::ConnectionSlot slot = {});
+                net::ConnectionSlot slot = {}, net::UpgradeOutcome outcome = {});
     void accept(SessionInfo info, boost::beast::ssl_stream<boost::beast::tcp_stream>&& stream,
-                UpgradeRequest&& request, net::ConnectionSlot slot = {});
+                UpgradeRequest&& request, net::ConnectionSlot slot = {},
+                net::UpgradeOutcome outcome = {});
 
     // Closes every socket (1001 "server shutdown"), refuses new ones, and
     // returns once every session_end was submitted. Sockets that have not
