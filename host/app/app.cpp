@@ -35,12 +35,15 @@ unsigned blocking_threads(unsigned configured) {
     return std::max(4u, 2u * std::max(1u, std::thread::hardware_concurrency()));
 }
 
-// The API's way to close a user's sockets (account deletion, logout).
+// The API's way to close a user's sockets (account deletion, logout, single_session).
 class RealtimeSessionControl final : public api::SessionControl {
 public:
     explicit RealtimeSessionControl(realtime::Realtime& realtime) : realtime_(realtime) {}
     void disconnect(const std::string& user_id, const std::string& token_id) override {
         realtime_.disconnect(user_id, token_id);
+    }
+    void disconnect_revoked(const std::string& user_id) override {
+        realtime_.disconnect_revoked(user_id);
     }
 
 private:

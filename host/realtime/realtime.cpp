@@ -168,6 +168,16 @@ std::size_t Realtime::disconnect(const std::string& user_id, const std::string& 
     return n;
 }
 
+std::size_t Realtime::disconnect_revoked(const std::string& user_id) {
+    std::size_t n = 0;
+    for (auto& s : hub_->registry().for_user(user_id)) {
+        if (hub_->still_valid(s->info())) continue;
+        s->close(EndReason::kicked);
+        ++n;
+    }
+    return n;
+}
+
 void Realtime::shutdown(std::chrono::milliseconds grace) {
     auto& registry = hub_->registry();
     registry.close_for_new();
