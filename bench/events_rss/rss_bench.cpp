@@ -1,5 +1,5 @@
 // bench_event_rss [events=2000] [value_bytes=196000] [max_bytes=0] [trim_after_bytes=8388608]
-//                 [producers=4] [workers=8]
+//                 [producers=4] [workers=8] [fastbins=0]
 //
 // Resident memory of the event pipeline through a flood of large events, as one client posting
 // ~196 KB events did to nkhost: `producers` threads (the io threads) submit `events` events of
@@ -8,8 +8,10 @@
 // accepted events queued) and after the drain, and what the byte budget refused.
 //
 // max_bytes=0 sets no byte budget (the count bound only, as before runtime.event_queue_max_bytes);
-// trim_after_bytes=0 disables the malloc_trim after a drain. Run each case in its own process:
-// the allocator's state carries over otherwise (run.sh does).
+// trim_after_bytes=0 disables the malloc_trim after a drain (and leaves glibc's fastbins on, see
+// pipeline.cpp); fastbins=1 turns them back on after the pipeline turned them off, to show what
+// they cost. Run each case in its own process: the allocator's state carries over otherwise
+// (run.sh does).
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -18,6 +20,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <mutex>
 #include <string>
 #include <thread>
@@ -69,6 +74,7 @@ int main(int argc, char** argv) {
     const std::size_t trim_after = arg(argc, argv, 4, std::size_t{8} << 20);
     const std::size_t producers = arg(argc, argv, 5, 4);
     const unsigned workers = static_cast<unsigned>(arg(argc, argv, 6, 8));
+    const bool fastbins = arg(argc, argv, 7, 0) != 0;
     spdlog::set_level(spdlog::level::err);
 
     Gate gate;
@@ -85,6 +91,10 @@ int main(int argc, char** argv) {
     o.trim_after_bytes = trim_after;
     EventPipeline pipeline(o, source, nullptr);
     pipeline.start();
+#if defined(__GLIBC__)
+    if (fastbins)
+        ::mallopt(M_MXFAST, 64 * sizeof(std::size_t) / 4);  // glibc's default
+#endif
 
     const double baseline = rss_mib();
     std::atomic<std::size_t> accepted{0};
@@ -115,11 +125,11 @@ int main(int argc, char** argv) {
     pipeline.drain(std::chrono::seconds(10));
 
     std::printf(
-        "events=%zu value_bytes=%zu max_bytes=%s trim_after_bytes=%zu producers=%zu workers=%u\n"
+        "events=%zu value_bytes=%zu max_bytes=%s trim_after_bytes=%zu producers=%zu workers=%u%s\n"
         "  accepted=%zu refused_by_bytes=%llu held_at_peak=%.1f MiB\n"
         "  rss_mib baseline=%.1f peak=%.1f after_drain=%.1f trims=%llu\n",
         events, value_bytes, max_bytes == 0 ? "none" : std::to_string(max_bytes).c_str(),
-        trim_after, producers, workers, accepted.load(),
+        trim_after, producers, workers, fastbins ? " fastbins=on" : "", accepted.load(),
         static_cast<unsigned long long>(held.bytes_full),
         static_cast<double>(held.bytes) / (1024.0 * 1024.0), baseline, peak, after,
         static_cast<unsigned long long>(done.memory_trims));

@@ -265,6 +265,10 @@ net::Response authenticate(Services& services, Kind kind, AuthenticateRequest re
         return error(s);
 
     const auto session = services.tokens->issue(result.user_id, result.username, req.vars);
+    // single_session revoked the user's earlier sessions: their sockets close with them (the new
+    // session has none yet, and a concurrent login's valid one stays open).
+    if (services.tokens->options().single_session && services.sessions != nullptr)
+        services.sessions->disconnect_revoked(result.user_id);
     std::string body = session_json(result.created, session.token, session.refresh_token);
     if (hooks.has_after()) {
         RequestContext ctx = anon;

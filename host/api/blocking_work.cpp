@@ -33,6 +33,9 @@ WorkMetrics::WorkMetrics(metrics::Registry& registry) {
             "blocking_queue_abandoned",
             "Queued requests dropped unrun because their client closed the connection.",
             {{"lane", lane}});
+        depth_[i] = &registry.gauge("blocking_queue_depth",
+                                    "Jobs queued for the blocking pool and not yet running.",
+                                    {{"lane", lane}});
     }
     const char* help =
         "Password logins answered 429 before hashing because of earlier failures "
@@ -48,6 +51,10 @@ void WorkMetrics::refused(BlockingPool::Lane lane, BlockingPool::Posted why) {
 }
 
 void WorkMetrics::abandoned(BlockingPool::Lane lane) { abandoned_[index(lane)]->inc(); }
+
+void WorkMetrics::queued(BlockingPool::Lane lane, std::size_t jobs) {
+    depth_[index(lane)]->set(static_cast<std::int64_t>(jobs));
+}
 
 void WorkMetrics::throttled(auth::LoginThrottle::Limit limit) {
     if (limit == auth::LoginThrottle::Limit::account_address) throttled_account_address_->inc();

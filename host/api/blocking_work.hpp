@@ -15,6 +15,7 @@
 
 namespace nk::metrics {
 class Counter;
+class Gauge;
 class Registry;
 }  // namespace nk::metrics
 
@@ -22,16 +23,19 @@ namespace nk::api {
 
 struct Services;
 
-// The series counting refused and dropped work, registered once (at startup, so they read 0
-// before anything trips).
+// The series counting refused and dropped work, and the queue depth per lane, registered once
+// (at startup, so they read 0 before anything trips).
 class WorkMetrics {
 public:
     explicit WorkMetrics(metrics::Registry& registry);
     void refused(BlockingPool::Lane lane, BlockingPool::Posted why);
     void abandoned(BlockingPool::Lane lane);
     void throttled(auth::LoginThrottle::Limit limit);
+    // The pool's BlockingPool::Options::queued_changed.
+    void queued(BlockingPool::Lane lane, std::size_t jobs);
 
 private:
+    metrics::Gauge* depth_[BlockingPool::kLanes];
     metrics::Counter* refused_count_[BlockingPool::kLanes];
     metrics::Counter* refused_bytes_[BlockingPool::kLanes];
     metrics::Counter* abandoned_[BlockingPool::kLanes];

@@ -41,6 +41,9 @@ class SessionControl {
     // Closes the user's sockets with session_end reason "server-side session disconnect"; only
     // those opened with the session token whose tid is `token_id` when that is not empty.
     virtual void disconnect(const std::string& user_id, const std::string& token_id) = 0;
+    // Closes, the same way, the user's sockets whose session token no longer authenticates (was
+    // revoked), e.g. after session.single_session invalidated the user's earlier sessions.
+    virtual void disconnect_revoked(const std::string& user_id) = 0;
 };
 
 struct Services {

@@ -36,12 +36,15 @@ unsigned blocking_threads(unsigned configured) {
     return std::max(4u, 2u * std::max(1u, std::thread::hardware_concurrency()));
 }
 
-// The API's way to close a user's sockets (account deletion, logout).
+// The API's way to close a user's sockets (account deletion, logout, single_session).
 class RealtimeSessionControl final : public api::SessionControl {
 public:
     explicit RealtimeSessionControl(realtime::Realtime& realtime) : realtime_(realtime) {}
     void disconnect(const std::string& user_id, const std::string& token_id) override {
         realtime_.disconnect(user_id, token_id);
+    }
+    void disconnect_revoked(const std::string& user_id) override {
+        realtime_.disconnect_revoked(user_id);
     }
 
 private:
@@ -63,8 +66,8 @@ BlockingPool::Options pool_options(const net::Options& socket) {
 struct App::Impl {
     config::Config cfg;
     metrics::Registry registry;
+    std::unique_ptr<api::WorkMetrics> work_metrics;  // before the pool, which reports to it
     std::unique_ptr<BlockingPool> pool;
-    std::unique_ptr<api::WorkMetrics> work_metrics;
     std::unique_ptr<auth::LoginThrottle> login_throttle;
     std::unique_ptr<auth::Tokens> tokens;
     std::unique_ptr<store::SqliteAccountStore> accounts;
@@ -99,8 +102,12 @@ void App::start() {
 
     s.accounts = std::make_unique<store::SqliteAccountStore>(cfg.database, &s.registry);  // throws with the reason
 
-    s.pool = std::make_unique<BlockingPool>(pool_options(cfg.socket));
     s.work_metrics = std::make_unique<api::WorkMetrics>(s.registry);
+    auto pool_opts = pool_options(cfg.socket);
+    pool_opts.queued_changed = [m = s.work_metrics.get()](BlockingPool::Lane lane, std::size_t n) {
+        m->queued(lane, n);
+    };
+    s.pool = std::make_unique<BlockingPool>(pool_opts);
     s.login_throttle = std::make_unique<auth::LoginThrottle>(cfg.login_throttle);
 
     runtime::Dependencies deps;

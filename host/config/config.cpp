@@ -394,7 +394,7 @@ std::vector<Key> build_keys() {
     k.push_back(bool_key(
         "session.single_session", [](Config & c) -> auto& { return c.session.single_session; },
         "Allow one session per user: a new authentication invalidates older "
-        "tokens."));
+        "tokens and closes the realtime sockets opened with them."));
     k.push_back(integer_key(
         "session.max_vars_bytes", [](Config & c) -> auto& { return c.session.max_vars_bytes; }, 0,
         kMaxBytes,

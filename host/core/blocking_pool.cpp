@@ -60,7 +60,9 @@ BlockingPool::Posted BlockingPool::post(Job job) {
         }
         if (result == Posted::accepted) {
             queued_bytes_ += job.bytes;
-            queues_[index(job.lane)].push_back(Entry{std::move(job), next_seq_++});
+            const std::size_t lane = index(job.lane);
+            queues_[lane].push_back(Entry{std::move(job), next_seq_++});
+            report_queued(lane);
         }
     }
     if (result == Posted::accepted) cv_.notify_one();
@@ -89,8 +91,15 @@ void BlockingPool::stop() {
 
 void BlockingPool::unqueue(const Job& job) { queued_bytes_ -= job.bytes; }
 
+void BlockingPool::report_queued(std::size_t lane) const {
+    if (options_.queued_changed)
+        options_.queued_changed(static_cast<Lane>(lane), queues_[lane].size());
+}
+
 void BlockingPool::take_abandoned(std::vector<Job>& dropped) {
-    for (auto& q : queues_) {
+    for (std::size_t lane = 0; lane < kLanes; ++lane) {
+        auto& q = queues_[lane];
+        const std::size_t before = q.size();
         for (auto it = q.begin(); it != q.end();) {
             if (it->job.abandoned && it->job.abandoned()) {
                 unqueue(it->job);
@@ -100,6 +109,7 @@ void BlockingPool::take_abandoned(std::vector<Job>& dropped) {
                 ++it;
             }
         }
+        if (q.size() != before) report_queued(lane);
     }
 }
 
@@ -128,6 +138,7 @@ void BlockingPool::run() {
             if (q == nullptr) return;  // stopping and drained
             job = std::move(q->front().job);
             q->pop_front();
+            report_queued(static_cast<std::size_t>(q - queues_));
             unqueue(job);
             drop = job.abandoned && job.abandoned();
             if (!drop && job.lane == Lane::password) ++password_running_;

@@ -39,6 +39,9 @@ public:
         std::size_t max_queued = 0;        // queued (not yet running) jobs, all lanes; 0 = unbounded
         std::size_t max_queued_bytes = 0;  // sum of Job::bytes of queued jobs; 0 = unbounded
         std::size_t password_threads = 0;  // workers running Lane::password at once; 0 = no cap
+        // Optional. Called under the pool's lock with a lane's number of queued jobs whenever it
+        // changed: must be cheap and non-blocking (it sets a gauge).
+        std::function<void(Lane lane, std::size_t queued)> queued_changed;
     };
 
     struct Job {
@@ -79,6 +82,8 @@ private:
     // Under the lock: moves abandoned jobs out of the queues into `dropped`.
     void take_abandoned(std::vector<Job>& dropped);
     void unqueue(const Job& job);
+    // Under the lock: reports the length of queues_[lane] (Options::queued_changed).
+    void report_queued(std::size_t lane) const;
 
     const Options options_;
     const std::size_t password_cap_;

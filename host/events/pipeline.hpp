@@ -14,7 +14,11 @@
 // producers' per-thread arenas). When the queue drains to empty after holding at least
 // `trim_after_bytes`, the worker that emptied it calls malloc_trim(0) (at most once a second;
 // off the producers' path). It returns only whole free pages: the byte budget is what bounds
-// the peak (bench/events_rss has the figures).
+// the peak (bench/events_rss has the figures). With trim_after_bytes > 0 the first pipeline
+// also turns glibc's fastbins off for the process (mallopt(M_MXFAST, 0)): small blocks freed
+// into fastbins stay marked in use, keep the large ones between them from merging, and leave
+// what malloc_trim consolidates in a per-thread arena's top chunk, which it does not release
+// (events of ~4-60 KB stayed resident; see pipeline.cpp).
 //
 // `workers` threads pop events in batches and run, for each event, every handler of its kind in
 // registration order, holding one HandlerSource snapshot for the batch. A handler that throws is

@@ -853,7 +853,11 @@ void Connection<Stream>::handle_upgrade(Request&& req) {
         UpgradedConnection out{std::variant<PlainStream, TlsStream>(std::in_place_type<Stream>,
                                                                     std::move(stream_)),
                                parser_->release(), std::move(buffer_),
-                               ConnectionSlot([core = &server_] { core->release_connection(); })};
+                               ConnectionSlot([core = &server_] { core->release_connection(); }),
+                               UpgradeOutcome([core = &server_, route = route_id_, method = method_,
+                                               start = start_](int status) {
+                                   core->record_request(route, method, status, start);
+                               })};
         // The connection now belongs to the handler: it is no longer an HTTP request.
         detached_ = true;
         state_ = State::closed;
@@ -871,10 +875,7 @@ void Connection<Stream>::handle_upgrade(Request&& req) {
     } catch (...) {
         if (!seam.taken_ && !seam.rejected_) seam.reject(Response::error(Status::internal("Internal Server Error")));
     }
-    if (seam.taken_) {
-        server_.record_request(route_id_, method_, 101, start_);
-        return;
-    }
+    if (seam.taken_) return;  // counted when the handler reports the handshake's outcome
     if (!seam.rejected_) {
         seam.response_ = Response::error(Status::internal("Upgrade handler did not answer"));
     }

@@ -12,9 +12,13 @@
 //   that is not the base64 encoding of 16 bytes (RFC 6455 4.2.1), a
 //   Sec-WebSocket-Version other than 13 (the answer carries
 //   `Sec-WebSocket-Version: 13`), or bytes sent after the request before the
-//   101 answer (4.1). So a taken connection is always one that
-//   websocket::stream::async_accept answers with 101 (and is counted so in
-//   the http_requests metric); refusals are counted with their own status.
+//   101 answer (4.1). Refusals are counted in the http_requests metric with
+//   their own status.
+// - A taken connection is counted when its handshake has ended, as the
+//   handler reports through UpgradedConnection::outcome: 101 once the 101
+//   answer was written, else the status of the answer the client got (e.g.
+//   400 from websocket::stream::async_accept for a request it refuses), or 0
+//   when the connection ended without one.
 // - Before it returns, the handler either
 //     (a) calls upgrade.reject(response): net writes that HTTP response and
 //         closes the connection, or
@@ -77,12 +81,43 @@ private:
     std::function<void()> release_;
 };
 
+// How the handshake of a taken connection ended, counted once in http_requests{status}:
+// completed() once the 101 answer was written; failed(status) with the status of the answer
+// the client got instead, 0 when none. Destroyed unreported, it counts as failed(0). A
+// default-constructed one counts nothing. Move-only; any thread may report. Must not outlive
+// the Server that handed it out.
+class UpgradeOutcome {
+public:
+    UpgradeOutcome() = default;
+    explicit UpgradeOutcome(std::function<void(int status)> record) : record_(std::move(record)) {}
+    UpgradeOutcome(UpgradeOutcome&& other) noexcept : record_(std::exchange(other.record_, nullptr)) {}
+    UpgradeOutcome& operator=(UpgradeOutcome&& other) noexcept {
+        if (this != &other) {
+            failed(0);
+            record_ = std::exchange(other.record_, nullptr);
+        }
+        return *this;
+    }
+    UpgradeOutcome(const UpgradeOutcome&) = delete;
+    UpgradeOutcome& operator=(const UpgradeOutcome&) = delete;
+    ~UpgradeOutcome() { failed(0); }
+
+    void completed() { failed(101); }
+    void failed(int status) {
+        if (auto record = std::exchange(record_, nullptr)) record(status);
+    }
+
+private:
+    std::function<void(int status)> record_;
+};
+
 // What take() hands over. Movable; owns the connection.
 struct UpgradedConnection {
     std::variant<PlainStream, TlsStream> stream;
     BeastRequest request;               // pass to websocket::stream::async_accept(request)
     boost::beast::flat_buffer buffered;  // bytes read after the request (empty: see above)
     ConnectionSlot slot;                 // release when the socket closes
+    UpgradeOutcome outcome;              // report how the handshake ended
 };
 
 // Passed by reference to the UpgradeHandler; valid only during the call.

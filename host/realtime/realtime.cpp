@@ -89,14 +89,15 @@ void Realtime::accept(SessionInfo info, net::UpgradedConnection&& connection) {
     // past the request can only be a protocol violation: refuse the socket.
     if (connection.buffered.size() > 0) {
         spdlog::debug("WebSocket client sent data before the upgrade completed; closing");
-        return;  // the stream is destroyed, closing the connection
+        return;  // the stream is destroyed, closing the connection; no answer (outcome 0)
     }
     if (auto* plain = std::get_if<net::PlainStream>(&connection.stream)) {
         accept(std::move(info), std::move(*plain), std::move(connection.request),
-               std::move(connection.slot));
+               std::move(connection.slot), std::move(connection.outcome));
     } else {
         accept(std::move(info), std::move(std::get<net::TlsStream>(connection.stream)),
-               std::move(connection.request), std::move(connection.slot));
+               std::move(connection.request), std::move(connection.slot),
+               std::move(connection.outcome));
     }
 }
 
@@ -142,24 +143,35 @@ std::variant<SessionInfo, net::Response> Realtime::authorize(const net::Request&
 }
 
 void Realtime::accept(SessionInfo info, boost::beast::tcp_stream&& stream, UpgradeRequest&& request,
-                      net::ConnectionSlot slot) {
+                      net::ConnectionSlot slot, net::UpgradeOutcome outcome) {
     auto session =
         make_session<PlainWsSession>(hub_, std::move(info), std::move(stream), std::move(slot));
-    session->run(std::move(request));
+    session->run(std::move(request), std::move(outcome));
 }
 
 void Realtime::accept(SessionInfo info,
                       boost::beast::ssl_stream<boost::beast::tcp_stream>&& stream,
-                      UpgradeRequest&& request, net::ConnectionSlot slot) {
+                      UpgradeRequest&& request, net::ConnectionSlot slot,
+                      net::UpgradeOutcome outcome) {
     auto session =
         make_session<TlsWsSession>(hub_, std::move(info), std::move(stream), std::move(slot));
-    session->run(std::move(request));
+    session->run(std::move(request), std::move(outcome));
 }
 
 std::size_t Realtime::disconnect(const std::string& user_id, const std::string& token_id) {
     std::size_t n = 0;
     for (auto& s : hub_->registry().for_user(user_id)) {
         if (!token_id.empty() && s->info().token_id != token_id) continue;
+        s->close(EndReason::kicked);
+        ++n;
+    }
+    return n;
+}
+
+std::size_t Realtime::disconnect_revoked(const std::string& user_id) {
+    std::size_t n = 0;
+    for (auto& s : hub_->registry().for_user(user_id)) {
+        if (hub_->still_valid(s->info())) continue;
         s->close(EndReason::kicked);
         ++n;
     }

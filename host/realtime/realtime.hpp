@@ -100,10 +100,12 @@ public:
     // the session holds `slot` (socket.max_connections) until its socket has
     // closed and the session is gone.
     void accept(SessionInfo info, net::UpgradedConnection&& connection);
+    // `outcome` is told how the handshake ended (net counts it in http_requests).
     void accept(SessionInfo info, boost::beast::tcp_stream&& stream, UpgradeRequest&& request,
-                net::ConnectionSlot slot = {});
+                net::ConnectionSlot slot = {}, net::UpgradeOutcome outcome = {});
     void accept(SessionInfo info, boost::beast::ssl_stream<boost::beast::tcp_stream>&& stream,
-                UpgradeRequest&& request, net::ConnectionSlot slot = {});
+                UpgradeRequest&& request, net::ConnectionSlot slot = {},
+                net::UpgradeOutcome outcome = {});
 
     // Closes every socket (1001 "server shutdown"), refuses new ones, and
     // returns once every session_end was submitted. Sockets that have not
@@ -121,6 +123,11 @@ public:
     // disconnects the sockets opened with that token; a logout naming only a refresh token
     // leaves sockets open (a refresh token cannot open one).
     std::size_t disconnect(const std::string& user_id, const std::string& token_id = {});
+    // Closes, the same way, the user's sockets whose token the validity check (see the
+    // constructors) no longer accepts: a new login with session.single_session revoked the
+    // user's earlier sessions, and their sockets go with them while the new session's stay.
+    // Returns the number told to close; none without a validity check.
+    std::size_t disconnect_revoked(const std::string& user_id);
 
     SessionRegistry& sessions() { return hub_->registry(); }
     const Options& options() const { return hub_->options(); }

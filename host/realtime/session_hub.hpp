@@ -49,6 +49,10 @@ public:
     // ended already ("server shutdown") and the caller must drop the socket.
     bool start(const std::shared_ptr<Session>& session);
 
+    // True while the token that opened the session still authenticates (always true without a
+    // validity check).
+    bool still_valid(const SessionInfo& info) const { return !still_valid_ || still_valid_(info); }
+
     // The session is over: emits session_end with the recorded reason and
     // unregisters it. Exactly once per started session, whoever calls first.
     void end(Session& session);

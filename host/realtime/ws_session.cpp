@@ -20,8 +20,9 @@ WsSession<Stream>::WsSession(std::shared_ptr<SessionHub> hub, SessionInfo info, 
       timer_(ws_.get_executor()) {}
 
 template <class Stream>
-void WsSession<Stream>::run(UpgradeRequest request) {
+void WsSession<Stream>::run(UpgradeRequest request, net::UpgradeOutcome outcome) {
     request_ = std::make_unique<UpgradeRequest>(std::move(request));
+    outcome_ = std::move(outcome);
     asio::post(ws_.get_executor(), [self = self()] {
         const Options& opts = self->hub_->options();
         auto& ws = self->ws_;
@@ -32,9 +33,12 @@ void WsSession<Stream>::run(UpgradeRequest request) {
         timeouts.idle_timeout = websocket::stream_base::none();
         timeouts.keep_alive_pings = false;
         ws.set_option(timeouts);
-        ws.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
-            res.set(beast::http::field::server, "nkhost");
-        }));
+        // The decorator sees every answer async_accept builds, the 101 or a refusal.
+        ws.set_option(websocket::stream_base::decorator(
+            [raw = self.get()](websocket::response_type& res) {
+                res.set(beast::http::field::server, "nkhost");
+                raw->handshake_status_ = res.result_int();
+            }));
         ws.read_message_max(opts.max_message_size_bytes);
         ws.auto_fragment(false);
         // Pongs, pings and close frames from the peer all count as traffic.
@@ -50,12 +54,15 @@ template <class Stream>
 void WsSession<Stream>::on_accept(beast::error_code ec) {
     request_.reset();
     if (ec) {
+        // A refusal websocket::stream answered, or none (the 101 was not written).
+        outcome_.failed(handshake_status_ == 101 ? 0 : handshake_status_);
         // No session_start was emitted, so there is nothing to end.
         state_ = State::closed;
         beast::error_code ignored;
         beast::get_lowest_layer(ws_).socket().close(ignored);
         return;
     }
+    outcome_.completed();
     auto now = clock::now();
     last_activity_ = now;
     next_ping_ = now + milliseconds(hub_->options().ping_period_ms);

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "net/upgrade.hpp"
 #include "realtime/session.hpp"
 #include "realtime/session_hub.hpp"
 
@@ -37,8 +38,10 @@ class WsSession final : public Session {
 public:
     WsSession(std::shared_ptr<SessionHub> hub, SessionInfo info, Stream&& stream);
 
-    // Performs the WebSocket handshake answering `request`, then serves. Call once.
-    void run(UpgradeRequest request);
+    // Performs the WebSocket handshake answering `request`, then serves. Call once. `outcome`
+    // is told how the handshake ended: completed() once the 101 was written, else failed() with
+    // the status of the refusal websocket::stream wrote (e.g. 400), 0 when none.
+    void run(UpgradeRequest request, net::UpgradeOutcome outcome = {});
 
     void close(EndReason reason) override;
     void abort(EndReason reason) override;
@@ -75,6 +78,8 @@ private:
     boost::asio::steady_timer timer_;
     boost::beast::flat_buffer read_buf_;
     std::unique_ptr<UpgradeRequest> request_;  // only during the handshake
+    net::UpgradeOutcome outcome_;              // reported when the handshake ends
+    int handshake_status_ = 0;                 // of the answer async_accept built
     std::vector<Outgoing> queue_;              // FIFO, small: bounded by outgoing_queue_size
     Outgoing current_;                         // the frame being written
     std::size_t queued_text_ = 0;

@@ -580,7 +580,8 @@ namespace {
 
 // A websocket echo session on a taken connection (what realtime does).
 template <typename Stream>
-void run_echo(Stream&& stream, BeastRequest request, beast::flat_buffer buffered, ConnectionSlot slot) {
+void run_echo(Stream&& stream, BeastRequest request, beast::flat_buffer buffered, ConnectionSlot slot,
+              UpgradeOutcome outcome) {
     using Ws = beast::websocket::stream<std::decay_t<Stream>>;
     struct Session : std::enable_shared_from_this<Session> {
         Session(Stream&& s, ConnectionSlot c) : ws(std::move(s)), slot(std::move(c)) {}
@@ -602,8 +603,11 @@ void run_echo(Stream&& stream, BeastRequest request, beast::flat_buffer buffered
     };
     (void)buffered;
     auto session = std::make_shared<Session>(std::move(stream), std::move(slot));
-    session->ws.async_accept(request, [session](beast::error_code ec) {
-        if (!ec) session->read();
+    session->ws.async_accept(request, [session, outcome = std::make_shared<UpgradeOutcome>(
+                                                    std::move(outcome))](beast::error_code ec) {
+        if (ec) return outcome->failed(0);
+        outcome->completed();
+        session->read();
     });
 }
 
@@ -613,7 +617,7 @@ void take_and_echo(Upgrade& upgrade) {
     std::visit(
         [&](auto& stream) {
             run_echo(std::move(stream), std::move(conn.request), std::move(conn.buffered),
-                     std::move(conn.slot));
+                     std::move(conn.slot), std::move(conn.outcome));
         },
         conn.stream);
 }
@@ -930,6 +934,37 @@ TEST_CASE("server: upgrades that cannot complete the handshake get 400 before th
     s.send(upgrade_request("dGhlIHNhbXBsZSBub25jZR=="));
     CHECK(s.read_response().result_int() == 101);
     CHECK(echo.calls == 1);
-    // Counted once the handler has returned, which may be after the client read the 101.
+    // Counted once the handshake completed, which may be after the client read the 101.
     CHECK(wait_until([&] { return count("101") == 1; }));
+}
+
+TEST_CASE("server: a taken upgrade is counted with the outcome its handler reports, not as 101") {
+    std::atomic<int> next{0};
+    TestServer t(test_options(), [&](Router& r) {
+        r.add_upgrade("/ws", [&](Request&&, Upgrade& upgrade) {
+            UpgradedConnection conn = upgrade.take();
+            switch (next++) {
+                case 0:
+                    conn.outcome.failed(400);  // a refusal the handler wrote itself
+                    break;
+                case 1:
+                    break;  // dropped without an answer: counted as 0
+                default:
+                    conn.outcome.completed();
+            }
+        });
+    });
+    auto count = [&](const char* status) {
+        return t.registry
+            .counter("http_requests", "", {{"route", "/ws"}, {"method", "GET"}, {"status", status}})
+            .value();
+    };
+    for (int i = 0; i < 3; ++i) {
+        RawSocket s(t.server->port());
+        s.send(upgrade_request("dGhlIHNhbXBsZSBub25jZQ=="));
+        CHECK(s.closed_by_peer());
+    }
+    CHECK(wait_until([&] { return count("101") == 1; }));
+    CHECK(count("400") == 1);
+    CHECK(count("0") == 1);
 }

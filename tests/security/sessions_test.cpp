@@ -1,6 +1,7 @@
 // Realtime sockets do not outlive what authenticated them: DELETE /v2/account closes the user's
 // sockets, a logout of every session closes them too, and a logout naming a session token closes
-// the sockets opened with that token only. The server closes with 1000 and the session_end
+// the sockets opened with that token only, and with session.single_session a new login closes
+// the sockets of the sessions it invalidated. The server closes with 1000 and the session_end
 // reason "server-side session disconnect" as its close text (the same text session_end carries).
 #include <doctest/doctest.h>
 #include <poll.h>
@@ -211,4 +212,26 @@ TEST_CASE("logout naming a session token closes the sockets opened with it, no o
     CHECK(post_as(host, token_b, "/v2/session/logout", R"({"token":")" + token_a + R"("})") == 200);
     CHECK(s.a.close_frame() == kDisconnected);
     CHECK(s.b.answers_ping("5"));
+}
+
+TEST_CASE("with session.single_session a new login closes the sockets of the sessions it invalidated") {
+    Nkhost host({"--session.single_session", "true"});
+    const std::string first = authenticate(host, "sessions-single-01").first;
+    Socket a(host.port(), first);
+    Socket bystander(host.port(), host.device_token("sessions-single-02"));
+    REQUIRE(a.answers_ping("1"));
+
+    const std::string second = authenticate(host, "sessions-single-01").first;
+    CHECK(a.close_frame() == kDisconnected);
+    CHECK(post_as(host, first, "/v2/event", R"({"name":"e"})") == 401);  // the token went with it
+
+    // The new session's socket opens and stays open; another user's socket is left alone.
+    Socket b(host.port(), second);
+    CHECK(b.answers_ping("2"));
+    CHECK(bystander.answers_ping("3"));
+
+    // The next login closes it in turn.
+    authenticate(host, "sessions-single-01");
+    CHECK(b.close_frame() == kDisconnected);
+    CHECK(bystander.answers_ping("4"));
 }

@@ -23,6 +23,7 @@ namespace {
 
 constexpr const char* kMetricRejected = "nkhost_blocking_queue_rejected";
 constexpr const char* kMetricAbandoned = "nkhost_blocking_queue_abandoned";
+constexpr const char* kMetricDepth = "nkhost_blocking_queue_depth";
 constexpr const char* kMetricThrottled = "nkhost_login_throttled";
 
 // A server whose plugin is the gate fixture, holding work until open() is called.
@@ -93,13 +94,19 @@ bool has_header(const std::string& response, const std::string& name) {
 TEST_CASE("a full blocking queue answers 503 code 14 with Retry-After, counted") {
     GatedServer g({"--socket.blocking_threads", "2", "--socket.blocking_queue_size", "8"});
     const auto port = g.server->port();
+    auto depth = [&](const char* lane) {
+        return g.server->metric(kMetricDepth, {std::string("lane=\"") + lane + "\""});
+    };
     auto running = send_each(port, {gate_rpc(), gate_rpc()});
     REQUIRE(wait_until([&] { return g.started("rpc") == 2; }));
+    CHECK(depth("general") == 0);  // running jobs are not queued
 
     // Eight fit in the queue behind the two running; the ninth is refused (whichever it is).
     auto queued = send_each(port, std::vector<std::string>(9, gate_rpc()));
     REQUIRE(wait_until([&] { return g.server->metric(kMetricRejected) == 1; }));
     CHECK(g.server->metric(kMetricRejected, {"limit=\"count\""}) == 1);
+    CHECK(depth("general") == 8);
+    CHECK(depth("password") == 0);
     g.open();
     int ok = 0;
     int refused = 0;
@@ -115,6 +122,7 @@ TEST_CASE("a full blocking queue answers 503 code 14 with Retry-After, counted")
     CHECK(ok == 8);
     CHECK(refused == 1);
     for (auto& c : running) CHECK(status_of(c->read_response()) == 200);
+    CHECK(depth("general") == 0);
 }
 
 TEST_CASE("the blocking queue is bounded by the bytes its requests hold") {
@@ -168,6 +176,10 @@ TEST_CASE("password hashing is held to its share of the pool; other requests kee
         logins.push_back(email_auth("gate" + std::to_string(i) + "@example.com", "password1", true));
     auto held = send_each(port, logins);
     REQUIRE(wait_until([&] { return g.started("email") >= 1; }));
+    // The other three wait in the password lane (gauge blocking_queue_depth{lane="password"}).
+    CHECK(wait_until([&] {
+        return g.server->metric(kMetricDepth, {"lane=\"password\""}) == 3;
+    }));
 
     // A device authentication completes while every password login is held.
     CHECK(!g.server->device_token("device-while-hashing").empty());
