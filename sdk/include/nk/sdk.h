@@ -37,7 +37,7 @@
  *  - Event handlers run on event worker threads: different events run
  *    CONCURRENTLY on several workers; all handlers of one event run in order on
  *    one worker. There is no ordering between events.
- *  - Before/after hooks and RPC functions run on the host's blocking pool,
+ *  - Before/after hooks, RPC functions and HTTP route handlers run on the host's blocking pool,
  *    CONCURRENTLY with each other and with event handlers.
  *  - Shutdown handlers run once per module generation, on a host control thread:
  *    during graceful shutdown (ctx execution_mode "shutdown"), or when the
@@ -159,8 +159,9 @@ typedef struct nk_sink {
  * strings mean "not set". */
 typedef struct nk_context {
     uint32_t size;
-    nk_str execution_mode;   /* "run_once", "event", "before", "after", "rpc", "shutdown",
-                                "reload" (1.1: a reload retires the generation) */
+    nk_str execution_mode;   /* "run_once", "event", "before", "after", "rpc", "shutdown";
+                                1.1: "reload" (a reload retires the generation), "http"
+                                (a plugin HTTP route) */
     nk_str node;             /* config `name` */
     nk_str version;          /* host version */
     const nk_kv* env;        /* runtime.env */
