@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "security_support.hpp"
+#include "support/file_replace.hpp"
 #include "support/wait.hpp"
 
 using namespace nk::test;
@@ -31,25 +32,6 @@ namespace {
 
 fs::path fixture_file(const std::string& dir, const std::string& file) {
     return build_dir() / "fixtures" / dir / file;
-}
-
-std::string bytes_of(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void rename_over(const fs::path& path, const std::string& content) {
-    const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp");
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        out << content;
-    }
-    fs::rename(tmp, path);
-}
-
-void write_in_place(const fs::path& path, const std::string& content) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << content;
 }
 
 // GNU ld: unlink the output, create it empty, write everything at the end, close.

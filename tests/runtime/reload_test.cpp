@@ -15,33 +15,13 @@
 #include "metrics/registry.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime_support.hpp"
+#include "support/file_replace.hpp"
 
 using namespace nk;
 using namespace nk::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string bytes_of(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// Writes `content` to `path` through a hidden temp file renamed over it (editors, cp + mv).
-void rename_over(const fs::path& path, const std::string& content) {
-    const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp");
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        out << content;
-    }
-    fs::rename(tmp, path);
-}
-
-// Truncates `path` in place and writes `content` (what `cp` over an existing file does).
-void write_in_place(const fs::path& path, const std::string& content) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << content;
-}
 
 // A Runtime and pipeline wired as App does, on a temp runtime.path.
 struct ReloadHost {
