@@ -28,7 +28,7 @@ fs::path archive_plugin() {
 
 // Runtime + pipeline wired like main, with event_archive.so loaded and `env` as runtime.env.
 struct ArchiveHost {
-    explicit ArchiveHost(std::map<std::string, std::string> env) {
+    explicit ArchiveHost(std::map<std::string, std::string> env, bool reloader = false) {
         install(tmp / "modules", {archive_plugin()});
         runtime::Options o;
         o.path = (tmp / "modules").string();
@@ -44,8 +44,11 @@ struct ArchiveHost {
         eo.queue_max_bytes = std::size_t{1} << 30;
         pipeline = std::make_unique<events::EventPipeline>(eo, *rt, &metrics);
         rt->set_event_sink(pipeline.get());
+        rt->set_on_publish([p = pipeline.get()] { p->handlers_changed(); });
         status = rt->load_all();
         pipeline->start();
+        if (reloader)
+            rt->start_reloader();  // and the retirer, which runs a replaced generation's shutdown
     }
     ~ArchiveHost() { finish(); }
 
@@ -56,6 +59,7 @@ struct ArchiveHost {
             return;
         finished = true;
         unhandled = pipeline->drain(120s);
+        rt->stop_reloader(60s);
         rt->run_shutdown_handlers(60s);
         pipeline.reset();
         rt.reset();
@@ -255,6 +259,44 @@ TEST_CASE("rotation keeps EVENT_ARCHIVE_MAX_FILES files, each under EVENT_ARCHIV
     CHECK(fs::file_size(out / "events.jsonl.1") > kMaxBytes - 1024);
     CHECK(fs::file_size(out / "events.jsonl.2") > kMaxBytes - 1024);
     CHECK(ids.size() > 100);
+}
+
+TEST_CASE("a hot reload stops the old generation's writer; the new one appends to the same file") {
+    LogCapture log("info");
+    TempDir out;
+    const fs::path file = out / "events.jsonl";
+    ArchiveHost h({{"EVENT_ARCHIVE_PATH", file.string()}}, true);
+    REQUIRE(h.status.is_ok());
+    for (int i = 0; i < 1000; ++i)
+        REQUIRE(h.pipeline->submit(custom_event(i)) == events::SubmitResult::accepted);
+
+    // A rebuilt plugin: the same code in different bytes, put in place with a rename.
+    const fs::path installed = h.tmp / "modules" / "event_archive.so";
+    const fs::path staged = h.tmp / "modules" / ".event_archive.so.tmp";
+    fs::copy_file(archive_plugin(), staged);
+    std::ofstream(staged, std::ios::binary | std::ios::app) << "rebuilt";
+    fs::rename(staged, installed);
+    REQUIRE(h.rt->reload(installed) == runtime::ReloadResult::loaded);
+    // Retired once its last call returned: its shutdown handler wrote what it held and joined.
+    REQUIRE(wait_until([&] { return h.rt->retiring() == 0; }, 60s));
+    for (int i = 1000; i < 2000; ++i)
+        REQUIRE(h.pipeline->submit(custom_event(i)) == events::SubmitResult::accepted);
+    h.finish();
+
+    bool ends_with_newline = false;
+    const auto lines = read_lines(file, ends_with_newline);
+    CHECK(ends_with_newline);
+    CHECK(lines.size() == 2000);
+    std::set<int> seen;
+    rapidjson::Document d;
+    for (const auto& line : lines) {
+        REQUIRE(check_line(line, d));
+        seen.insert(std::stoi(str(d["properties"]["i"])));
+    }
+    CHECK(seen.size() == 2000);
+    const std::string text = log.text();
+    CHECK(text.find("event archive: writing events") !=
+          text.rfind("event archive: writing events"));
 }
 
 TEST_CASE("without EVENT_ARCHIVE_PATH the archive is off and says so") {
