@@ -121,6 +121,8 @@ nk_status module_event(const nk_module* m, const nk_context* ctx, const nk_event
             write_sink(r_error, "event pipeline not available");
             return NK_UNAVAILABLE;
         }
+        // Only the ABI 1.0 fields of `evt` are read: a plugin built against 1.0 passes a
+        // 1.0-sized nk_event (its `size` ends before id / received_at, which the host sets).
         events::Event e;
         e.kind = events::Kind::custom;
         e.name = sv(evt->name);

@@ -28,8 +28,10 @@ fs::path archive_plugin() {
 
 // Runtime + pipeline wired like main, with event_archive.so loaded and `env` as runtime.env.
 struct ArchiveHost {
-    explicit ArchiveHost(std::map<std::string, std::string> env, bool reloader = false) {
-        install(tmp / "modules", {archive_plugin()});
+    explicit ArchiveHost(std::map<std::string, std::string> env, bool reloader = false,
+                         std::vector<fs::path> more_plugins = {}) {
+        more_plugins.push_back(archive_plugin());
+        install(tmp / "modules", more_plugins);
         runtime::Options o;
         o.path = (tmp / "modules").string();
         o.data_dir = tmp.path().string();
@@ -297,6 +299,31 @@ TEST_CASE("a hot reload stops the old generation's writer; the new one appends t
     const std::string text = log.text();
     CHECK(text.find("event archive: writing events") !=
           text.rfind("event archive: writing events"));
+}
+
+TEST_CASE("a plugin built for ABI 1.0 emits 1.0-sized events; the host stamps them") {
+    TempDir out;
+    const fs::path file = out / "events.jsonl";
+    ArchiveHost h({{"EVENT_ARCHIVE_PATH", file.string()}}, false, {fixture("emit_1_0")});
+    REQUIRE(h.status.is_ok());
+    for (const char* name : {"old_plugin_a", "old_plugin_b"}) {
+        std::string reply;
+        REQUIRE(h.rt->rpc("emit_1_0", RequestContext{}, name, reply).is_ok());
+        CHECK(reply == "sent");
+    }
+    h.finish();
+    bool ends_with_newline = false;
+    const auto lines = read_lines(file, ends_with_newline);
+    REQUIRE(lines.size() == 2);
+    std::set<std::string> ids, names;
+    rapidjson::Document d;
+    for (const auto& line : lines) {
+        REQUIRE(check_line(line, d));
+        ids.insert(str(d["id"]));
+        names.insert(str(d["name"]));
+    }
+    CHECK(ids.size() == 2);
+    CHECK(names == std::set<std::string>{"old_plugin_a", "old_plugin_b"});
 }
 
 TEST_CASE("without EVENT_ARCHIVE_PATH the archive is off and says so") {
