@@ -58,7 +58,7 @@ constexpr auto kFlushInterval = std::chrono::seconds(1);
 constexpr std::size_t kEarlyFlushBytes = 256 * 1024;  // wake the writer before the second is up
 constexpr auto kErrorLogInterval = std::chrono::seconds(10);
 
-// A positive integer from runtime.env, or `fallback` when the key is absent.
+// A positive integer from runtime.env into `out`; `out` keeps its default when the key is absent.
 nk::Error read_positive(const nk::Context& ctx, const char* key, std::uint64_t& out) {
     auto it = ctx.env.find(key);
     if (it == ctx.env.end())
