@@ -58,7 +58,7 @@ net::Response handle_event(Services& services, std::string& body, RequestContext
 
     event.external = true;
     event.kind = events::Kind::custom;
-    event.received_at = std::chrono::system_clock::now();
+    events::stamp(event);  // its id and receive time
     std::string after_json;
     const bool after = runtime != nullptr && runtime->has_after(pin, api_id);
     if (after)

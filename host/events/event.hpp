@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/context.hpp"
+#include "core/uuid.hpp"
 
 namespace nk::events {
 
@@ -23,19 +24,30 @@ struct Timestamp {
 };
 
 struct Event {
+    // Layout: the small fields first, so the Event stays 120 bytes with its id (the queue moves
+    // it by value, see bench/README.md).
     Kind kind = Kind::custom;
+    bool has_timestamp = false;  // Nakama leaves the timestamp nil when the client omits it
+    bool external = false;
     std::string name;
     // Properties in the order they were given; keys are unique.
     std::vector<std::pair<std::string, std::string>> properties;
-    bool has_timestamp = false;  // Nakama leaves the timestamp nil when the client omits it
     Timestamp timestamp;
-    bool external = false;
+    // When the host received it, and its id: a UUID v7 of that instant (16 raw bytes, formatted
+    // only for a handler that asks). Both set by stamp(); all zero before.
     std::chrono::system_clock::time_point received_at{};
+    UuidBytes id{};
     // Who produced it. Shared and immutable: an Event stays small (a few cache lines) to move
     // through the queue, and events of one realtime session can share one context. Null means
     // no context (context() is then empty).
     std::shared_ptr<const RequestContext> shared_context;
 
+    bool has_id() const {
+        for (unsigned char c : id)
+            if (c != 0)
+                return true;
+        return false;
+    }
     const RequestContext& context() const {
         static const RequestContext empty;
         return shared_context ? *shared_context : empty;
@@ -44,6 +56,19 @@ struct Event {
         shared_context = std::make_shared<const RequestContext>(std::move(ctx));
     }
 };
+
+#if defined(__x86_64__) && defined(__GLIBCXX__)
+static_assert(sizeof(Event) <= 120, "Event grew: the queue moves it by value (bench/README.md)");
+#endif
+
+// Marks `event` as received now (or at `at`): sets received_at and gives it a fresh UUID v7 of
+// that instant. Every producer calls it where it accepts an event; EventPipeline::submit stamps
+// an event that arrives without an id.
+inline void stamp(Event& event,
+                  std::chrono::system_clock::time_point at = std::chrono::system_clock::now()) {
+    event.received_at = at;
+    event.id = uuid_v7(at);
+}
 
 // Bytes an event counts against the queue's byte budget (Options::queue_max_bytes): its strings
 // plus a fixed overhead for the Event itself and for each property's cell, and the context's

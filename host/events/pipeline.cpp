@@ -246,6 +246,8 @@ SubmitResult EventPipeline::submit(Event&& event) {
     if (!handlers_.has_handlers(kind)) {
         return queue_.closed() ? SubmitResult::shut_down : SubmitResult::accepted;
     }
+    if (!event.has_id())
+        stamp(event);  // a producer that did not stamp it: received now
     KindMetrics& m = kind_metrics_[kind_index(kind)];
     const std::size_t bytes = footprint(event);
 

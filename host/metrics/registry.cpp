@@ -59,6 +59,14 @@ Gauge& Registry::gauge(const std::string& name, const std::string& help, const L
     return *slot;
 }
 
+FloatGauge& Registry::float_gauge(const std::string& name, const std::string& help,
+                                 const Labels& labels) {
+    std::lock_guard lock(mutex_);
+    auto& slot = family(name, Type::float_gauge, help).float_gauges[labels];
+    if (!slot) slot = std::make_unique<FloatGauge>();
+    return *slot;
+}
+
 Histogram& Registry::histogram(const std::string& name, const std::string& help, std::vector<double> bounds,
                                const Labels& labels) {
     std::lock_guard lock(mutex_);
@@ -137,6 +145,11 @@ std::string Registry::render() const {
                 out += "# TYPE " + full + " gauge\n";
                 for (const auto& [labels, g] : fam.gauges)
                     out += full + label_set(node_name_, labels) + ' ' + std::to_string(g->value()) + '\n';
+                break;
+            case Type::float_gauge:
+                out += "# TYPE " + full + " gauge\n";
+                for (const auto& [labels, g] : fam.float_gauges)
+                    out += full + label_set(node_name_, labels) + ' ' + format_double(g->value()) + '\n';
                 break;
             case Type::histogram:
                 out += "# TYPE " + full + " histogram\n";

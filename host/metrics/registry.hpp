@@ -43,6 +43,16 @@ private:
     std::atomic<std::int64_t> value_{0};
 };
 
+// A gauge holding a double (plugin metrics: Nakama's gauges are float64).
+class alignas(64) FloatGauge {
+public:
+    void set(double v) { value_.store(v, std::memory_order_relaxed); }
+    double value() const { return value_.load(std::memory_order_relaxed); }
+
+private:
+    std::atomic<double> value_{0};
+};
+
 // Fixed buckets (upper bounds, ascending); observe() is lock-free.
 class Histogram {
 public:
@@ -70,6 +80,8 @@ public:
 
     Counter& counter(const std::string& name, const std::string& help, const Labels& labels = {});
     Gauge& gauge(const std::string& name, const std::string& help, const Labels& labels = {});
+    FloatGauge& float_gauge(const std::string& name, const std::string& help,
+                            const Labels& labels = {});
     Histogram& histogram(const std::string& name, const std::string& help, std::vector<double> bounds,
                          const Labels& labels = {});
 
@@ -78,12 +90,13 @@ public:
     const std::string& prefix() const { return prefix_; }
 
 private:
-    enum class Type { counter, gauge, histogram };
+    enum class Type { counter, gauge, float_gauge, histogram };
     struct Family {
         Type type;
         std::string help;
         std::map<Labels, std::unique_ptr<Counter>> counters;
         std::map<Labels, std::unique_ptr<Gauge>> gauges;
+        std::map<Labels, std::unique_ptr<FloatGauge>> float_gauges;
         std::map<Labels, std::unique_ptr<Histogram>> histograms;
     };
     Family& family(const std::string& name, Type type, const std::string& help);

@@ -33,7 +33,7 @@ events::Event SessionHub::make_event(events::Kind kind, const Session& session) 
         std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
     event.timestamp.nanos = 0;
     event.external = false;
-    event.received_at = now;
+    events::stamp(event, now);
     RequestContext ctx;
     ctx.execution_mode = "event";
     ctx.user_id = info.user_id;

@@ -1,7 +1,10 @@
 #include "runtime/module.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <chrono>
+#include <span>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -16,6 +19,7 @@
 
 #include "events/handlers.hpp"
 #include "log/log.hpp"
+#include "metrics/plugin_metrics.hpp"
 #include "runtime/elf_check.hpp"
 #include "runtime/module_copies.hpp"
 #include "store/account_json.hpp"
@@ -118,6 +122,8 @@ nk_status module_event(const nk_module* m, const nk_context* ctx, const nk_event
             write_sink(r_error, "event pipeline not available");
             return NK_UNAVAILABLE;
         }
+        // Only the ABI 1.0 fields of `evt` are read: a plugin built against 1.0 passes a
+        // 1.0-sized nk_event (its `size` ends before id / received_at, which the host sets).
         events::Event e;
         e.kind = events::Kind::custom;
         e.name = sv(evt->name);
@@ -138,7 +144,7 @@ nk_status module_event(const nk_module* m, const nk_context* ctx, const nk_event
         e.timestamp.nanos = evt->timestamp_nanos;
         e.external = evt->external != 0;
         e.set_context(request_context_of(ctx));
-        e.received_at = std::chrono::system_clock::now();
+        events::stamp(e);  // a fresh id and receive time: the host received it now
         switch (sink->submit(std::move(e))) {
             case events::SubmitResult::accepted:
             case events::SubmitResult::dropped:
@@ -216,6 +222,69 @@ nk_status module_account_update_id(const nk_module* m, const nk_context*, nk_str
     }
 }
 
+// ---- nk_module: plugin metrics (ABI 1.1) ----
+
+// Tags of one call, as views; false (and r_error written) when there are too many to check.
+bool tags_of(const nk_kv* tags, std::size_t count, nk_sink* r_error,
+             std::array<metrics::PluginMetrics::Tag, metrics::PluginMetrics::kMaxTags>& out) {
+    if (count > out.size()) {
+        write_sink(r_error, fmt::format("at most {} tags", out.size()));
+        return false;
+    }
+    if (count > 0 && tags == nullptr) {
+        write_sink(r_error, "tags is NULL");
+        return false;
+    }
+    for (std::size_t i = 0; i < count; ++i)
+        out[i] = {sv(tags[i].key), sv(tags[i].value)};
+    return true;
+}
+
+template <class Record>
+nk_status record_metric(const nk_module* m, nk_str name, const nk_kv* tags, std::size_t count,
+                        nk_sink* r_error, Record record) {
+    if (m == nullptr)
+        return NK_INVALID_ARGUMENT;
+    try {
+        metrics::PluginMetrics* pm = self_of(m).host().plugin_metrics();
+        if (pm == nullptr) {
+            write_sink(r_error, "metrics are not available");
+            return NK_UNIMPLEMENTED;
+        }
+        std::array<metrics::PluginMetrics::Tag, metrics::PluginMetrics::kMaxTags> views;
+        if (!tags_of(tags, count, r_error, views))
+            return NK_INVALID_ARGUMENT;
+        const Status st =
+            record(*pm, sv(name), std::span<const metrics::PluginMetrics::Tag>(views.data(), count));
+        if (st)
+            return NK_OK;
+        write_sink(r_error, st.message());
+        return st.code_number();
+    } catch (const std::exception& ex) {
+        write_sink(r_error, ex.what());
+        return NK_INTERNAL;
+    }
+}
+
+nk_status module_metrics_counter_add(const nk_module* m, nk_str name, const nk_kv* tags,
+                                     size_t count, int64_t delta, nk_sink* r_error) {
+    return record_metric(m, name, tags, count, r_error, [delta](auto& pm, auto n, auto t) {
+        return pm.counter_add(n, t, delta);
+    });
+}
+nk_status module_metrics_gauge_set(const nk_module* m, nk_str name, const nk_kv* tags,
+                                   size_t count, double value, nk_sink* r_error) {
+    return record_metric(m, name, tags, count, r_error, [value](auto& pm, auto n, auto t) {
+        return pm.gauge_set(n, t, value);
+    });
+}
+nk_status module_metrics_timer_record(const nk_module* m, nk_str name, const nk_kv* tags,
+                                      size_t count, int64_t duration_ns, nk_sink* r_error) {
+    return record_metric(m, name, tags, count, r_error, [duration_ns](auto& pm, auto n, auto t) {
+        return pm.timer_record(n, t, std::chrono::nanoseconds(duration_ns));
+    });
+}
+
 }  // namespace
 
 namespace {
@@ -253,6 +322,17 @@ HostServices::HostServices(Options o, std::string v)
     : options(std::move(o)), version(std::move(v)) {
     for (const auto& [k, val] : options.env)
         env_kv.push_back({view(k), view(val)});
+}
+
+HostServices::~HostServices() = default;
+
+metrics::PluginMetrics* HostServices::plugin_metrics() const {
+    // `metrics` is set once after construction, before any module loads.
+    std::call_once(plugin_metrics_once_, [this] {
+        if (metrics != nullptr)
+            plugin_metrics_ = std::make_unique<metrics::PluginMetrics>(*metrics);
+    });
+    return plugin_metrics_.get();
 }
 
 CallContext::CallContext(const HostServices& host, const RequestContext& ctx,
@@ -295,6 +375,9 @@ ModuleGeneration::ModuleGeneration(std::shared_ptr<HostServices> host, std::file
     module_.event = &module_event;
     module_.account_get_id = &module_account_get_id;
     module_.account_update_id = &module_account_update_id;
+    module_.metrics_counter_add = &module_metrics_counter_add;
+    module_.metrics_gauge_set = &module_metrics_gauge_set;
+    module_.metrics_timer_record = &module_metrics_timer_record;
 
     initializer_.size = sizeof(nk_initializer);
     initializer_.host = this;

@@ -38,6 +38,7 @@ class AccountStore;
 }
 namespace nk::metrics {
 class Registry;
+class PluginMetrics;
 }
 
 namespace nk::runtime {
@@ -58,6 +59,15 @@ struct HostServices {
     JsonLimits json;  // JSON plugins hand back (nk.account_update_id)
 
     HostServices(Options o, std::string v);
+    ~HostServices();
+
+    // nk.metrics_*: the plugin metrics kept in `metrics`, created on first use (null when the
+    // host has no registry). Thread-safe.
+    metrics::PluginMetrics* plugin_metrics() const;
+
+  private:
+    mutable std::once_flag plugin_metrics_once_;
+    mutable std::unique_ptr<metrics::PluginMetrics> plugin_metrics_;
 };
 
 // Borrowed C view of a RequestContext for one call.

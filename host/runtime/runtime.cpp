@@ -979,6 +979,20 @@ void Runtime::publish_loaded() {
             ce.timestamp_seconds = e.timestamp.seconds;
             ce.timestamp_nanos = e.timestamp.nanos;
             ce.external = e.external ? 1 : 0;
+            // ABI 1.1: the id as text (formatted here, on the worker, only for handlers) and
+            // the receive time. A 1.0 plugin reads none of it (its nk_event ends before).
+            char id_text[kUuidTextSize];
+            format_uuid_to(e.id, id_text);
+            ce.id = {id_text, sizeof id_text};
+            const auto received_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                         e.received_at.time_since_epoch())
+                                         .count();
+            ce.received_at_seconds = received_ns / 1'000'000'000;
+            ce.received_at_nanos = static_cast<int32_t>(received_ns % 1'000'000'000);
+            if (ce.received_at_nanos < 0) {  // before 1970: floor, nanos stay 0..999999999
+                ce.received_at_seconds -= 1;
+                ce.received_at_nanos += 1'000'000'000;
+            }
             try {
                 cb.fn(cb.user_data, ctx.get(), m->logger(), m->module(), &ce);
             } catch (const std::exception& ex) {

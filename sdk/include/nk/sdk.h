@@ -199,6 +199,16 @@ typedef struct nk_event {
     int64_t timestamp_seconds;
     int32_t external;         /* 1 when sent by a client */
     int32_t reserved;
+
+    /* ---- ABI 1.1: filled by the host for handlers; test with
+     * NK_HAS_FIELD(evt, nk_event, received_at_nanos) (a 1.0 host passes a
+     * smaller `size`). Ignored when emitting: the host stamps every event it
+     * receives, whatever the emitter's header version. */
+    nk_str id;                   /* unique, time-ordered: a UUID v7 (RFC 9562) as 36 chars of
+                                    lower-case hex and dashes; sorts like received_at */
+    int64_t received_at_seconds; /* when the host received the event (unix seconds, UTC) */
+    int32_t received_at_nanos;   /* 0..999999999 */
+    int32_t reserved2;
 } nk_event;
 
 /* ---- logger (host implemented) ------------------------------------------- */
@@ -257,6 +267,31 @@ struct nk_module {
      * ({"username":..,"display_name":..,...}, absent = untouched). May block. */
     nk_status (*account_update_id)(const struct nk_module* self, const nk_context* ctx,
                                    nk_str user_id, nk_str update_json, nk_sink* r_error);
+
+    /* ---- ABI 1.1 (test with NK_HAS_FIELD(nk, nk_module, metrics_timer_record)) ----
+     * Plugin metrics, as Nakama's MetricsCounterAdd / MetricsGaugeSet /
+     * MetricsTimerRecord, exported on the Prometheus endpoint as
+     * `<metrics.prefix>_custom_<name>` with the label node_name plus `tags`.
+     * `name` and every tag key: 1-64 bytes of [a-zA-Z_][a-zA-Z0-9_]*, a key
+     * not starting with "__" nor equal to node_name or le; at most 8 tags;
+     * tag values: valid UTF-8, at most 256 bytes. A bad name or tag, or a name
+     * already used with another type, gives NK_INVALID_ARGUMENT and a message
+     * in r_error; nothing is recorded. Each metric holds at most 256 tag sets:
+     * an update that would add one more is dropped, counted in
+     * `<prefix>_plugin_metric_series_overflow{metric="<name>"}`, and returns
+     * NK_RESOURCE_EXHAUSTED (at most 1000 metric names, the same way with
+     * metric=""). Lock-free once a tag set exists: fine to call per event. */
+
+    /* Adds `delta` (>= 0) to a counter. */
+    nk_status (*metrics_counter_add)(const struct nk_module* self, nk_str name, const nk_kv* tags,
+                                     size_t tag_count, int64_t delta, nk_sink* r_error);
+    /* Sets a gauge to `value` (finite). */
+    nk_status (*metrics_gauge_set)(const struct nk_module* self, nk_str name, const nk_kv* tags,
+                                   size_t tag_count, double value, nk_sink* r_error);
+    /* Records a duration (>= 0, nanoseconds) in a timer: a Prometheus
+     * histogram in seconds (buckets 50 us .. 10 s). */
+    nk_status (*metrics_timer_record)(const struct nk_module* self, nk_str name, const nk_kv* tags,
+                                      size_t tag_count, int64_t duration_ns, nk_sink* r_error);
 };
 
 /* ---- plugin callbacks (plugin implemented) -------------------------------- */

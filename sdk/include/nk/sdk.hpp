@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -169,6 +170,10 @@ struct Event {
     std::int64_t timestamp_seconds = 0;
     std::int32_t timestamp_nanos = 0;
     nk_event_kind kind = NK_EVENT_CUSTOM;
+    // Set by the host on events a handler receives (ABI 1.1; empty / zero on an older host);
+    // ignored when emitting with nk.Event. `id`: unique and time-ordered (UUID v7 text).
+    std::string id;
+    std::chrono::system_clock::time_point received_at{};
 
     const std::string& GetName() const { return name; }
 
@@ -183,6 +188,13 @@ struct Event {
         x.timestamp_seconds = e->timestamp_seconds;
         x.timestamp_nanos = e->timestamp_nanos;
         x.kind = static_cast<nk_event_kind>(e->kind);
+        if (NK_HAS_FIELD(e, nk_event, received_at_nanos)) {
+            x.id = detail::copy(e->id);
+            x.received_at = std::chrono::system_clock::time_point(
+                std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                    std::chrono::seconds(e->received_at_seconds) +
+                    std::chrono::nanoseconds(e->received_at_nanos)));
+        }
         return x;
     }
 
@@ -705,9 +717,60 @@ class Module {
         return st == NK_OK ? Error() : Error(st, err);
     }
 
+    // Plugin metrics (ABI 1.1), as Nakama's: exported on the Prometheus endpoint as
+    // <metrics.prefix>_custom_<name>{node_name, tags...}. Names and tag keys are
+    // [a-zA-Z_][a-zA-Z0-9_]* (see sdk.h for every limit); a bad one is an InvalidArgument error.
+    // Cheap once a tag set exists: call it per event. Keep tag values few (no user ids): each
+    // metric holds at most 256 tag sets, further ones are dropped and counted.
+    using Tags = std::map<std::string, std::string>;
+    Error MetricsCounterAdd(const std::string& name, const Tags& tags, std::int64_t delta) const {
+        if (!NK_HAS_FIELD(raw_, nk_module, metrics_counter_add) ||
+            raw_->metrics_counter_add == nullptr)
+            return {NK_UNIMPLEMENTED, "metrics: the host predates ABI 1.1"};
+        return metric(tags, [&](const nk_kv* kv, size_t n, nk_sink* es) {
+            return raw_->metrics_counter_add(raw_, detail::view(name), kv, n, delta, es);
+        });
+    }
+    Error MetricsGaugeSet(const std::string& name, const Tags& tags, double value) const {
+        if (!NK_HAS_FIELD(raw_, nk_module, metrics_gauge_set) || raw_->metrics_gauge_set == nullptr)
+            return {NK_UNIMPLEMENTED, "metrics: the host predates ABI 1.1"};
+        return metric(tags, [&](const nk_kv* kv, size_t n, nk_sink* es) {
+            return raw_->metrics_gauge_set(raw_, detail::view(name), kv, n, value, es);
+        });
+    }
+    Error MetricsTimerRecord(const std::string& name, const Tags& tags,
+                             std::chrono::nanoseconds duration) const {
+        if (!NK_HAS_FIELD(raw_, nk_module, metrics_timer_record) ||
+            raw_->metrics_timer_record == nullptr)
+            return {NK_UNIMPLEMENTED, "metrics: the host predates ABI 1.1"};
+        return metric(tags, [&](const nk_kv* kv, size_t n, nk_sink* es) {
+            return raw_->metrics_timer_record(raw_, detail::view(name), kv, n,
+                                              static_cast<int64_t>(duration.count()), es);
+        });
+    }
+
     const nk_module* raw() const { return raw_; }
 
   private:
+    // Tags as nk_kv views on the stack (no allocation for the usual few), then `call`.
+    template <class Call>
+    static Error metric(const Tags& tags, Call call) {
+        nk_kv small[8];
+        std::vector<nk_kv> large;
+        nk_kv* kv = small;
+        if (tags.size() > 8) {
+            large.resize(tags.size());
+            kv = large.data();
+        }
+        size_t n = 0;
+        for (const auto& [k, v] : tags)
+            kv[n++] = {detail::view(k), detail::view(v)};
+        std::string err;
+        nk_sink es = detail::string_sink(err);
+        const nk_status st = call(kv, n, &es);
+        return st == NK_OK ? Error() : Error(st, err);
+    }
+
     const nk_module* raw_;
 };
 
