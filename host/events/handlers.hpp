@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/shared_slot.hpp"
 #include "events/event.hpp"
 
 namespace nk::events {
@@ -55,7 +56,7 @@ class HandlerSource {
 
     // A number that changes whenever handlers() would return a different snapshot, so a worker
     // can keep its snapshot between batches and reload it only when this changes (loading a
-    // std::atomic<std::shared_ptr> takes a lock and bumps a shared reference count). 0 means
+    // the shared snapshot takes a lock and bumps a shared reference count). 0 means
     // "not tracked": reload every time.
     virtual std::uint64_t generation() const { return 0; }
 };
@@ -86,7 +87,7 @@ class StaticHandlerSource final : public HandlerSource {
     }
 
   private:
-    std::atomic<std::shared_ptr<const HandlerSet>> set_;
+    SharedSlot<HandlerSet> set_;
     std::atomic<bool> present_[3] = {false, false, false};
     std::atomic<std::uint64_t> generation_{1};
 };

@@ -41,6 +41,7 @@
 #include <thread>
 
 #include "api/runtime_bridge.hpp"
+#include "core/shared_slot.hpp"
 #include "core/status.hpp"
 #include "events/handlers.hpp"
 #include "runtime/options.hpp"
@@ -196,7 +197,7 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
     std::shared_ptr<ModuleGeneration> current_of(const std::filesystem::path& file) const;
 
     // Which api ids have hooks, for has_before/has_after on every request without loading the
-    // snapshot (a std::atomic<std::shared_ptr> load takes a lock and bumps a shared count).
+    // snapshot (a load takes a lock and bumps a shared count).
     // Indexes are tiny and published only when modules load, so they are kept until the
     // runtime is destroyed: a reader's raw pointer never dangles.
     struct HookIndex {
@@ -208,7 +209,7 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
     std::vector<std::unique_ptr<const HookIndex>> hook_indexes_;
 
     std::shared_ptr<HostServices> host_;
-    std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
+    SharedSlot<Snapshot> snapshot_;
     events::StaticHandlerSource handler_source_;
     std::atomic<std::uint64_t> next_generation_{1};
 

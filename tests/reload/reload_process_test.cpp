@@ -122,6 +122,16 @@ TEST_CASE("20 replacements under load: nothing fails, nothing is lost, broken on
     std::atomic<bool> stop{false};
     std::atomic<long> events_ok{0}, events_failed{0}, rpc_ok{0}, rpc_failed{0};
     std::vector<std::thread> load;
+    struct JoinAll {  // also when a REQUIRE below fails: never leave a joinable thread behind
+        std::atomic<bool>& stop;
+        std::vector<std::thread>& threads;
+        ~JoinAll() {
+            stop = true;
+            for (auto& t : threads)
+                if (t.joinable())
+                    t.join();
+        }
+    } join_all{stop, load};
     for (int p = 0; p < 3; ++p) {
         load.emplace_back([&, token = host.device_token("reload-producer-" + std::to_string(p))] {
             auto c = host.client();
@@ -218,6 +228,7 @@ TEST_CASE("20 replacements under load: nothing fails, nothing is lost, broken on
     stop = true;
     for (auto& t : load)
         t.join();
+    load.clear();
     // Every acknowledged event handled, and every retired generation's count handed over.
     REQUIRE(wait_until([&] {
         return host.metric("nkhost_events_processed", {"kind=\"custom\""}) ==
