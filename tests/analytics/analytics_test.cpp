@@ -119,6 +119,15 @@ struct Server {
         }
         host = std::make_unique<Nkhost>(args);
     }
+    // A clean shutdown, and nothing the sanitizers reported (the plugin runs inside nkhost).
+    ~Server() {
+        if (host->process().running())
+            CHECK(host->process().stop(SIGTERM) == 0);
+        const std::string out = host->output();
+        CHECK(out.find("AddressSanitizer") == std::string::npos);
+        CHECK(out.find("runtime error:") == std::string::npos);
+        CHECK(out.find("LeakSanitizer") == std::string::npos);
+    }
     TempDir modules;
     std::unique_ptr<Nkhost> host;
 };
@@ -439,4 +448,62 @@ TEST_CASE("analytics_stats: counts by name, top events, a session with its lengt
     auto res = client->Post("/v2/rpc/analytics_stats", "\"\"", "application/json");
     REQUIRE(res);
     CHECK(res->status == 200);
+}
+
+TEST_CASE("hot reload hands counters, an open session and the unsent buffer to the new generation") {
+    Collector collector;
+    std::atomic<bool> down{true};
+    collector.respond([&](std::size_t) { return Collector::Answer{down ? 503 : 200, ""}; });
+    Server s({endpoint_env(collector), "ANALYTICS_BATCH_SIZE=4", "ANALYTICS_FLUSH_INTERVAL_MS=50",
+              "ANALYTICS_BUFFER_LIMIT=1000"});
+    const std::string token = s.host->device_token("analytics-reload-01");
+    Socket socket(s.host->port(), token);
+    for (int i = 0; i < 10; ++i)
+        send_event(*s.host, token, "craft", "{\"i\":\"" + std::to_string(i) + "\"}");
+    // 10 custom events and the session_start, none delivered while the collector is down.
+    REQUIRE(wait_until([&] { return figure(*s.host, "forwarder.enqueued") == 11; }));
+    REQUIRE(wait_until([&] { return !collector.received().empty(); }));
+
+    // A new build of the same plugin (different bytes), picked up by SIGHUP.
+    const fs::path file = s.modules.path() / "analytics.so";
+    const fs::path tmp = s.modules.path() / ".analytics.so.tmp";
+    fs::copy_file(file, tmp);
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::app);
+        out << "another build";
+    }
+    fs::rename(tmp, file);
+    REQUIRE(::kill(s.host->process().pid(), SIGHUP) == 0);
+    REQUIRE(wait_until([&] {
+        return s.host->metric("nkhost_module_handoffs", {"result=\"taken\""}) == 1 &&
+               s.host->metric("nkhost_module_generations_retiring") == 0;
+    }));
+
+    auto st = stats(*s.host);
+    CHECK(figure(st, "events.total") == 11);
+    CHECK(figure(st, "events.by_name.craft.total") == 10);
+    CHECK(figure(st, "sessions.active") == 1);
+    CHECK(figure(st, "forwarder.enqueued") == 11);
+    CHECK(figure(st, "forwarder.delivered") == 0);
+    CHECK(figure(st, "forwarder.dropped") == 0);
+    CHECK(figure(st, "forwarder.buffered") + figure(st, "forwarder.in_flight") == 11);
+    CHECK(st["daily_active_users"][0]["users"].GetInt64() == 1);
+
+    down = false;
+    REQUIRE(wait_until([&] { return figure(*s.host, "forwarder.delivered") == 11; }, 60s));
+    CHECK(collector.delivered_ids().size() == 11);
+    // What was attempted before the reload went out after it with the same messageIds.
+    std::set<std::string> attempted;
+    for (const auto& r : collector.received())
+        if (r.status == 503)
+            attempted.insert(r.message_ids.begin(), r.message_ids.end());
+    const auto delivered = collector.delivered_ids();
+    CHECK(!attempted.empty());
+    for (const auto& id : attempted)
+        CHECK(delivered.count(id) == 1);
+
+    // The session opened under the old generation ends under the new one, with its length.
+    socket.close();
+    REQUIRE(wait_until([&] { return figure(*s.host, "sessions.length_ms.count") == 1; }));
+    CHECK(figure(*s.host, "sessions.active") == 0);
 }
