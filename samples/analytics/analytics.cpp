@@ -20,8 +20,8 @@
 namespace {
 
 struct Analytics {
-    Analytics(analytics::ForwarderOptions options, nk::Logger logger)
-        : forwarder(std::move(options), logger) {}
+    Analytics(analytics::StatsLimits limits, analytics::ForwarderOptions options, nk::Logger logger)
+        : stats(limits), forwarder(std::move(options), logger) {}
     analytics::Stats stats;
     analytics::Forwarder forwarder;
 };
@@ -125,11 +125,13 @@ constexpr std::uint32_t kHandoffVersion = 1;  // bump on any change of the blob 
 }  // namespace
 
 NK_INIT_MODULE(ctx, logger, nk, initializer) {
+    analytics::StatsLimits limits;
     analytics::ForwarderOptions options;
     std::string error;
-    if (!analytics::ForwarderOptions::FromEnv(ctx.env, options, error))
+    if (!analytics::StatsLimits::FromEnv(ctx.env, limits, error) ||
+        !analytics::ForwarderOptions::FromEnv(ctx.env, options, error))
         return nk::Error::InvalidArgument(error);
-    auto a = std::make_shared<Analytics>(options, logger);
+    auto a = std::make_shared<Analytics>(limits, options, logger);
 
     auto on_event = [a](const nk::Context& c, nk::Logger&, nk::Module& m, const nk::Event& e) {
         Handle(*a, c, m, e);

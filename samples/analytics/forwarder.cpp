@@ -1,5 +1,7 @@
 #include "forwarder.hpp"
 
+#include "env.hpp"
+
 #include <httplib.h>
 
 #include <algorithm>
@@ -18,22 +20,6 @@ constexpr std::size_t kMaxBatchBytes = 480 * 1024;
 constexpr milliseconds kBackoffBase{100};
 constexpr milliseconds kBackoffCap{30000};
 constexpr milliseconds kRetryAfterCap{600000};
-
-bool parse_number(const std::map<std::string, std::string>& env, const char* key,
-                  long long lo, long long hi, long long& out, std::string& error) {
-    auto it = env.find(key);
-    if (it == env.end() || it->second.empty())
-        return true;  // the default stays
-    char* end = nullptr;
-    const long long v = std::strtoll(it->second.c_str(), &end, 10);
-    if (*end != '\0' || v < lo || v > hi) {
-        error = std::string(key) + " must be an integer from " + std::to_string(lo) + " to " +
-                std::to_string(hi) + ", got \"" + it->second + "\"";
-        return false;
-    }
-    out = v;
-    return true;
-}
 
 }  // namespace
 
@@ -77,10 +63,10 @@ bool ForwarderOptions::FromEnv(const std::map<std::string, std::string>& env,
     long long batch = static_cast<long long>(out.batch_size),
               interval = out.flush_interval.count(),
               limit = static_cast<long long>(out.buffer_limit), timeout = out.timeout.count();
-    if (!parse_number(env, "ANALYTICS_BATCH_SIZE", 1, 2000, batch, error) ||
-        !parse_number(env, "ANALYTICS_FLUSH_INTERVAL_MS", 10, 600000, interval, error) ||
-        !parse_number(env, "ANALYTICS_BUFFER_LIMIT", 1, 10000000, limit, error) ||
-        !parse_number(env, "ANALYTICS_TIMEOUT_MS", 100, 600000, timeout, error))
+    if (!EnvInteger(env, "ANALYTICS_BATCH_SIZE", 1, 2000, batch, error) ||
+        !EnvInteger(env, "ANALYTICS_FLUSH_INTERVAL_MS", 10, 600000, interval, error) ||
+        !EnvInteger(env, "ANALYTICS_BUFFER_LIMIT", 1, 10000000, limit, error) ||
+        !EnvInteger(env, "ANALYTICS_TIMEOUT_MS", 100, 600000, timeout, error))
         return false;
     out.batch_size = static_cast<std::size_t>(batch);
     out.flush_interval = milliseconds(interval);
@@ -232,7 +218,7 @@ Forwarder::Outcome Forwarder::SendInflight(milliseconds timeout, milliseconds& r
 
 void Forwarder::Run() {
     auto next_flush = Clock::now() + options_.flush_interval;
-    auto retry_at = Clock::time_point::min();
+    auto retry_at = Clock::now();
     int attempt = 0;
     for (;;) {
         bool have_batch;

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
+#include <thread>
 
+#include "env.hpp"
 #include "nk/sdk.hpp"  // nk::json::format_rfc3339
 
 namespace analytics {
@@ -75,6 +78,18 @@ std::int64_t now_ms() {
         .count();
 }
 
+bool StatsLimits::FromEnv(const std::map<std::string, std::string>& env, StatsLimits& out,
+                          std::string& error) {
+    long long names = static_cast<long long>(out.max_names),
+              sessions = static_cast<long long>(out.max_open_sessions);
+    if (!EnvInteger(env, "ANALYTICS_MAX_EVENT_NAMES", 1, 100000, names, error) ||
+        !EnvInteger(env, "ANALYTICS_MAX_OPEN_SESSIONS", 0, 100000000, sessions, error))
+        return false;
+    out.max_names = static_cast<std::size_t>(names);
+    out.max_open_sessions = static_cast<std::size_t>(sessions);
+    return true;
+}
+
 Stats::Stats(StatsLimits limits) : limits_(limits) {}
 
 void Stats::NameCounts::Add(std::int64_t minute, std::uint64_t n) {
@@ -92,39 +107,38 @@ void Stats::NameCounts::Add(std::int64_t minute, std::uint64_t n) {
 
 void Stats::RecordEvent(const std::string& name, std::int64_t at_ms) {
     events_total_.fetch_add(1, std::memory_order_relaxed);
-    AddName(name, floor_div(at_ms, kMinuteMs), 1, nullptr);
+    // Counts by name are split by thread, not by name: workers counting the same popular event
+    // then take different locks. The stats RPC adds the shards up.
+    const std::size_t shard = std::hash<std::thread::id>{}(std::this_thread::get_id()) % kShards;
+    AddName(name_shards_[shard], name, floor_div(at_ms, kMinuteMs), 1, nullptr);
 }
 
-void Stats::AddName(const std::string& name, std::int64_t minute, std::uint64_t total,
-                    const NameCounts* merge_from) {
-    auto add = [&](NameCounts& c) {
-        c.total += total;
-        if (merge_from == nullptr) {
-            c.Add(minute, total);
+void Stats::AddName(NameShard& shard, const std::string& name, std::int64_t minute,
+                    std::uint64_t total, const NameCounts* merge_from) {
+    std::lock_guard<std::mutex> lock(shard.mutex);
+    auto it = shard.names.find(name);
+    if (it == shard.names.end()) {
+        // A name new to this shard is admitted while it holds fewer than max_names (and the
+        // "(other)" entry always is).
+        if (shard.names.size() >= limits_.max_names && name != kOtherName) {
+            AddCounts(shard.names[kOtherName], minute, total, merge_from);
             return;
         }
-        for (int i = 0; i < kMinutes; ++i)
-            if (merge_from->per_minute[i] != 0)
-                c.Add(merge_from->minute_of[i], merge_from->per_minute[i]);
-    };
-    {
-        NameShard& shard = name_shards_[shard_of(name, kShards)];
-        std::lock_guard<std::mutex> lock(shard.mutex);
-        auto it = shard.names.find(name);
-        if (it != shard.names.end()) {
-            add(it->second);
-            return;
-        }
-        // A new name: admitted while fewer than max_names are known (a best-effort bound: two
-        // shards may each admit one at the limit).
-        if (distinct_names_.load(std::memory_order_relaxed) < limits_.max_names) {
-            distinct_names_.fetch_add(1, std::memory_order_relaxed);
-            add(shard.names[name]);
-            return;
-        }
+        it = shard.names.emplace(name, NameCounts{}).first;
     }
-    if (name != kOtherName)
-        AddName(kOtherName, minute, total, merge_from);
+    AddCounts(it->second, minute, total, merge_from);
+}
+
+void Stats::AddCounts(NameCounts& c, std::int64_t minute, std::uint64_t total,
+                      const NameCounts* merge_from) {
+    c.total += total;
+    if (merge_from == nullptr) {
+        c.Add(minute, total);
+        return;
+    }
+    for (int i = 0; i < kMinutes; ++i)
+        if (merge_from->per_minute[i] != 0)
+            c.Add(merge_from->minute_of[i], merge_from->per_minute[i]);
 }
 
 void Stats::RecordUser(const std::string& user_id, std::int64_t at_ms) {
@@ -235,14 +249,14 @@ std::vector<std::pair<std::int64_t, double>> Stats::DailyEstimates() const {
 
 void Stats::WriteJson(JsonWriter& w, std::int64_t at_ms) const {
     const std::int64_t minute_now = floor_div(at_ms, kMinuteMs);
-    // Copy per-name counts out of the shards (one shard lock at a time).
-    std::vector<std::pair<std::string, NameCounts>> names;
+    // Add the shards' counts up by name (one shard lock at a time).
+    std::map<std::string, NameCounts> merged;
     for (const auto& shard : name_shards_) {
         std::lock_guard<std::mutex> lock(shard.mutex);
-        names.insert(names.end(), shard.names.begin(), shard.names.end());
+        for (const auto& [name, counts] : shard.names)
+            AddCounts(merged[name], 0, counts.total, &counts);
     }
-    std::sort(names.begin(), names.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<std::pair<std::string, NameCounts>> names(merged.begin(), merged.end());
     // Per-minute series, oldest first; the last element is the current minute.
     auto series = [&](const NameCounts& c, std::array<std::uint64_t, kMinutes>& out) {
         for (int i = 0; i < kMinutes; ++i) {
@@ -469,7 +483,8 @@ bool Stats::Merge(const rapidjson::Value& v) {
             from.per_minute[static_cast<std::size_t>(i)] = m[1].GetUint();
             ++i;
         }
-        AddName(n[0].GetString(), 0, n[1].GetUint64(), &from);
+        AddName(name_shards_[shard_of(n[0].GetString(), kShards)], n[0].GetString(), 0,
+                n[1].GetUint64(), &from);
     }
     // Sessions still open in the old generation end in this one: remember their start.
     for (const auto& s : open->GetArray()) {

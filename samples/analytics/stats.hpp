@@ -6,8 +6,8 @@
 // chosen by a hash of its own key (event name, session id, user id), or is a set of atomics.
 //
 // Memory is bounded whatever clients send:
-//   - event names: at most `max_names` distinct names are counted by name; later new names are
-//     counted together under "(other)";
+//   - event names: each shard (counts by name are sharded by thread) counts at most `max_names`
+//     distinct names; a name new to a full shard is counted there under "(other)";
 //   - open sessions: at most `max_open_sessions` start times are remembered; a session beyond it
 //     still counts as active, but its length is not measured (`untracked`);
 //   - daily active users: one HyperLogLog of 2^14 one-byte registers (16 KiB) per UTC day, for
@@ -36,9 +36,13 @@ using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
 // Milliseconds since the Unix epoch (system clock): the time base of every figure here.
 std::int64_t now_ms();
 
+// The ANALYTICS_MAX_* keys of runtime.env (README.md).
 struct StatsLimits {
-    std::size_t max_names = 1000;
-    std::size_t max_open_sessions = 1000000;
+    std::size_t max_names = 1000;             // ANALYTICS_MAX_EVENT_NAMES, 1..100000
+    std::size_t max_open_sessions = 1000000;  // ANALYTICS_MAX_OPEN_SESSIONS, 0..100000000
+
+    static bool FromEnv(const std::map<std::string, std::string>& env, StatsLimits& out,
+                        std::string& error);
 };
 
 class Stats {
@@ -89,15 +93,16 @@ class Stats {
         std::map<std::int64_t, std::vector<std::uint8_t>> registers_by_day;  // day -> registers
     };
 
-    void AddName(const std::string& name, std::int64_t minute, std::uint64_t total,
-                 const NameCounts* merge_from);
+    void AddName(NameShard& shard, const std::string& name, std::int64_t minute,
+                 std::uint64_t total, const NameCounts* merge_from);
+    static void AddCounts(NameCounts& c, std::int64_t minute, std::uint64_t total,
+                          const NameCounts* merge_from);
     void AddLength(std::int64_t length_ms);
     void AddRegister(std::int64_t day, std::uint32_t index, std::uint8_t rank);
     std::vector<std::pair<std::int64_t, double>> DailyEstimates() const;
 
     StatsLimits limits_;
     std::array<NameShard, kShards> name_shards_;
-    std::atomic<std::size_t> distinct_names_{0};
     std::array<SessionShard, kShards> session_shards_;
     std::atomic<std::size_t> open_tracked_{0};
     std::array<DayShard, kShards> day_shards_;

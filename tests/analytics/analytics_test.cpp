@@ -108,14 +108,20 @@ class Collector {
     std::vector<Received> received_;
 };
 
-// nkhost with a copy of the analytics plugin in its own runtime.path and `env` as runtime.env.
+// nkhost with a copy of the analytics plugin in its own runtime.path; `env` are runtime.env
+// KEY=VALUE entries, or "--option", "value" pairs.
 struct Server {
     explicit Server(const std::vector<std::string>& env) {
         fs::copy_file(build_dir() / "modules" / "analytics.so", modules.path() / "analytics.so");
         std::vector<std::string> args = {"--runtime.path", modules.path().string()};
-        for (const auto& kv : env) {
+        for (std::size_t i = 0; i < env.size(); ++i) {
+            if (env[i].rfind("--", 0) == 0) {  // a server option and its value
+                args.push_back(env[i]);
+                args.push_back(env.at(++i));
+                continue;
+            }
             args.push_back("--runtime.env");
-            args.push_back(kv);
+            args.push_back(env[i]);
         }
         host = std::make_unique<Nkhost>(args);
     }
@@ -506,4 +512,47 @@ TEST_CASE("hot reload hands counters, an open session and the unsent buffer to t
     socket.close();
     REQUIRE(wait_until([&] { return figure(*s.host, "sessions.length_ms.count") == 1; }));
     CHECK(figure(*s.host, "sessions.active") == 0);
+}
+
+TEST_CASE("bounds: event names beyond ANALYTICS_MAX_EVENT_NAMES count as (other); sessions beyond "
+          "ANALYTICS_MAX_OPEN_SESSIONS count as active but untracked") {
+    // One event worker: one shard of counts by name, so the bound is exact.
+    Server s({"ANALYTICS_MAX_EVENT_NAMES=2", "ANALYTICS_MAX_OPEN_SESSIONS=0",
+              "--runtime.event_queue_workers", "1"});
+    const std::string token = s.host->device_token("analytics-bound-01");
+    send_event(*s.host, token, "first");
+    send_event(*s.host, token, "second");
+    send_event(*s.host, token, "third");
+    send_event(*s.host, token, "fourth");
+    send_event(*s.host, token, "first");
+    REQUIRE(wait_until([&] { return figure(*s.host, "events.total") == 5; }));
+    auto st = stats(*s.host);
+    CHECK(figure(st, "events.by_name.first.total") == 2);
+    CHECK(figure(st, "events.by_name.second.total") == 1);
+    CHECK(figure(st, "events.by_name.(other).total") == 2);
+    CHECK(figure(st, "events.by_name.third.total") == -1);
+
+    {
+        Socket socket(s.host->port(), token);
+        REQUIRE(wait_until([&] { return figure(*s.host, "sessions.active") == 1; }));
+        CHECK(figure(*s.host, "sessions.untracked") == 1);
+        socket.close();
+    }
+    REQUIRE(wait_until([&] { return figure(*s.host, "sessions.ended") == 1; }));
+    st = stats(*s.host);
+    CHECK(figure(st, "sessions.active") == 0);
+    CHECK(figure(st, "sessions.length_ms.count") == 0);
+    CHECK(figure(st, "sessions.unmatched_ends") == 0);
+}
+
+TEST_CASE("a malformed ANALYTICS_* value stops the load with the key named") {
+    TempDir modules, data;
+    fs::copy_file(build_dir() / "modules" / "analytics.so", modules.path() / "analytics.so");
+    const auto r = run_nkhost({"--data_dir", data.path().string(), "--socket.port",
+                               std::to_string(free_port()), "--runtime.path",
+                               modules.path().string(), "--runtime.env",
+                               "ANALYTICS_BATCH_SIZE=lots"});
+    CHECK(r.exit_code != 0);
+    CHECK(r.output.find("ANALYTICS_BATCH_SIZE must be an integer from 1 to 2000") !=
+          std::string::npos);
 }
