@@ -4,6 +4,7 @@
 //   - stats.hpp      counts per event name (total, per minute for the last hour), sessions
 //                    active, daily active users (HyperLogLog), session lengths (p50/p95/max);
 //   - forwarder.hpp  bounded buffer, batching thread, retries, Segment's /v1/batch;
+//   - chart_page.hpp the live chart page at /plugins/analytics (Chart.js, embedded);
 //   - this file      wiring: event handlers, the `analytics_stats` RPC, shutdown and the state
 //                    handed over on a hot reload.
 //
@@ -13,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "chart_page.hpp"
 #include "forwarder.hpp"
 #include "nk/sdk.hpp"
 #include "stats.hpp"
@@ -143,25 +145,32 @@ NK_INIT_MODULE(ctx, logger, nk, initializer) {
     if (auto err = initializer.RegisterEventSessionEnd(on_event))
         return err;
 
+    // The stats as JSON (README.md shows its shape).
+    auto stats_json = [a](const nk::Context& c) {
+        const std::int64_t now = analytics::now_ms();
+        rapidjson::StringBuffer sb;
+        analytics::JsonWriter w(sb);
+        w.StartObject();
+        w.Key("node");
+        w.String(c.node.c_str());
+        w.Key("generated_at");
+        w.String(Rfc3339Ms(now).c_str());
+        a->stats.WriteJson(w, now);
+        w.Key("forwarder");
+        a->forwarder.WriteJson(w);
+        w.EndObject();
+        return std::string(sb.GetString(), sb.GetSize());
+    };
     // Callable with a session token or, server to server, with ?http_key=.
     if (auto err = initializer.RegisterRpc(
-            "analytics_stats", [a](const nk::Context& c, nk::Logger&, nk::Module&,
-                                   const std::string&, std::string& out) {
-                const std::int64_t now = analytics::now_ms();
-                rapidjson::StringBuffer sb;
-                analytics::JsonWriter w(sb);
-                w.StartObject();
-                w.Key("node");
-                w.String(c.node.c_str());
-                w.Key("generated_at");
-                w.String(Rfc3339Ms(now).c_str());
-                a->stats.WriteJson(w, now);
-                w.Key("forwarder");
-                a->forwarder.WriteJson(w);
-                w.EndObject();
-                out.assign(sb.GetString(), sb.GetSize());
+            "analytics_stats", [stats_json](const nk::Context& c, nk::Logger&, nk::Module&,
+                                            const std::string&, std::string& out) {
+                out = stats_json(c);
                 return nk::Error();
             }))
+        return err;
+    // The chart page and its data, under /plugins/analytics (chart_page.hpp).
+    if (auto err = analytics::RegisterChartPage(initializer, stats_json))
         return err;
 
     // Server shutdown: send what is buffered within the grace. Hot reload: stop at once and

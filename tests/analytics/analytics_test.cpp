@@ -556,3 +556,38 @@ TEST_CASE("a malformed ANALYTICS_* value stops the load with the key named") {
     CHECK(r.output.find("ANALYTICS_BATCH_SIZE must be an integer from 1 to 2000") !=
           std::string::npos);
 }
+
+TEST_CASE("the chart page: no secret in the page, Chart.js embedded, data behind the http key") {
+    Server s({});
+    const std::string token = s.host->device_token("analytics-chart-01");
+    send_event(*s.host, token, "chart_check");
+    REQUIRE(wait_until([&] { return figure(*s.host, "events.total") == 1; }));
+    auto c = s.host->client();
+
+    auto page = c->Get("/plugins/analytics?http_key=defaulthttpkey");
+    REQUIRE(page);
+    CHECK(page->status == 200);
+    CHECK(page->get_header_value("Content-Type").rfind("text/html", 0) == 0);
+    CHECK(page->body.find("defaulthttpkey") == std::string::npos);
+    CHECK(page->body.find("id=\"events-total\"") != std::string::npos);
+    CHECK(page->body.find("/plugins/analytics/chart.js") != std::string::npos);
+
+    auto js = c->Get("/plugins/analytics/chart.js");
+    REQUIRE(js);
+    CHECK(js->status == 200);
+    const fs::path chartjs = "/usr/share/javascript/chart.js/chart.min.js";
+    if (fs::exists(chartjs))
+        CHECK(js->body == read_file(chartjs));  // embedded byte for byte
+    CHECK(js->body.find("Chart.js v3.9") != std::string::npos);
+
+    auto denied = c->Get("/plugins/analytics/stats");
+    REQUIRE(denied);
+    CHECK(denied->status == 401);
+    auto data = c->Get("/plugins/analytics/stats?http_key=defaulthttpkey");
+    REQUIRE(data);
+    CHECK(data->status == 200);
+    rapidjson::Document d;
+    d.Parse(data->body.c_str());
+    REQUIRE(d.IsObject());
+    CHECK(figure(d, "events.by_name.chart_check.total") == 1);
+}
