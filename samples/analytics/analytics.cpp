@@ -181,6 +181,8 @@ NK_INIT_MODULE(ctx, logger, nk, initializer) {
                 a->forwarder.Halt();
                 return;
             }
+            if (!a->forwarder.enabled())
+                return;
             // The host rounds the grace up to whole seconds: keep a margin.
             const std::int64_t ms = grace_seconds * 1000;
             a->forwarder.Drain(std::chrono::milliseconds(ms >= 2000 ? ms - 1000 : ms / 2));
@@ -221,11 +223,13 @@ NK_INIT_MODULE(ctx, logger, nk, initializer) {
         return err;
 
     a->forwarder.Start();
-    if (a->forwarder.enabled())
+    if (a->forwarder.enabled()) {
         logger.Info("analytics: forwarding to %s/v1/batch (batch %zu, every %lld ms, buffer %zu)",
                     options.endpoint.c_str(), options.batch_size,
                     static_cast<long long>(options.flush_interval.count()), options.buffer_limit);
-    else
-        logger.Info("analytics: forwarding off (ANALYTICS_ENDPOINT not set); stats RPC on");
+    } else {
+        logger.Info("analytics: forwarding off (ANALYTICS_ENDPOINT not set)");
+    }
+    logger.Info("analytics: stats in the RPC analytics_stats and at /plugins/analytics?http_key=...");
     return {};
 }

@@ -133,6 +133,7 @@ struct Server {
         CHECK(out.find("AddressSanitizer") == std::string::npos);
         CHECK(out.find("runtime error:") == std::string::npos);
         CHECK(out.find("LeakSanitizer") == std::string::npos);
+        CHECK(out.find("ThreadSanitizer") == std::string::npos);
     }
     TempDir modules;
     std::unique_ptr<Nkhost> host;
