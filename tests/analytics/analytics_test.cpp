@@ -48,8 +48,8 @@ class Collector {
         int status = 200;
         std::string retry_after;
     };
-    Collector() {
-        port_ = free_port();
+    explicit Collector(std::uint16_t port = 0) {
+        port_ = port != 0 ? port : free_port();
         server_.Post("/v1/batch", [this](const httplib::Request& req, httplib::Response& res) {
             Received r;
             r.path = req.path;
@@ -591,4 +591,40 @@ TEST_CASE("the chart page: no secret in the page, Chart.js embedded, data behind
     d.Parse(data->body.c_str());
     REQUIRE(d.IsObject());
     CHECK(figure(d, "events.by_name.chart_check.total") == 1);
+}
+
+TEST_CASE("an unreachable collector: network errors are retried until it listens") {
+    const std::uint16_t port = free_port();  // nothing listens here yet
+    auto s = std::make_unique<Server>(std::vector<std::string>{
+        "ANALYTICS_ENDPOINT=http://127.0.0.1:" + std::to_string(port), "ANALYTICS_BATCH_SIZE=5",
+        "ANALYTICS_FLUSH_INTERVAL_MS=50", "ANALYTICS_TIMEOUT_MS=1000"});
+    const std::string token = s->host->device_token("analytics-net-0001");
+    for (int i = 0; i < 5; ++i)
+        send_event(*s->host, token, "offline_try");
+    REQUIRE(wait_until([&] { return figure(*s->host, "forwarder.failed_requests") >= 2; }));
+    CHECK(stats(*s->host)["forwarder"]["last_error"].GetString() != std::string());
+    CHECK(figure(*s->host, "forwarder.delivered") == 0);
+
+    Collector collector(port);
+    REQUIRE(wait_until([&] { return figure(*s->host, "forwarder.delivered") == 5; }, 60s));
+    CHECK(collector.delivered_ids().size() == 5);
+    s.reset();  // stops the server while the collector still listens
+}
+
+TEST_CASE("shutdown with the collector down gives up within the grace and says what is unsent") {
+    Collector collector;
+    collector.respond([](std::size_t) { return Collector::Answer{503, ""}; });
+    Server s({endpoint_env(collector), "ANALYTICS_BATCH_SIZE=1000",
+              "ANALYTICS_FLUSH_INTERVAL_MS=600000", "--shutdown_grace_sec", "2"});
+    const std::string token = s.host->device_token("analytics-grace-01");
+    for (int i = 0; i < 3; ++i)
+        send_event(*s.host, token, "never_delivered");
+    REQUIRE(wait_until([&] { return figure(*s.host, "forwarder.buffered") == 3; }));
+
+    CHECK(s.host->process().stop(SIGTERM) == 0);
+    const std::string out = s.host->output();
+    CHECK(out.find("analytics: shutdown grace over with 3 events unsent") != std::string::npos);
+    CHECK(out.find("shutdown handler still running") == std::string::npos);  // it returned in time
+    CHECK(!collector.received().empty());  // it did try
+    CHECK(collector.delivered_ids().empty());
 }
