@@ -10,6 +10,7 @@
 //
 // Configuration: runtime.env ANALYTICS_* keys (README.md). Forwarding is off unless
 // ANALYTICS_ENDPOINT is set; the stats RPC is always on.
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -28,19 +29,32 @@ struct Analytics {
     analytics::Forwarder forwarder;
 };
 
-// ---- host additions in progress -------------------------------------------------------------
-// Two SDK additions are coming; until they land this sample does without them:
-//   - event ids (nk::Event::id, a UUID v7 given by the host when it receives an event): use it
-//     as the messageId below, so that an event replayed from anywhere keeps its id, and its
-//     receive time (instead of now) for the per-minute counts and session lengths;
-//   - plugin metrics (nk::Module::MetricsCounterAdd / MetricsGaugeSet): publish the event count
-//     by name and the sessions active, so Prometheus users get them without the RPC.
-std::string MessageIdFor(const nk::Event& /*evt*/) {
-    return analytics::random_uuid();  // generated once, when the event is first buffered
+// ---- event ids, receive times and plugin metrics (ABI 1.1) ---------------------------------
+// Each falls back to what the plugin can do alone when the host predates them.
+
+// Segment's messageId: the host's event id (a UUID v7 given when the server received the event,
+// the same wherever the event is seen again), else a random UUID given here, once, when the
+// event is first buffered.
+std::string MessageIdFor(const nk::Event& evt) {
+    return !evt.id.empty() ? evt.id : analytics::random_uuid();
 }
-void PublishMetrics(nk::Module& /*nk*/, const nk::Event& /*evt*/) {
-    // nk.MetricsCounterAdd("analytics_events", {{"name", evt.name}}, 1);
-    // nk.MetricsGaugeSet("analytics_sessions_active", {}, sessions_active);
+// The time an event counts at: when the server received it, else now.
+std::int64_t CountedAtMs(const nk::Event& evt) {
+    if (evt.received_at.time_since_epoch().count() == 0)
+        return analytics::now_ms();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               evt.received_at.time_since_epoch())
+        .count();
+}
+// The same figures for Prometheus (<metrics.prefix>_custom_analytics_events{name} and
+// _custom_analytics_sessions_active). Errors are ignored on purpose: an older host answers
+// "unimplemented", and a name beyond the host's 256 tag sets per metric is dropped and counted
+// by the host itself.
+void PublishMetrics(nk::Module& nk, const nk::Event& evt, const analytics::Stats& stats) {
+    nk.MetricsCounterAdd("analytics_events", {{"name", evt.name}}, 1);
+    if (evt.kind != NK_EVENT_CUSTOM)
+        nk.MetricsGaugeSet("analytics_sessions_active", {},
+                           static_cast<double>(stats.SessionsActive()));
 }
 // ------------------------------------------------------------------------------------------
 
@@ -106,7 +120,7 @@ std::string TrackJson(const nk::Context& ctx, const nk::Event& evt, const std::s
 
 // What every handler does with an event: count it, then forward it.
 void Handle(Analytics& a, const nk::Context& ctx, nk::Module& nk, const nk::Event& evt) {
-    const std::int64_t at = analytics::now_ms();
+    const std::int64_t at = CountedAtMs(evt);
     a.stats.RecordEvent(evt.name, at);
     if (!ctx.user_id.empty())
         a.stats.RecordUser(ctx.user_id, at);
@@ -114,7 +128,7 @@ void Handle(Analytics& a, const nk::Context& ctx, nk::Module& nk, const nk::Even
         a.stats.RecordSessionStart(ctx.session_id, at);
     else if (evt.kind == NK_EVENT_SESSION_END)
         a.stats.RecordSessionEnd(ctx.session_id, at);
-    PublishMetrics(nk, evt);
+    PublishMetrics(nk, evt, a.stats);
     if (a.forwarder.enabled()) {
         std::string id = MessageIdFor(evt);
         std::string json = TrackJson(ctx, evt, id, at);

@@ -15,6 +15,7 @@
 //   - session lengths: a fixed log-scale histogram (kLengthBuckets atomics).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -60,6 +61,11 @@ class Stats {
     void RecordUser(const std::string& user_id, std::int64_t at_ms);
     void RecordSessionStart(const std::string& session_id, std::int64_t at_ms);
     void RecordSessionEnd(const std::string& session_id, std::int64_t at_ms);
+
+    // Sessions open now (never negative).
+    std::int64_t SessionsActive() const {
+        return std::max<std::int64_t>(sessions_active_.load(std::memory_order_relaxed), 0);
+    }
 
     // The "events", "top_events", "sessions" and "daily_active_users" members of the stats JSON
     // (see README.md), written into an object the caller has opened.

@@ -236,7 +236,8 @@ TEST_CASE("batches arrive in the Segment batch format with Basic auth") {
         send_event(*s.host, bob, "purchase", "{\"sku\":\"gem_pack\"}");
 
     REQUIRE(wait_until([&] { return collector.delivered_ids().size() == 12; }));
-    const std::regex uuid("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}");
+    // The host's event id: a UUID v7.
+    const std::regex uuid("[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");
     const std::regex rfc3339("\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?Z");
     std::map<std::string, int> by_user_event;
     std::set<std::string> levels;
@@ -446,6 +447,14 @@ TEST_CASE("analytics_stats: counts by name, top events, a session with its lengt
 
     REQUIRE(st["daily_active_users"].Size() >= 1);
     CHECK(st["daily_active_users"][0]["users"].GetInt64() == 3);
+
+    // The same figures as plugin metrics on the Prometheus endpoint.
+    CHECK(s.host->metric("nkhost_custom_analytics_events", {"name=\"level_up\""}) == 6);
+    CHECK(s.host->metric("nkhost_custom_analytics_events", {"name=\"session_end\""}) == 1);
+    CHECK(s.host->metric("nkhost_custom_analytics_events") == 10);
+    CHECK(s.host->metric("nkhost_custom_analytics_sessions_active") == 0);
+    CHECK(s.host->metrics_text().find("nkhost_custom_analytics_sessions_active") !=
+          std::string::npos);
     CHECK(figure(st, "forwarder.enabled") == -1);  // a bool, not a number
     CHECK(st["forwarder"]["enabled"].GetBool() == false);
 
