@@ -9,7 +9,7 @@
 //                    handed over on a hot reload.
 //
 // Configuration: runtime.env ANALYTICS_* keys (README.md). Forwarding is off unless
-// ANALYTICS_ENDPOINT is set; the stats RPC is always on.
+// ANALYTICS_ENDPOINT is set; the stats RPC, the chart page and the plugin metrics are always on.
 #include <chrono>
 #include <cstdint>
 #include <memory>

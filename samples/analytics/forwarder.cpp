@@ -25,7 +25,7 @@ constexpr milliseconds kRetryAfterCap{600000};
 
 std::string random_uuid() {
     // splitmix64 over one atomic counter: lock-free and thread-safe; seeded once per module
-    // generation from the OS. (Replaced by the host's event id, see analytics.cpp.)
+    // generation from the OS. Only used when the host gives no event id (see analytics.cpp).
     static std::atomic<std::uint64_t> state{(std::uint64_t{std::random_device{}()} << 32) ^
                                             std::random_device{}()};
     auto next = [] {

@@ -128,7 +128,8 @@ class Forwarder {
     std::string last_error_;
 };
 
-// A random (version 4) UUID, as Segment's messageId. Thread-safe.
+// A random (version 4) UUID: the messageId of an event the host gave no id (a host before
+// ABI 1.1). Thread-safe.
 std::string random_uuid();
 
 }  // namespace analytics
