@@ -36,14 +36,15 @@ async function waitHealthy(port, child, timeoutMs) {
   throw new Error('nkhost did not become healthy');
 }
 
-// Starts nkhost. opts.plugins: names of plugins in <build>/modules to load;
+// Starts nkhost. opts.plugins: names of plugins in <build>/modules (samples), <build>/plugins
+// (first-party plugins) or <build>/e2e-modules to load;
 // opts.dataDir: reuse a data dir (for restarts); opts.args: extra CLI args.
 async function startServer(opts = {}) {
   const dataDir = opts.dataDir || fs.mkdtempSync(path.join(os.tmpdir(), 'nkhost-e2e-'));
   const modules = path.join(dataDir, 'modules');
   fs.mkdirSync(modules, { recursive: true });
   for (const name of opts.plugins || []) {
-    const candidates = ['modules', 'e2e-modules'].map((d) => path.join(buildDir, d, `${name}.so`));
+    const candidates = ['modules', 'plugins', 'e2e-modules'].map((d) => path.join(buildDir, d, `${name}.so`));
     const found = candidates.find((p) => fs.existsSync(p));
     if (!found) throw new Error(`plugin ${name}.so not built (looked in ${candidates.join(', ')})`);
     fs.copyFileSync(found, path.join(modules, `${name}.so`));
