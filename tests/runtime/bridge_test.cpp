@@ -99,6 +99,20 @@ TEST_CASE("event handlers get the event and its context; nk.event re-enters the 
     CHECK(pong.kind == events::Kind::custom);
 }
 
+TEST_CASE("handlers that capture InitModule's ctx, logger and nk by reference stay valid") {
+    Host h({fixture("captures_by_ref")});
+    REQUIRE(h.status.is_ok());
+    std::string out;
+    REQUIRE(h.rt->rpc("captured", user_ctx(), "p", out).is_ok());
+    CHECK(out == "run_once|node-a|rpc");
+    events::Event from_rpc;
+    REQUIRE(h.sink.wait_for("from_captured_rpc", from_rpc));
+    CHECK(h.pipeline->submit(h.event("ping_captured")) == events::SubmitResult::accepted);
+    events::Event pong;
+    REQUIRE(h.sink.wait_for("pong_captured", pong));
+    CHECK(prop(pong, "init_mode") == "run_once");
+}
+
 TEST_CASE("session start and end handlers") {
     Host h({fixture("events_good")});
     REQUIRE(h.status.is_ok());

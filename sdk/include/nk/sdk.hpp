@@ -1226,15 +1226,26 @@ class Initializer {
 
 namespace detail {
 using InitFn = Error (*)(const Context&, Logger&, Module&, Initializer&);
+// What InitModule's body receives. The macro keeps them in a static of the plugin's own
+// translation unit (internal linkage: every plugin, and every generation of it, a separate
+// dlopen of a separate copy, has its own), not on InitModule's stack, so a handler that
+// captures ctx, logger, nk or initializer by reference ([&]) stays valid while the module is
+// loaded. ctx keeps InitModule's context (mode "run_once"); handlers get their own context as
+// an argument. The initializer refuses registrations once InitModule has returned.
+struct InitArgs {
+    Context ctx;
+    Logger logger;
+    Module nk;
+    Initializer initializer;
+};
 inline nk_status run_init(const nk_context* ctx, const nk_logger* logger, const nk_module* nk,
-                          const nk_initializer* initializer, InitFn fn) {
+                          const nk_initializer* initializer, InitFn fn,
+                          std::optional<InitArgs>& args) {
     std::string reason;
     nk_sink sink = string_sink(reason);
     nk_status st = guarded(logger, &sink, "InitModule", [&] {
-        Logger l(logger);
-        Module m(nk);
-        Initializer i(initializer);
-        return fn(Context::FromC(ctx), l, m, i);
+        args.emplace(InitArgs{Context::FromC(ctx), Logger(logger), Module(nk), Initializer(initializer)});
+        return fn(args->ctx, args->logger, args->nk, args->initializer);
     });
     if (st != NK_OK && NK_HAS_FIELD(initializer, nk_initializer, set_init_error) &&
         initializer->set_init_error != nullptr)
@@ -1251,11 +1262,13 @@ inline nk_status run_init(const nk_context* ctx, const nk_logger* logger, const 
 #define NK_INIT_MODULE(ctx, logger, nk, initializer)                                               \
     static ::nk::Error nk_init_module_body(const ::nk::Context&, ::nk::Logger&, ::nk::Module&,     \
                                            ::nk::Initializer&);                                    \
+    static std::optional<::nk::detail::InitArgs> nk_init_module_args;                              \
     NK_PLUGIN_ABI()                                                                                \
     extern "C" NK_EXPORT nk_status InitModule(const nk_context* c_ctx, const nk_logger* c_logger,  \
                                               const nk_module* c_nk,                               \
                                               const nk_initializer* c_initializer) {               \
-        return ::nk::detail::run_init(c_ctx, c_logger, c_nk, c_initializer, &nk_init_module_body); \
+        return ::nk::detail::run_init(c_ctx, c_logger, c_nk, c_initializer, &nk_init_module_body,  \
+                                      nk_init_module_args);                                        \
     }                                                                                              \
     static ::nk::Error nk_init_module_body(                                                        \
         [[maybe_unused]] const ::nk::Context& ctx, [[maybe_unused]] ::nk::Logger& logger,          \
