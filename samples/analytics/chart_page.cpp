@@ -53,7 +53,8 @@ function chart(id, type, label) {
 }
 const rate = chart("rate", "line", "events/minute");
 const sessions = chart("sessions", "line", "sessions active");
-const top = chart("top", "bar", "events");
+// Not `top`: a global const of that name clashes with window.top and stops the whole script.
+const topEvents = chart("top", "bar", "events");
 const dau = chart("dau", "bar", "users");
 function show(c, labels, values) {
   if (!c) return;
@@ -81,7 +82,7 @@ async function refresh() {
       if (sessions.data.labels.length > 720) { sessions.data.labels.shift(); sessions.data.datasets[0].data.shift(); }
       sessions.update();
     }
-    show(top, s.top_events.map((e) => e.name), s.top_events.map((e) => e.count));
+    show(topEvents, s.top_events.map((e) => e.name), s.top_events.map((e) => e.count));
     const days = s.daily_active_users.slice().reverse();
     show(dau, days.map((d) => d.day), days.map((d) => d.users));
     $("status").textContent = "Updated " + new Date().toLocaleTimeString() + " from node " + s.node +
