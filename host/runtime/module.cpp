@@ -393,7 +393,21 @@ ModuleGeneration::ModuleGeneration(std::shared_ptr<HostServices> host, std::file
     initializer_.register_http = &reg_http;
 }
 
+namespace {
+// Serialises loading (dlopen + InitModule) with unloading (destroy callbacks + dlclose) across
+// the process. The dynamic loader serialises them itself, but ThreadSanitizer cannot see its
+// lock: a new generation mapped where a retired one was would look like a race on the
+// plugin's static data (written by its static destructors at dlclose on the retirer thread,
+// then by InitModule on the reloader thread). Loads and unloads are rare; nothing waits on
+// this lock for long except another load or unload.
+std::mutex& loader_mutex() {
+    static std::mutex m;
+    return m;
+}
+}  // namespace
+
 ModuleGeneration::~ModuleGeneration() {
+    std::lock_guard loader(loader_mutex());
     {
         std::lock_guard lock(init_mutex_);
         init_open_ = false;
@@ -482,6 +496,7 @@ Status ModuleGeneration::load() {
 }
 
 Status ModuleGeneration::open_and_init() {
+    std::lock_guard loader(loader_mutex());
     try {
         library_.load(copy_, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     } catch (const std::exception& e) {
