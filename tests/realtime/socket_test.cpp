@@ -74,10 +74,29 @@ public:
         });
         return found;
     }
-    std::optional<Event> wait_start_of_user(const std::string& user_id) const {
-        return wait_for([&](const Event& e) {
-            return e.kind == Kind::session_start && e.context().user_id == user_id;
+    // The session_start of the user's session after the first `skip` (a user may have several).
+    std::optional<Event> wait_start_of_user(const std::string& user_id, std::size_t skip = 0) const {
+        std::unique_lock lock(mutex_);
+        std::optional<Event> found;
+        cv_.wait_for(lock, kSafety, [&] {
+            std::size_t seen = 0;
+            for (const auto& e : events_) {
+                if (e.kind == Kind::session_start && e.context().user_id == user_id &&
+                    seen++ == skip) {
+                    found = e;
+                    return true;
+                }
+            }
+            return false;
         });
+        return found;
+    }
+    std::size_t starts_of_user(const std::string& user_id) const {
+        std::lock_guard lock(mutex_);
+        std::size_t n = 0;
+        for (const auto& e : events_)
+            n += e.kind == Kind::session_start && e.context().user_id == user_id;
+        return n;
     }
     std::optional<Event> wait_end(const std::string& session_id) const {
         return wait_for([&](const Event& e) {
@@ -306,10 +325,12 @@ struct Connected {
 Connected connect_user(Harness& h, const std::string& user, const std::string& extra = "",
                        std::function<void(asio::ip::tcp::socket&)> tune = {}) {
     Connected c;
+    const std::size_t earlier = h.recorder().starts_of_user(h.user_id(user));
     c.client = std::make_unique<Client>(h.port(), std::move(tune));
     auto ec = c.client->handshake(ws_target(h.token_for(user), extra));
     REQUIRE_MESSAGE(!ec, ec.message());
-    auto start = h.recorder().wait_start_of_user(h.user_id(user));
+    // This connection's session_start, not one of an earlier socket of the same user.
+    auto start = h.recorder().wait_start_of_user(h.user_id(user), earlier);
     REQUIRE(start);
     c.start = *start;
     // session_start is submitted just before the session enters the registry: wait for it.
