@@ -19,6 +19,7 @@
 
 #include <rapidjson/document.h>
 
+#include "analytics_server.hpp"
 #include "security_support.hpp"
 #include "support/wait.hpp"
 
@@ -106,37 +107,6 @@ class Collector {
     mutable std::mutex mutex_;
     std::function<Answer(std::size_t)> respond_;
     std::vector<Received> received_;
-};
-
-// nkhost with a copy of the analytics plugin in its own runtime.path; `env` are runtime.env
-// KEY=VALUE entries, or "--option", "value" pairs.
-struct Server {
-    explicit Server(const std::vector<std::string>& env) {
-        fs::copy_file(build_dir() / "modules" / "analytics.so", modules.path() / "analytics.so");
-        std::vector<std::string> args = {"--runtime.path", modules.path().string()};
-        for (std::size_t i = 0; i < env.size(); ++i) {
-            if (env[i].rfind("--", 0) == 0) {  // a server option and its value
-                args.push_back(env[i]);
-                args.push_back(env.at(++i));
-                continue;
-            }
-            args.push_back("--runtime.env");
-            args.push_back(env[i]);
-        }
-        host = std::make_unique<Nkhost>(args);
-    }
-    // A clean shutdown, and nothing the sanitizers reported (the plugin runs inside nkhost).
-    ~Server() {
-        if (host->process().running())
-            CHECK(host->process().stop(SIGTERM) == 0);
-        const std::string out = host->output();
-        CHECK(out.find("AddressSanitizer") == std::string::npos);
-        CHECK(out.find("runtime error:") == std::string::npos);
-        CHECK(out.find("LeakSanitizer") == std::string::npos);
-        CHECK(out.find("ThreadSanitizer") == std::string::npos);
-    }
-    TempDir modules;
-    std::unique_ptr<Nkhost> host;
 };
 
 void send_event(const Nkhost& host, const std::string& token, const std::string& name,
@@ -396,7 +366,7 @@ TEST_CASE("shutdown (SIGTERM) sends what is buffered") {
 }
 
 TEST_CASE("analytics_stats: counts by name, top events, a session with its length, DAU") {
-    Server s({});  // forwarding off
+    Server s;  // forwarding off
     const std::string a = s.host->device_token("analytics-stats-a01");
     const std::string b = s.host->device_token("analytics-stats-b01");
     const std::string c = s.host->device_token("analytics-stats-c01");
@@ -568,7 +538,7 @@ TEST_CASE("a malformed ANALYTICS_* value stops the load with the key named") {
 }
 
 TEST_CASE("the chart page: no secret in the page, Chart.js embedded, data behind the http key") {
-    Server s({});
+    Server s;
     const std::string token = s.host->device_token("analytics-chart-01");
     send_event(*s.host, token, "chart_check");
     REQUIRE(wait_until([&] { return figure(*s.host, "events.total") == 1; }));

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "analytics_server.hpp"
 #include "security_support.hpp"
 #include "support/wait.hpp"
 
@@ -31,27 +32,6 @@ namespace {
 
 constexpr const char* kHttpKey = "defaulthttpkey";
 constexpr int kEvents = 7;
-
-// nkhost with a copy of the analytics plugin in its own runtime.path.
-struct Server {
-    Server() {
-        fs::copy_file(build_dir() / "modules" / "analytics.so", modules.path() / "analytics.so");
-        host = std::make_unique<Nkhost>(
-            std::vector<std::string>{"--runtime.path", modules.path().string()});
-    }
-    // A clean shutdown, and nothing the sanitizers reported (the plugin runs inside nkhost).
-    ~Server() {
-        if (host->process().running())
-            CHECK(host->process().stop(SIGTERM) == 0);
-        const std::string out = host->output();
-        CHECK(out.find("AddressSanitizer") == std::string::npos);
-        CHECK(out.find("runtime error:") == std::string::npos);
-        CHECK(out.find("LeakSanitizer") == std::string::npos);
-        CHECK(out.find("ThreadSanitizer") == std::string::npos);
-    }
-    TempDir modules;
-    std::unique_ptr<Nkhost> host;
-};
 
 struct BrowserRun {
     int exit_code = -1;  // -1 when it had to be killed
