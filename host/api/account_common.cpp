@@ -39,16 +39,21 @@ RequestContext anonymous_context(const net::Request& request) {
 
 Hooks::Hooks(Services& services, std::string_view api_id)
     : runtime_(services.runtime), api_id_(api_id) {
-    if (runtime_ != nullptr)
+    // The lock-free index first: most requests have no hook and need no pinned snapshot.
+    // Without one now, the request runs no hook, as the registrations of this moment say,
+    // even if a reload adds one before it ends.
+    hooked_ = runtime_ != nullptr &&
+              (runtime_->has_before(api_id_) || runtime_->has_after(api_id_));
+    if (hooked_)
         pin_ = runtime_->pin();
 }
 
 bool Hooks::has_before() const {
-    return runtime_ != nullptr && runtime_->has_before(pin_, api_id_);
+    return hooked_ && runtime_->has_before(pin_, api_id_);
 }
 
 bool Hooks::has_after() const {
-    return runtime_ != nullptr && runtime_->has_after(pin_, api_id_);
+    return hooked_ && runtime_->has_after(pin_, api_id_);
 }
 
 Status Hooks::before(RequestContext ctx, std::string& in_json) const {

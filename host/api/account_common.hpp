@@ -50,6 +50,7 @@ class Hooks {
 
   private:
     RuntimeBridge* runtime_;
+    bool hooked_ = false;  // a before- or after-hook for api_id_ was registered at construction
     RuntimeBridge::Pin pin_;
     std::string_view api_id_;
 };

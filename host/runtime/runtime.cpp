@@ -559,15 +559,19 @@ void Runtime::finish_reloads(std::vector<Retiring> retire) {
             retire_queue_.push_back(std::move(r));
             ++retiring_;
         }
-        if (host_->metrics != nullptr) {
-            host_->metrics
-                ->gauge("module_generations_retiring",
-                        "Replaced or unloaded module generations not yet unloaded (waiting for "
-                        "their last call, shutdown handlers or state handoff)")
-                .set(static_cast<std::int64_t>(retiring_));
-        }
+        show_retiring();
     }
     retire_cv_.notify_all();
+}
+
+void Runtime::show_retiring() {
+    if (host_->metrics == nullptr)
+        return;
+    host_->metrics
+        ->gauge("module_generations_retiring",
+                "Replaced or unloaded module generations not yet unloaded (waiting for their "
+                "last call, shutdown handlers or state handoff)")
+        .set(static_cast<std::int64_t>(retiring_));
 }
 
 ReloadResult Runtime::reload(const fs::path& file) {
@@ -816,10 +820,7 @@ void Runtime::retirer_loop() {
             progressed = true;
             std::lock_guard lock(retire_mutex_);
             --retiring_;
-            if (host_->metrics != nullptr) {
-                host_->metrics->gauge("module_generations_retiring", "")
-                    .set(static_cast<std::int64_t>(retiring_));
-            }
+            show_retiring();
             retire_cv_.notify_all();
         }
         if (!progressed && !waiting.empty()) {

@@ -190,6 +190,7 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
     ReloadResult reload_locked(const std::filesystem::path& file, bool created,
                                std::vector<Retiring>& retire);
     void finish_reloads(std::vector<Retiring> retire);
+    void show_retiring();  // module_generations_retiring; caller holds retire_mutex_
     void count_reload(const std::string& module, ReloadResult r, std::uint64_t generation);
     void reloader_loop(std::shared_ptr<Watcher> watcher);
     void retirer_loop();
