@@ -285,7 +285,102 @@ nk_status module_metrics_timer_record(const nk_module* m, nk_str name, const nk_
     });
 }
 
+// ---- nk_module: faults (ABI 1.2) ----
+void module_report_fault(const nk_module* m, nk_str what) {
+    if (m == nullptr || m->host == nullptr)
+        return;
+    try {
+        const ModuleGeneration& self = self_of(m);
+        CallScope* scope = CallScope::current();
+        if (scope != nullptr && &scope->module() == &self) {
+            scope->set_fault(sv(what));
+            self.fault(scope->kind(), scope->target(), sv(what));
+        } else {
+            self.fault("none", "", sv(what));
+        }
+    } catch (...) {
+    }
+}
+
+// Why the last registration refused on this thread was refused (initializer.last_error).
+thread_local std::string t_last_refusal;
+
 }  // namespace
+
+namespace {
+thread_local CallScope* t_call_scope = nullptr;
+}  // namespace
+
+CallScope::CallScope(const ModuleGeneration& module, const char* kind, std::string_view target)
+    : module_(module), kind_(kind), target_(target), previous_(t_call_scope) {
+    t_call_scope = this;
+}
+CallScope::~CallScope() {
+    t_call_scope = previous_;
+}
+CallScope* CallScope::current() {
+    return t_call_scope;
+}
+void CallScope::set_fault(std::string_view what) {
+    if (!faulted_)
+        fault_ = what;  // the first fault of the call is the one that ended it
+    faulted_ = true;
+}
+
+void ModuleGeneration::fault(const char* kind, std::string_view target,
+                             std::string_view what) const {
+    try {
+        if (host_->metrics != nullptr) {
+            host_->metrics
+                ->counter("plugin_faults",
+                          "Plugin calls that failed in the plugin's own code (an exception "
+                          "escaped a handler), by module and kind of call",
+                          {{"module", name_}, {"call", kind}})
+                .inc();
+        }
+        if (std::string_view(kind) == "event")
+            return;  // the event pipeline logs it (rate-limited) and counts event_handler_errors
+        std::optional<std::uint64_t> suppressed;
+        {
+            std::lock_guard lock(fault_mutex_);
+            // One limit per call (RPC id, hook id, route): bounded by what the module
+            // registered. Event faults never get here.
+            std::string key = fmt::format("{}:{}", kind, target);
+            auto it = fault_limits_.find(key);
+            if (it == fault_limits_.end())
+                it = fault_limits_
+                         .emplace(std::move(key),
+                                  std::make_unique<log::RateLimit>(std::chrono::seconds(1)))
+                         .first;
+            suppressed = it->second->allow();
+        }
+        if (!suppressed)
+            return;
+        std::string_view call = kind;
+        if (call == "rpc")
+            call = "RPC";
+        else if (call == "before")
+            call = "before-hook";
+        else if (call == "after")
+            call = "after-hook";
+        else if (call == "http")
+            call = "HTTP handler";
+        else if (call == "shutdown")
+            call = "shutdown handler";
+        else if (call == "handoff")
+            call = "state handoff";
+        else if (call == "none")
+            call = "code outside a host call";
+        std::string line = target.empty()
+                               ? fmt::format("Module {}: {}: {}", name_, call, what)
+                               : fmt::format("Module {}: {} {}: {}", name_, call, target, what);
+        if (*suppressed > 0)
+            line += fmt::format(" ({} more like it in the last second not logged)", *suppressed);
+        log::write(spdlog::level::err, line,
+                   {{"module", name_}, {"call", std::string(kind)}, {"target", std::string(target)}});
+    } catch (...) {
+    }
+}
 
 namespace {
 constexpr std::uint64_t kFnvOffset = 14695981039346656037ull;
@@ -378,6 +473,7 @@ ModuleGeneration::ModuleGeneration(std::shared_ptr<HostServices> host, std::file
     module_.metrics_counter_add = &module_metrics_counter_add;
     module_.metrics_gauge_set = &module_metrics_gauge_set;
     module_.metrics_timer_record = &module_metrics_timer_record;
+    module_.report_fault = &module_report_fault;
 
     initializer_.size = sizeof(nk_initializer);
     initializer_.host = this;
@@ -391,6 +487,7 @@ ModuleGeneration::ModuleGeneration(std::shared_ptr<HostServices> host, std::file
     initializer_.set_init_error = &set_init_error;
     initializer_.register_handoff = &reg_handoff;
     initializer_.register_http = &reg_http;
+    initializer_.last_error = &last_error;
 }
 
 namespace {
@@ -568,17 +665,11 @@ Status ModuleGeneration::open_and_init() {
         // A module that loads without a registration it asked for is not the module its
         // author wrote (and a reload would swap it in with a hole): refuse it.
         return Status::invalid_argument(fmt::format(
-            "InitModule returned OK after {} was refused (invalid argument, logged above); "
-            "check the registration and return its error",
+            "InitModule returned OK after a registration was refused: {}; fix the registration "
+            "and return its error from InitModule",
             refused));
     }
     return Status::ok();
-}
-
-void ModuleGeneration::note_refusal(const char* what) {
-    std::lock_guard lock(init_mutex_);
-    if (init_open_ && refused_.empty())
-        refused_ = what;
 }
 
 std::vector<std::string> ModuleGeneration::describe() const {
@@ -608,15 +699,42 @@ std::vector<std::string> ModuleGeneration::describe() const {
 
 nk_status ModuleGeneration::check_registration(const char* what, void* user_data,
                                                nk_on_destroy_fn destroy) {
-    std::lock_guard lock(init_mutex_);
-    if (!init_open_ || init_thread_ != std::this_thread::get_id()) {
-        spdlog::error("Module {}: {} refused: registration is only allowed inside InitModule",
-                      name_, what);
-        return NK_FAILED_PRECONDITION;
+    bool open = false;
+    {
+        std::lock_guard lock(init_mutex_);
+        open = init_open_ && init_thread_ == std::this_thread::get_id();
     }
-    (void)user_data;
-    (void)destroy;
-    return NK_OK;
+    if (open)
+        return NK_OK;
+    return refused(NK_FAILED_PRECONDITION,
+                   fmt::format("{} refused: registration is only allowed inside InitModule, on "
+                               "its thread",
+                               what),
+                   user_data, destroy);
+}
+
+nk_status ModuleGeneration::refused(nk_status st, std::string reason, void* user_data,
+                                    nk_on_destroy_fn destroy) {
+    spdlog::error("Module {}: {}", name_, reason);
+    {
+        std::lock_guard lock(init_mutex_);
+        // A refusal during InitModule refuses the module (see open_and_init); a late one (after
+        // InitModule returned, or from another thread) only fails that call.
+        if (st == NK_INVALID_ARGUMENT && init_open_ && refused_.empty())
+            refused_ = reason;
+    }
+    try {
+        t_last_refusal = std::move(reason);
+    } catch (...) {
+    }
+    // The host owns user_data once a register_* function is called: destroy it now.
+    if (destroy != nullptr)
+        destroy(user_data);
+    return st;
+}
+
+void ModuleGeneration::last_error(const nk_initializer*, nk_sink* r_message) {
+    write_sink(r_message, t_last_refusal);
 }
 
 void ModuleGeneration::own(void* user_data, nk_on_destroy_fn destroy) {
@@ -625,11 +743,14 @@ void ModuleGeneration::own(void* user_data, nk_on_destroy_fn destroy) {
 }
 
 namespace {
-// Refused registrations: the host owns user_data on entry, so it destroys it now.
-nk_status refuse(nk_status st, void* user_data, nk_on_destroy_fn destroy) {
-    if (destroy != nullptr)
-        destroy(user_data);
-    return st;
+std::string valid_hook_ids() {
+    std::string out;
+    for (auto id : known_api_ids) {
+        if (!out.empty())
+            out += ", ";
+        out += id;
+    }
+    return out;
 }
 }  // namespace
 
@@ -638,11 +759,9 @@ nk_status ModuleGeneration::reg_event(const nk_initializer* i, nk_on_event_fn fn
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_event", ud, destroy);
     if (st != NK_OK)
-        return refuse(st, ud, destroy);
-    if (fn == nullptr) {
-        self.note_refusal("register_event");
-        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
-    }
+        return st;
+    if (fn == nullptr)
+        return self.refused(NK_INVALID_ARGUMENT, "register_event: no handler function (NULL)", ud, destroy);
     self.events.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -652,11 +771,9 @@ nk_status ModuleGeneration::reg_session_start(const nk_initializer* i, nk_on_eve
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_event_session_start", ud, destroy);
     if (st != NK_OK)
-        return refuse(st, ud, destroy);
-    if (fn == nullptr) {
-        self.note_refusal("register_event_session_start");
-        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
-    }
+        return st;
+    if (fn == nullptr)
+        return self.refused(NK_INVALID_ARGUMENT, "register_event_session_start: no handler function (NULL)", ud, destroy);
     self.session_start.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -666,11 +783,9 @@ nk_status ModuleGeneration::reg_session_end(const nk_initializer* i, nk_on_event
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_event_session_end", ud, destroy);
     if (st != NK_OK)
-        return refuse(st, ud, destroy);
-    if (fn == nullptr) {
-        self.note_refusal("register_event_session_end");
-        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
-    }
+        return st;
+    if (fn == nullptr)
+        return self.refused(NK_INVALID_ARGUMENT, "register_event_session_end: no handler function (NULL)", ud, destroy);
     self.session_end.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -680,12 +795,15 @@ nk_status ModuleGeneration::reg_before(const nk_initializer* i, nk_str api_id, n
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_before", ud, destroy);
     if (st != NK_OK)
-        return refuse(st, ud, destroy);
-    if (fn == nullptr || !is_known_api_id(sv(api_id))) {
-        spdlog::error("Module {}: register_before: unknown hook id \"{}\"", self.name_, sv(api_id));
-        self.note_refusal("register_before");
-        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
-    }
+        return st;
+    if (fn == nullptr)
+        return self.refused(NK_INVALID_ARGUMENT, "register_before: no hook function (NULL)", ud,
+                            destroy);
+    if (!is_known_api_id(sv(api_id)))
+        return self.refused(NK_INVALID_ARGUMENT,
+                            fmt::format("register_before: unknown hook id \"{}\" (valid: {})",
+                                        sv(api_id), valid_hook_ids()),
+                            ud, destroy);
     self.before[std::string(sv(api_id))] = {fn, ud};  // last registration wins
     self.own(ud, destroy);
     return NK_OK;
@@ -695,12 +813,15 @@ nk_status ModuleGeneration::reg_after(const nk_initializer* i, nk_str api_id, nk
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_after", ud, destroy);
     if (st != NK_OK)
-        return refuse(st, ud, destroy);
-    if (fn == nullptr || !is_known_api_id(sv(api_id))) {
-        spdlog::error("Module {}: register_after: unknown hook id \"{}\"", self.name_, sv(api_id));
-        self.note_refusal("register_after");
-        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
-    }
+        return st;
+    if (fn == nullptr)
+        return self.refused(NK_INVALID_ARGUMENT, "register_after: no hook function (NULL)", ud,
+                            destroy);
+    if (!is_known_api_id(sv(api_id)))
+        return self.refused(NK_INVALID_ARGUMENT,
+                            fmt::format("register_after: unknown hook id \"{}\" (valid: {})",
+                                        sv(api_id), valid_hook_ids()),
+                            ud, destroy);
     self.after[std::string(sv(api_id))] = {fn, ud};
     self.own(ud, destroy);
     return NK_OK;
@@ -710,12 +831,13 @@ nk_status ModuleGeneration::reg_rpc(const nk_initializer* i, nk_str id, nk_on_rp
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_rpc", ud, destroy);
     if (st != NK_OK)
-        return refuse(st, ud, destroy);
-    if (fn == nullptr || id.len == 0) {
-        spdlog::error("Module {}: register_rpc: empty RPC id", self.name_);
-        self.note_refusal("register_rpc");
-        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
-    }
+        return st;
+    if (fn == nullptr)
+        return self.refused(NK_INVALID_ARGUMENT,
+                            fmt::format("register_rpc \"{}\": no RPC function (NULL)", sv(id)),
+                            ud, destroy);
+    if (id.len == 0)
+        return self.refused(NK_INVALID_ARGUMENT, "register_rpc: empty RPC id", ud, destroy);
     std::string key(sv(id));  // RPC ids are case-insensitive (Nakama lower-cases them)
     for (char& ch : key)
         ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -728,11 +850,9 @@ nk_status ModuleGeneration::reg_shutdown(const nk_initializer* i, nk_on_shutdown
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_shutdown", ud, destroy);
     if (st != NK_OK)
-        return refuse(st, ud, destroy);
-    if (fn == nullptr) {
-        self.note_refusal("register_shutdown");
-        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
-    }
+        return st;
+    if (fn == nullptr)
+        return self.refused(NK_INVALID_ARGUMENT, "register_shutdown: no handler function (NULL)", ud, destroy);
     self.shutdown.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -743,11 +863,10 @@ nk_status ModuleGeneration::reg_handoff(const nk_initializer* i, nk_on_handoff_s
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_handoff", ud, destroy);
     if (st != NK_OK)
-        return refuse(st, ud, destroy);
-    if (save == nullptr && load == nullptr) {
-        self.note_refusal("register_handoff");
-        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
-    }
+        return st;
+    if (save == nullptr && load == nullptr)
+        return self.refused(NK_INVALID_ARGUMENT, "register_handoff: neither save nor load (both NULL)",
+                            ud, destroy);
     self.handoff = {save, load, ud};  // one per module: the last registration wins
     self.own(ud, destroy);
     return NK_OK;
@@ -782,7 +901,7 @@ nk_status ModuleGeneration::reg_http(const nk_initializer* i, nk_str path, nk_st
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_http", ud, destroy);
     if (st != NK_OK)
-        return refuse(st, ud, destroy);
+        return st;
     HttpRoute route;
     route.path = std::string(sv(path));
     route.auth = auth;
@@ -812,11 +931,8 @@ nk_status ModuleGeneration::reg_http(const nk_initializer* i, nk_str path, nk_st
             route.methods.push_back(m);
         list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
     }
-    if (!why.empty()) {
-        spdlog::error("Module {}: register_http: {}", self.name_, why);
-        self.note_refusal("register_http");
-        return refuse(NK_INVALID_ARGUMENT, ud, destroy);
-    }
+    if (!why.empty())
+        return self.refused(NK_INVALID_ARGUMENT, "register_http: " + why, ud, destroy);
     if (route.path.size() >= 4 && route.path.compare(route.path.size() - 4, 4, "/{*}") == 0)
         route.prefix = route.path.substr(0, route.path.size() - 3);
     self.http[route.path] = std::move(route);  // last registration wins

@@ -27,6 +27,7 @@
 #include "core/context.hpp"
 #include "core/json_read.hpp"
 #include "core/status.hpp"
+#include "log/rate_limit.hpp"
 #include "nk/sdk.h"
 #include "runtime/options.hpp"
 
@@ -79,6 +80,41 @@ class CallContext {
   private:
     std::vector<nk_kv> vars_;
     nk_context c_{};
+};
+
+class ModuleGeneration;
+
+// The plugin callback running on this thread: the host opens one around every call into a
+// plugin, so that nk_module.report_fault (ABI 1.2) can name the call, and the host can tell
+// afterwards that the plugin's code failed (and answer the call's generic message). Scopes
+// nest (a stack through `previous_`); each lives on the calling thread's stack.
+class CallScope {
+  public:
+    // `kind`: "rpc", "before", "after", "http", "event", "shutdown", "handoff"; `target`: the
+    // RPC id, hook id, event name or route (borrowed: must outlive the scope).
+    CallScope(const ModuleGeneration& module, const char* kind, std::string_view target);
+    ~CallScope();
+    CallScope(const CallScope&) = delete;
+    CallScope& operator=(const CallScope&) = delete;
+
+    // The innermost scope on this thread, or null.
+    static CallScope* current();
+
+    const ModuleGeneration& module() const { return module_; }
+    const char* kind() const { return kind_; }
+    std::string_view target() const { return target_; }
+    // The plugin reported a fault during this call (report_fault), and its text.
+    bool faulted() const { return faulted_; }
+    const std::string& fault() const { return fault_; }
+    void set_fault(std::string_view what);
+
+  private:
+    const ModuleGeneration& module_;
+    const char* kind_;
+    std::string_view target_;
+    bool faulted_ = false;
+    std::string fault_;
+    CallScope* previous_;
 };
 
 template <class Fn>
@@ -144,6 +180,11 @@ class ModuleGeneration {
     void log(nk_log_level level, std::string_view message, const nk_kv* fields,
              std::size_t count) const;
 
+    // The plugin's own code failed in a call of `kind` on `target` (an exception escaped a
+    // handler): counted in plugin_faults{module,call}; logged at most once a second per call
+    // (RPC id, hook, route; event handler faults are logged by the event pipeline instead).
+    void fault(const char* kind, std::string_view target, std::string_view what) const;
+
   private:
     struct Owned {
         void* user_data;
@@ -151,7 +192,10 @@ class ModuleGeneration {
     };
     nk_status check_registration(const char* what, void* user_data, nk_on_destroy_fn destroy);
     void own(void* user_data, nk_on_destroy_fn destroy);
-    void note_refusal(const char* what);  // a registration refused during InitModule
+    // A refused registration: remembers `reason` for last_error (this thread) and, during
+    // InitModule, as the reason the module is refused. Returns `st`.
+    nk_status refused(nk_status st, std::string reason, void* user_data, nk_on_destroy_fn destroy);
+    static void last_error(const nk_initializer*, nk_sink*);
     Status open_and_init();
 
     static nk_status reg_event(const nk_initializer*, nk_on_event_fn, void*, nk_on_destroy_fn);
@@ -192,8 +236,11 @@ class ModuleGeneration {
     bool init_open_ = false;
     std::thread::id init_thread_;
     std::string init_error_;
-    std::string refused_;  // the first registration refused during InitModule
+    std::string refused_;  // the first registration refused during InitModule, and why
     std::vector<Owned> owned_;
+    // One log rate limit per kind of failing call (see fault()).
+    mutable std::map<std::string, std::unique_ptr<log::RateLimit>, std::less<>> fault_limits_;
+    mutable std::mutex fault_mutex_;
 };
 
 }  // namespace nk::runtime

@@ -42,6 +42,10 @@ struct StringSink {
     }
 };
 
+// What the log says when a C++ exception crossed the C ABI into the host (a C-ABI callback
+// written in C++ without catching, e.g. registered through initializer.raw()).
+constexpr const char* kEscaped = "an exception escaped the plugin's callback into the host";
+
 Code code_of(nk_status st) {
     return st > 0 && st <= 16 ? static_cast<Code>(st) : Code::internal;
 }
@@ -173,12 +177,12 @@ bool run_bounded(const std::vector<Bound<nk_on_shutdown_fn>>& handlers,
         std::thread t([state, bound, host, mode = std::string(mode), grace_sec] {
             RequestContext rc;
             CallContext c(*host, rc, mode);
+            CallScope scope(*bound.module, "shutdown", "");
             try {
                 bound.cb.fn(bound.cb.user_data, c.get(), bound.module->logger(),
                             bound.module->module(), grace_sec);
             } catch (...) {
-                spdlog::error("Module {}: shutdown handler threw an exception",
-                              bound.module->name());
+                bound.module->fault("shutdown", "", kEscaped);
             }
             std::lock_guard lock(state->m);
             state->done = true;
@@ -853,11 +857,12 @@ void Runtime::retire_one(Retiring r, std::chrono::milliseconds grace) {
         RequestContext rc;
         {
             CallContext c(*host_, rc, "reload");
+            CallScope scope(*gen, "handoff", "save");
             try {
                 gen->handoff.save(gen->handoff.user_data, c.get(), gen->logger(), gen->module(),
                                   &version, &blob.sink);
             } catch (...) {
-                spdlog::error("Module {}: handoff save threw an exception", name);
+                gen->fault("handoff", "save", kEscaped);
             }
         }
         const auto successor = current_of(gen->source());
@@ -867,12 +872,13 @@ void Runtime::retire_one(Retiring r, std::chrono::milliseconds grace) {
         } else {
             CallContext c(*host_, rc, "reload");
             nk_status st = NK_INTERNAL;
+            CallScope scope(*successor, "handoff", "load");
             try {
                 st = successor->handoff.load(successor->handoff.user_data, c.get(),
                                              successor->logger(), successor->module(), version,
                                              {blob.text.data(), blob.text.size()});
             } catch (...) {
-                spdlog::error("Module {}: handoff load threw an exception", name);
+                successor->fault("handoff", "load", kEscaped);
             }
             handoff = st == NK_OK
                           ? fmt::format("state handed to generation {} ({} bytes, version {})",
@@ -906,13 +912,16 @@ Status Runtime::before(const Pin& pin, std::string_view api_id, const RequestCon
     CallContext c(*host_, ctx, "before");
     StringSink out, err;
     nk_status st = NK_OK;
+    CallScope scope(*module, "before", api_id);
     try {
         st = cb.fn(cb.user_data, c.get(), module->logger(), module->module(),
                    {in_json.data(), in_json.size()}, &out.sink, &err.sink);
     } catch (...) {
-        spdlog::error("Module {}: before-hook {} threw an exception", module->name(), api_id);
+        module->fault("before", api_id, kEscaped);
         return Status::internal("Error in before hook.");
     }
+    if (scope.faulted())  // logged and counted; the plugin's internal text stays in the log
+        return Status::internal("Error in before hook.");
     if (st != NK_OK) {
         return Status(code_of(st), err.text.empty()
                                        ? std::string("Request rejected by before hook.")
@@ -934,12 +943,22 @@ void Runtime::after(const Pin& pin, std::string_view api_id, const RequestContex
     CallContext c(*host_, ctx, "after");
     StringSink err;
     nk_status st = NK_OK;
-    try {
-        st = cb.fn(cb.user_data, c.get(), module->logger(), module->module(),
-                   {out_json.data(), out_json.size()}, {in_json.data(), in_json.size()}, &err.sink);
-    } catch (...) {
-        st = NK_INTERNAL;
-        err.text = "the hook threw an exception";
+    bool logged = false;
+    {
+        CallScope scope(*module, "after", api_id);
+        try {
+            st = cb.fn(cb.user_data, c.get(), module->logger(), module->module(),
+                       {out_json.data(), out_json.size()}, {in_json.data(), in_json.size()},
+                       &err.sink);
+        } catch (...) {
+            st = NK_INTERNAL;
+            module->fault("after", api_id, kEscaped);
+            logged = true;
+        }
+        if (scope.faulted()) {
+            st = NK_INTERNAL;
+            logged = true;  // fault() logged it, rate-limited
+        }
     }
     if (st == NK_OK)
         return;
@@ -949,8 +968,9 @@ void Runtime::after(const Pin& pin, std::string_view api_id, const RequestContex
                       {{"api", std::string(api_id)}})
             .inc();
     }
-    spdlog::warn("Module {}: after-hook {} failed with code {}: {}", module->name(), api_id, st,
-                 err.text);
+    if (!logged)
+        spdlog::warn("Module {}: after-hook {} failed with code {}: {}", module->name(), api_id, st,
+                     err.text);
 }
 
 void Runtime::publish_loaded() {
@@ -994,15 +1014,27 @@ void Runtime::publish_loaded() {
                 ce.received_at_seconds -= 1;
                 ce.received_at_nanos += 1'000'000'000;
             }
-            try {
-                cb.fn(cb.user_data, ctx.get(), m->logger(), m->module(), &ce);
-            } catch (const std::exception& ex) {
-                throw std::runtime_error(
-                    fmt::format("event handler of module {} threw: {}", m->name(), ex.what()));
-            } catch (...) {
-                throw std::runtime_error(
-                    fmt::format("event handler of module {} threw an exception", m->name()));
+            // A fault (report_fault, or an exception crossing the C ABI) is rethrown for the
+            // pipeline, which counts it in event_handler_errors and logs it rate-limited.
+            std::string fault;
+            {
+                CallScope scope(*m, "event", e.name);
+                try {
+                    cb.fn(cb.user_data, ctx.get(), m->logger(), m->module(), &ce);
+                } catch (const std::exception& ex) {
+                    fault = fmt::format("{}: {}", kEscaped, ex.what());
+                    m->fault("event", e.name, fault);
+                } catch (...) {
+                    fault = kEscaped;
+                    m->fault("event", e.name, fault);
+                }
+                if (fault.empty() && scope.faulted())
+                    fault = scope.fault().empty() ? std::string("failed") : scope.fault();
             }
+            if (!fault.empty())
+                throw std::runtime_error(fmt::format(
+                    "event handler of module {} for event \"{}\" failed: {}", m->name(), e.name,
+                    fault));
         };
     };
     for (const auto& m : modules) {
@@ -1183,13 +1215,16 @@ Status Runtime::http(const Pin& pin, const RequestContext& ctx, const HttpCall& 
     ResponseWriter writer(&out);
     StringSink err;
     nk_status st = NK_OK;
+    CallScope scope(*module, "http", route.path);
     try {
         st = route.cb.fn(route.cb.user_data, c.get(), module->logger(), module->module(), &req,
                          &writer.c, &err.sink);
     } catch (...) {
-        spdlog::error("Module {}: HTTP handler {} threw an exception", module->name(), route.path);
+        module->fault("http", route.path, kEscaped);
         return Status::internal("Error in HTTP handler.");
     }
+    if (scope.faulted())
+        return Status::internal("Error in HTTP handler.");
     if (st != NK_OK) {
         return Status(code_of(st), err.text.empty() ? std::string("Error in HTTP handler.")
                                                     : std::move(err.text));
@@ -1209,13 +1244,16 @@ Status Runtime::rpc(std::string_view id, const RequestContext& ctx, std::string_
     CallContext c(*host_, ctx, "rpc");
     StringSink out, err;
     nk_status st = NK_OK;
+    CallScope scope(*module, "rpc", it->first);
     try {
         st = cb.fn(cb.user_data, c.get(), module->logger(), module->module(),
                    {payload.data(), payload.size()}, &out.sink, &err.sink);
     } catch (...) {
-        spdlog::error("Module {}: RPC {} threw an exception", module->name(), id);
+        module->fault("rpc", it->first, kEscaped);
         return Status::internal("Error calling RPC function.");
     }
+    if (scope.faulted())
+        return Status::internal("Error calling RPC function.");
     if (st != NK_OK) {
         return Status(code_of(st),
                       err.text.empty() ? std::string("Error calling RPC function.") : err.text);

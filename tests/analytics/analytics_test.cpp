@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <signal.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -49,8 +51,8 @@ class Collector {
         int status = 200;
         std::string retry_after;
     };
+    // port 0: any free port (bound here, so no other process can take it first).
     explicit Collector(std::uint16_t port = 0) {
-        port_ = port != 0 ? port : free_port();
         server_.Post("/v1/batch", [this](const httplib::Request& req, httplib::Response& res) {
             Received r;
             r.path = req.path;
@@ -74,7 +76,14 @@ class Collector {
                             "application/json");
             received_.push_back(std::move(r));
         });
-        REQUIRE(server_.bind_to_port("127.0.0.1", port_));
+        if (port == 0) {
+            const int bound = server_.bind_to_any_port("127.0.0.1");
+            REQUIRE(bound > 0);
+            port_ = static_cast<std::uint16_t>(bound);
+        } else {
+            port_ = port;
+            REQUIRE(server_.bind_to_port("127.0.0.1", port_));
+        }
         thread_ = std::thread([this] { server_.listen_after_bind(); });
         REQUIRE(wait_until([&] { return server_.is_running(); }));
     }
@@ -572,8 +581,36 @@ TEST_CASE("the chart page: no secret in the page, Chart.js embedded, data behind
     CHECK(figure(d, "events.by_name.chart_check.total") == 1);
 }
 
+// Holds a loopback port bound but not listening: connecting to it is refused, and no other
+// process can bind it, until a socket that also sets SO_REUSEPORT (httplib's listener does)
+// binds it too and listens.
+class PortReservation {
+  public:
+    PortReservation() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(fd_ >= 0);
+        int yes = 1;
+        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &yes, sizeof yes);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        socklen_t len = sizeof a;
+        REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+        port_ = ntohs(a.sin_port);
+    }
+    ~PortReservation() { ::close(fd_); }
+    std::uint16_t port() const { return port_; }
+
+  private:
+    int fd_ = -1;
+    std::uint16_t port_ = 0;
+};
+
 TEST_CASE("an unreachable collector: network errors are retried until it listens") {
-    const std::uint16_t port = free_port();  // nothing listens here yet
+    PortReservation reserved;  // nothing listens here yet, and nobody else takes the port
+    const std::uint16_t port = reserved.port();
     auto s = std::make_unique<Server>(std::vector<std::string>{
         "ANALYTICS_ENDPOINT=http://127.0.0.1:" + std::to_string(port), "ANALYTICS_BATCH_SIZE=5",
         "ANALYTICS_FLUSH_INTERVAL_MS=50", "ANALYTICS_TIMEOUT_MS=1000"});

@@ -193,21 +193,111 @@ TEST_CASE("fixture handler_throws: exceptions are contained, never crash the hos
     LogCapture logs("info");
     Host h({fixture("handler_throws"), fixture("events_good")});
     REQUIRE(h.status.is_ok());
+    auto faults = [&](const char* call) {
+        return h.metrics.counter("plugin_faults", "", {{"module", "handler_throws"}, {"call", call}})
+            .value();
+    };
+    // The wrapped handler's fault comes first on "boom" (registered first): the pipeline logs
+    // it naming module and event (then holds back the raw handler's, a second later).
     h.pipeline->submit(h.event("boom"));
+    CHECK(logs.wait_for(
+        "event handler of module handler_throws for event \"boom\" failed: event handler "
+        "threw: handler failure"));
     h.pipeline->submit(h.event("ping"));
     events::Event e;
     REQUIRE(h.sink.wait_for("pong", e));  // the other module's handler still runs
-    CHECK(logs.wait_for("event handler threw: handler failure"));
-    // The raw handler's exception reaches the pipeline, which counts it.
-    CHECK(wait_until([&] { return h.pipeline->stats().handler_errors >= 2; }));
+    // Both the wrapped handler's fault ("boom") and the raw handler's exceptions (on boom, ping
+    // and the pong events_good emits) reach the pipeline, which counts them.
+    CHECK(wait_until([&] { return h.pipeline->stats().handler_errors == 4; }));
+    CHECK(wait_until([&] { return faults("event") == 4; }));
     std::string out;
     Status st = h.rt->rpc("throws", user_ctx(), "", out);
     CHECK(st.code() == Code::internal);
-    CHECK(st.message() == "rpc function threw: rpc failure");
+    CHECK(st.message() == "Error calling RPC function.");
+    CHECK(logs.contains("Module handler_throws: RPC throws: rpc function threw: rpc failure"));
     st = h.rt->rpc("throws_raw", user_ctx(), "", out);
     CHECK(st.code() == Code::internal);
     CHECK(st.message() == "Error calling RPC function.");
-    CHECK(logs.contains("RPC throws_raw threw an exception"));
+    CHECK(logs.contains("Module handler_throws: RPC throws_raw: an exception escaped"));
+    CHECK(faults("rpc") == 2);
+}
+
+TEST_CASE("sdk.hpp faults: generic to the client, named and rate-limited in the log, counted") {
+    LogCapture logs("info");
+    Host h({fixture("handler_throws")});
+    REQUIRE(h.status.is_ok());
+    auto faults = [&](const char* call) {
+        return h.metrics.counter("plugin_faults", "", {{"module", "handler_throws"}, {"call", call}})
+            .value();
+    };
+    std::string out;
+    // std::out_of_range from vector::at: its internal text stays in the log.
+    Status st = h.rt->rpc("out_of_range", user_ctx(), "", out);
+    CHECK(st.code() == Code::internal);
+    CHECK(st.message() == "Error calling RPC function.");
+    CHECK(logs.contains("Module handler_throws: RPC out_of_range: rpc function threw: "));
+    // A thrown nk::Error is the plugin's answer: its code and message.
+    st = h.rt->rpc("not_found", user_ctx(), "", out);
+    CHECK(st.code() == Code::not_found);
+    CHECK(st.message() == "no such item");
+    CHECK(faults("rpc") == 1);  // an nk::Error is not a fault
+
+    // Before-hook: the request is refused with the generic message.
+    std::string in = "{}";
+    st = h.rt->before(nullptr, "UpdateAccount", user_ctx(), in);
+    CHECK(st.code() == Code::internal);
+    CHECK(st.message() == "Error in before hook.");
+    CHECK(logs.contains("Module handler_throws: before-hook UpdateAccount: before-hook threw: "
+                        "secret internal state"));
+    CHECK(faults("before") == 1);
+
+    // HTTP route.
+    runtime::Runtime::HttpCall call;
+    call.method = "GET";
+    call.path = "/plugins/throws";
+    call.sub_path = "/throws";
+    runtime::Runtime::HttpReply reply;
+    st = h.rt->http(nullptr, user_ctx(), call, reply);
+    CHECK(st.code() == Code::internal);
+    CHECK(st.message() == "Error in HTTP handler.");
+    CHECK(faults("http") == 1);
+
+    // 50 failing calls: every one counted, the log holds back all but about one a second.
+    for (int i = 0; i < 50; ++i)
+        CHECK(h.rt->rpc("throws", user_ctx(), "", out).message() == "Error calling RPC function.");
+    CHECK(faults("rpc") == 51);
+    const std::string text = logs.text();
+    std::size_t lines = 0;
+    for (auto pos = text.find("RPC throws: rpc function threw"); pos != std::string::npos;
+         pos = text.find("RPC throws: rpc function threw", pos + 1))
+        ++lines;
+    CHECK(lines >= 1);
+    CHECK(lines < 10);
+    // The next line let through (a second later) says how many were held back.
+    CHECK(wait_until([&] {
+        h.rt->rpc("throws", user_ctx(), "", out);
+        return logs.contains("more like it in the last second not logged");
+    }));
+
+    // 20 failing events: each counted once as a plugin fault and once as a handler error.
+    const auto errors_before = h.pipeline->stats().handler_errors;
+    for (int i = 0; i < 20; ++i)
+        h.pipeline->submit(h.event("boom"));
+    // The raw handler throws on every event too: 40 handler errors, 40 faults.
+    CHECK(wait_until([&] { return h.pipeline->stats().handler_errors == errors_before + 40; }));
+    CHECK(wait_until([&] { return faults("event") == 40; }));
+}
+
+TEST_CASE("sdk.hpp: a late registration's error says why it was refused") {
+    LogCapture logs("info");
+    Host h({fixture("handler_throws")});
+    REQUIRE(h.status.is_ok());
+    std::string out;
+    REQUIRE(h.rt->rpc("register_late", user_ctx(), "", out).is_ok());
+    CHECK(out == std::to_string(NK_FAILED_PRECONDITION) +
+                     " register_rpc late refused by the host: register_rpc refused: registration "
+                     "is only allowed inside InitModule, on its thread");
+    CHECK_FALSE(h.rt->has_rpc("late"));
 }
 
 TEST_CASE("fixture after_fails: counted and logged, nothing surfaces") {

@@ -238,3 +238,30 @@ TEST_CASE("nkhost check: prints what each plugin registered, non-zero on any pro
         CHECK(text.find("4 plugin(s) checked, 2 problem(s)") != std::string::npos);
     }
 }
+
+TEST_CASE("nkhost check: a refused registration is one FAIL line saying why (valid hook ids listed)") {
+    TempDir tmp;
+    install(tmp / "modules",
+            {fixture("events_good"), fixture("ignores_refusal"), fixture("empty_rpc_id")});
+    std::ostringstream out;
+    CHECK(runtime::run_check(options_for(tmp), out) == 1);
+    const std::string text = out.str();
+    CAPTURE(text);
+    auto line_of = [&](const std::string& start) {
+        const auto pos = text.find(start);
+        if (pos == std::string::npos)
+            return std::string();
+        return text.substr(pos, text.find('\n', pos) - pos);
+    };
+    const std::string hook = line_of("FAIL " + (tmp / "modules/ignores_refusal.so").string());
+    CHECK(hook.find("InitModule returned OK after a registration was refused: register_before: "
+                    "unknown hook id \"NoSuchApi\" (valid: " NK_API_AUTHENTICATE_DEVICE ", ") !=
+          std::string::npos);
+    CHECK(hook.find(NK_API_EVENT) != std::string::npos);
+    CHECK(hook.find("fix the registration and return its error from InitModule") !=
+          std::string::npos);
+    const std::string rpc = line_of("FAIL " + (tmp / "modules/empty_rpc_id.so").string());
+    CHECK(rpc.find("register_rpc: empty RPC id") != std::string::npos);
+    CHECK(text.find("OK   " + (tmp / "modules/events_good.so").string()) != std::string::npos);
+    CHECK(text.find("3 plugin(s) checked, 2 problem(s)") != std::string::npos);
+}

@@ -192,7 +192,7 @@ TEST_CASE("a broken replacement is refused with its reason and the old generatio
     CHECK(log.contains("truncated ELF file"));
     rename_over(file, bytes_of(fixture("ignores_refusal")));  // InitModule OK, a hook refused
     CHECK(h.rt->reload(file) == runtime::ReloadResult::refused);
-    CHECK(log.contains("InitModule returned OK after register_before was refused"));
+    CHECK(log.contains("InitModule returned OK after a registration was refused: register_before: unknown hook id"));
     CHECK(log.contains("generation " + std::to_string(gen) + " keeps serving"));
 
     CHECK(h.rt->module_generation("reload_counter") == gen);
@@ -390,4 +390,37 @@ TEST_CASE("a plugin built against the frozen ABI 1.0 header loads, serves and re
     REQUIRE(h.settled());
     CHECK(log.contains("legacy_counter shutdown handler ran"));
     CHECK(log.contains("mode=reload"));
+}
+
+TEST_CASE("a C++ plugin built against the frozen ABI 1.1 headers loads, serves and reloads") {
+    LogCapture log("info");
+    ReloadHost h(false, {fixture("abi_1_1").parent_path() / "legacy_wrapped.so"});
+    REQUIRE(h.status.is_ok());
+    const auto reports = h.rt->reports();
+    REQUIRE(reports.size() == 1);
+    CHECK(reports[0].abi_major == 1);
+    CHECK(reports[0].abi_minor == 1);
+    CHECK(log.contains("legacy_wrapped loaded"));
+    h.submit_counts(7);
+    h.drain_queue();
+    CHECK(h.rpc("legacy_wrapped_count") == "7");
+    // Its sdk.hpp predates report_fault: the host answers what the plugin wrote (still code 13).
+    std::string out;
+    Status st = h.rt->rpc("legacy_wrapped_throws", RequestContext{}, "", out);
+    CHECK(st.code() == Code::internal);
+    runtime::Runtime::HttpCall call;
+    call.method = "GET";
+    call.path = "/plugins/legacy";
+    call.sub_path = "/legacy";
+    runtime::Runtime::HttpReply reply;
+    REQUIRE(h.rt->http(nullptr, RequestContext{}, call, reply).is_ok());
+    CHECK(reply.body == "{\"count\":7}");
+
+    const fs::path file = h.dir() / "legacy_wrapped.so";
+    std::string content = bytes_of(file);
+    content.push_back('\0');
+    rename_over(file, content);
+    REQUIRE(h.rt->reload(file) == runtime::ReloadResult::loaded);
+    CHECK(h.rpc("legacy_wrapped_count") == "0");  // a fresh generation (no handoff registered)
+    REQUIRE(h.settled());
 }

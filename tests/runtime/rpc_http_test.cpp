@@ -18,8 +18,8 @@ using namespace nk::test;
 namespace {
 
 struct RpcServer {
-    RpcServer() {
-        install(tmp / "modules", {fixture("events_good")});
+    explicit RpcServer(const std::string& plugin = "events_good") {
+        install(tmp / "modules", {fixture(plugin)});
         runtime::Options o;
         o.path = (tmp / "modules").string();
         o.data_dir = tmp.path().string();
@@ -141,4 +141,21 @@ TEST_CASE("rpc over HTTP: http_key, Bearer, body forms, unwrap, GET, errors") {
         CHECK(r->status == 403);
         CHECK(r->body == "{\"error\":\"not for you\",\"message\":\"not for you\",\"code\":7}");
     }
+}
+
+TEST_CASE("rpc over HTTP: an exception in a C++ RPC answers the generic message, not its text") {
+    RpcServer s("handler_throws");
+    auto& c = *s.client;
+    auto r = c.Post("/v2/rpc/out_of_range?http_key=defaulthttpkey", "\"\"", "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 500);
+    CAPTURE(r->body);
+    CHECK(r->body.find("\"code\":13") != std::string::npos);
+    CHECK(r->body.find("\"message\":\"Error calling RPC function.\"") != std::string::npos);
+    CHECK(r->body.find("range") == std::string::npos);  // vector::_M_range_check stays inside
+    // A thrown nk::Error keeps its code and message.
+    r = c.Post("/v2/rpc/not_found?http_key=defaulthttpkey", "\"\"", "application/json");
+    REQUIRE(r);
+    CHECK(r->status == 404);
+    CHECK(r->body.find("\"message\":\"no such item\"") != std::string::npos);
 }

@@ -69,7 +69,7 @@ extern "C" {
 /* ---- versions ------------------------------------------------------------ */
 
 #define NK_ABI_VERSION_MAJOR 1
-#define NK_ABI_VERSION_MINOR 1
+#define NK_ABI_VERSION_MINOR 2
 
 /* Returned by the plugin's `nk_plugin_abi` export. */
 typedef struct nk_abi_version {
@@ -292,6 +292,22 @@ struct nk_module {
      * histogram in seconds (buckets 50 us .. 10 s). */
     nk_status (*metrics_timer_record)(const struct nk_module* self, nk_str name, const nk_kv* tags,
                                       size_t tag_count, int64_t duration_ns, nk_sink* r_error);
+
+    /* ---- ABI 1.2 (test with NK_HAS_FIELD(nk, nk_module, report_fault)) ----
+     * Tells the host that the plugin's own code failed unexpectedly in the
+     * callback this thread is running (sdk.hpp calls it when an exception
+     * escapes a handler; `what` is its text, for the log only). The host logs
+     * it at error level naming the module and the call (RPC id, hook id, event
+     * name, route), at most one line a second per module and call, and
+     * counts it in `plugin_faults{module,call}`. A call that answers a client
+     * then answers that call's generic message ("Error calling RPC function.",
+     * "Error in before hook.", "Error in HTTP handler.", code 13) whatever the
+     * callback wrote to r_error: internal text never reaches a client. The
+     * callback should return NK_INTERNAL (void callbacks simply return); an
+     * event handler's fault also counts in event_handler_errors. Called
+     * outside a host callback, the fault is logged and counted with call
+     * "none". */
+    void (*report_fault)(const struct nk_module* self, nk_str what);
 };
 
 /* ---- plugin callbacks (plugin implemented) -------------------------------- */
@@ -464,6 +480,14 @@ struct nk_initializer {
     nk_status (*register_http)(const struct nk_initializer* self, nk_str path, nk_str methods,
                                int32_t auth, nk_on_http_fn fn, void* user_data,
                                nk_on_destroy_fn destroy);
+
+    /* ---- ABI 1.2 (test with NK_HAS_FIELD(initializer, nk_initializer, last_error)) ----
+     * Writes into `r_message` why the calling thread's most recent refused
+     * register_* call was refused (e.g. "register_rpc: registration is only
+     * allowed inside InitModule, on its thread"; "register_before: unknown hook
+     * id \"X\" (valid: ...)"). Writes nothing when no call was refused on this
+     * thread. Callable from any thread, at any time. */
+    void (*last_error)(const struct nk_initializer* self, nk_sink* r_message);
 };
 
 /* ---- plugin entry points --------------------------------------------------- */

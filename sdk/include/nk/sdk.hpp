@@ -18,7 +18,10 @@
 // Only C types from sdk.h cross the boundary: the std::function objects
 // registered here live in the plugin and are deleted by the plugin (through
 // the registration's destroy callback, called by the host at unload).
-// Every trampoline catches every exception, logs it and returns a status.
+// Every trampoline catches every exception and returns a status: a thrown nk::Error is the
+// plugin's answer (its code and message reach the client); any other exception is reported to
+// the host as a fault (nk_module.report_fault): the client gets the call's generic message,
+// the log and the plugin_faults metric get the details.
 // Threading: see sdk.h. nk::Logger, nk::Module are cheap handles over the
 // host's tables, valid (and thread-safe) while the module is loaded.
 #pragma once
@@ -777,9 +780,15 @@ class Module {
 // ---- trampolines ----------------------------------------------------------
 
 namespace detail {
-// Runs `f`, turning any exception into a status and an error log line.
+// Runs `f`, turning any exception into a status. A returned or thrown nk::Error is the
+// plugin's answer (its code and message reach the client). Any other exception is a fault of
+// the plugin's code: reported to the host (nk_module.report_fault, ABI 1.2), which logs it
+// naming the module and the call, rate-limited, counts it, and answers the client the call's
+// generic message; its text never reaches the client. Without `nk` (InitModule) the text is
+// logged and written to r_error (InitModule's refusal reason, for the operator).
 template <class F>
-inline nk_status guarded(const nk_logger* logger, nk_sink* r_error, const char* what, F&& f) {
+inline nk_status guarded(const nk_logger* logger, const nk_module* nk, nk_sink* r_error,
+                         const char* what, F&& f) {
     std::string message;
     try {
         Error err = f();
@@ -791,11 +800,17 @@ inline nk_status guarded(const nk_logger* logger, nk_sink* r_error, const char* 
         nk_sink_write(r_error, err.message().data(), err.message().size());
         return err.code() == NK_OK ? NK_INTERNAL : err.code();
     } catch (const std::exception& e) {
-        message = std::string(what) + " threw: " + e.what();
+        message = e.what();
     } catch (...) {
-        message = std::string(what) + " threw a non-standard exception";
+        message = "a non-standard exception";
     }
     try {
+        if (NK_HAS_FIELD(nk, nk_module, report_fault) && nk->report_fault != nullptr) {
+            message = std::string(what) + " threw: " + message;
+            nk->report_fault(nk, view(message));
+            return NK_INTERNAL;
+        }
+        message = std::string(what) + " threw: " + message;
         Logger(logger).Log(NK_LOG_ERROR, message);
         nk_sink_write(r_error, message.data(), message.size());
     } catch (...) {
@@ -812,7 +827,7 @@ using EventFn = std::function<void(const Context&, Logger&, Module&, const Event
 
 inline void on_event(void* ud, const nk_context* ctx, const nk_logger* logger, const nk_module* nk,
                      const nk_event* evt) {
-    guarded(logger, nullptr, "event handler", [&] {
+    guarded(logger, nk, nullptr, "event handler", [&] {
         Logger l(logger);
         Module m(nk);
         (*static_cast<EventFn*>(ud))(Context::FromC(ctx), l, m, Event::FromC(evt));
@@ -827,7 +842,7 @@ struct Before {
     static nk_status call(void* ud, const nk_context* ctx, const nk_logger* logger,
                           const nk_module* nk, nk_str in_json, nk_sink* r_in_json,
                           nk_sink* r_error) {
-        return guarded(logger, r_error, "before-hook", [&] {
+        return guarded(logger, nk, r_error, "before-hook", [&] {
             Req req{};
             if (!json::parse(in_json, req))
                 return Error::InvalidArgument("bad request JSON");
@@ -848,7 +863,7 @@ struct After {
     using Fn = std::function<Error(const Context&, Logger&, Module&, const Out&, const In&)>;
     static nk_status call(void* ud, const nk_context* ctx, const nk_logger* logger,
                           const nk_module* nk, nk_str out_json, nk_str in_json, nk_sink* r_error) {
-        return guarded(logger, r_error, "after-hook", [&] {
+        return guarded(logger, nk, r_error, "after-hook", [&] {
             Out out{};
             In in{};
             if (!json::parse(out_json, out) || !json::parse(in_json, in))
@@ -864,7 +879,7 @@ using RpcFn = std::function<Error(const Context&, Logger&, Module&, const std::s
                                   std::string& out)>;
 inline nk_status on_rpc(void* ud, const nk_context* ctx, const nk_logger* logger,
                         const nk_module* nk, nk_str payload, nk_sink* r_payload, nk_sink* r_error) {
-    return guarded(logger, r_error, "rpc function", [&] {
+    return guarded(logger, nk, r_error, "rpc function", [&] {
         Logger l(logger);
         Module m(nk);
         std::string out;
@@ -878,7 +893,7 @@ inline nk_status on_rpc(void* ud, const nk_context* ctx, const nk_logger* logger
 using ShutdownFn = std::function<void(const Context&, Logger&, Module&, std::int64_t)>;
 inline void on_shutdown(void* ud, const nk_context* ctx, const nk_logger* logger,
                         const nk_module* nk, int64_t grace) {
-    guarded(logger, nullptr, "shutdown handler", [&] {
+    guarded(logger, nk, nullptr, "shutdown handler", [&] {
         Logger l(logger);
         Module m(nk);
         (*static_cast<ShutdownFn*>(ud))(Context::FromC(ctx), l, m, grace);
@@ -900,7 +915,7 @@ inline void on_handoff_save(void* ud, const nk_context* ctx, const nk_logger* lo
     auto& fns = *static_cast<HandoffFns*>(ud);
     if (!fns.save)
         return;
-    guarded(logger, nullptr, "handoff save", [&] {
+    guarded(logger, nk, nullptr, "handoff save", [&] {
         Logger l(logger);
         Module m(nk);
         std::string blob;
@@ -916,7 +931,7 @@ inline nk_status on_handoff_load(void* ud, const nk_context* ctx, const nk_logge
     auto& fns = *static_cast<HandoffFns*>(ud);
     if (!fns.load)
         return NK_OK;
-    return guarded(logger, nullptr, "handoff load", [&] {
+    return guarded(logger, nk, nullptr, "handoff load", [&] {
         Logger l(logger);
         Module m(nk);
         return fns.load(Context::FromC(ctx), l, m, version, copy(blob));
@@ -977,7 +992,7 @@ inline std::vector<std::pair<std::string, std::string>> copy_pairs(const nk_kv* 
 inline nk_status on_http(void* ud, const nk_context* ctx, const nk_logger* logger,
                          const nk_module* nk, const nk_http_request* req, nk_http_response* resp,
                          nk_sink* r_error) {
-    return guarded(logger, r_error, "http handler", [&] {
+    return guarded(logger, nk, r_error, "http handler", [&] {
         HttpRequest r;
         r.method = copy(req->method);
         r.path = copy(req->path);
@@ -1217,9 +1232,17 @@ class Initializer {
             return fn(c, l, m);
         };
     }
-    static Error status(nk_status st, const std::string& what) {
-        // On refusal the host has already destroyed user_data.
-        return st == NK_OK ? Error() : Error(st, what + " refused by the host");
+    Error status(nk_status st, const std::string& what) const {
+        // On refusal the host has already destroyed user_data. ABI 1.2: the host says why.
+        if (st == NK_OK)
+            return Error();
+        std::string reason;
+        if (NK_HAS_FIELD(raw_, nk_initializer, last_error) && raw_->last_error != nullptr) {
+            nk_sink sink = detail::string_sink(reason);
+            raw_->last_error(raw_, &sink);
+        }
+        return Error(st, reason.empty() ? what + " refused by the host"
+                                        : what + " refused by the host: " + reason);
     }
     const nk_initializer* raw_;
 };
@@ -1243,7 +1266,7 @@ inline nk_status run_init(const nk_context* ctx, const nk_logger* logger, const 
                           std::optional<InitArgs>& args) {
     std::string reason;
     nk_sink sink = string_sink(reason);
-    nk_status st = guarded(logger, &sink, "InitModule", [&] {
+    nk_status st = guarded(logger, nullptr, &sink, "InitModule", [&] {
         args.emplace(InitArgs{Context::FromC(ctx), Logger(logger), Module(nk), Initializer(initializer)});
         return fn(args->ctx, args->logger, args->nk, args->initializer);
     });
