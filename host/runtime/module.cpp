@@ -1,11 +1,14 @@
 #include "runtime/module.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <chrono>
 #include <span>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <fstream>
@@ -592,12 +595,106 @@ Status ModuleGeneration::load() {
     return open_and_init();
 }
 
+namespace {
+
+// The plugin file being opened, for the terminate handler (written under loader_mutex()
+// before the handler is installed; a fixed buffer, so the handler need not allocate to read it).
+char loading_file[4096];
+std::terminate_handler terminate_before_loading = nullptr;
+
+// Installed around dlopen: a static constructor of the plugin that throws, or calls
+// std::terminate, aborts the process inside dlopen. Says which plugin did it (flushed to the
+// log before anything else can abort), then hands over to the handler it replaced.
+[[noreturn]] void terminate_while_loading() {
+    std::string what;
+    if (const std::exception_ptr e = std::current_exception()) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            what = std::string(": ") + ex.what();
+        } catch (...) {
+            what = ": an exception that is not a std::exception";
+        }
+    }
+    const std::string line = fmt::format(
+        "{}: aborting: an exception escaped the plugin's static initialisation (or it called "
+        "std::terminate) while loading{}; do no work in static constructors, move it into "
+        "InitModule (docs/plugin-pitfalls.md)",
+        loading_file, what);
+    try {
+        spdlog::critical("{}", line);
+        log::flush();
+    } catch (...) {
+        const std::string raw = line + "\n";
+        [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, raw.data(), raw.size());
+    }
+    if (terminate_before_loading != nullptr)
+        terminate_before_loading();
+    std::abort();
+}
+
+// Installs terminate_while_loading() for the lifetime of the guard (the caller holds
+// loader_mutex(), so guards never nest across threads), then restores the previous handler.
+class TerminateWhileLoading {
+  public:
+    explicit TerminateWhileLoading(const std::string& file) {
+        const std::size_t n = std::min(file.size(), sizeof loading_file - 1);
+        std::memcpy(loading_file, file.data(), n);
+        loading_file[n] = '\0';
+        terminate_before_loading = std::set_terminate(terminate_while_loading);
+        previous_ = terminate_before_loading;
+    }
+    ~TerminateWhileLoading() { std::set_terminate(previous_); }
+    TerminateWhileLoading(const TerminateWhileLoading&) = delete;
+    TerminateWhileLoading& operator=(const TerminateWhileLoading&) = delete;
+
+  private:
+    std::terminate_handler previous_;
+};
+
+// Boost.DLL's "boost::dll::shared_library::load() failed (dlerror system message: <copy>:
+// <reason>): <errno text>" as "<file>: <reason>": the dynamic loader's message, naming the
+// plugin file rather than its private copy, without the unrelated errno text.
+std::string open_failure(const std::string& what, const std::string& copy,
+                         const std::string& source) {
+    constexpr std::string_view marker = "dlerror system message: ";
+    std::string msg = what;
+    const auto at = what.find(marker);
+    const auto close = what.rfind("): ");
+    if (at != std::string::npos && close != std::string::npos && close > at)
+        msg = what.substr(at + marker.size(), close - at - marker.size());
+    for (auto pos = msg.find(copy); !copy.empty() && pos != std::string::npos;
+         pos = msg.find(copy, pos + source.size()))
+        msg.replace(pos, copy.size(), source);
+    return msg;
+}
+
+}  // namespace
+
 Status ModuleGeneration::open_and_init() {
     std::lock_guard loader(loader_mutex());
+    // The last line before the plugin's own code runs (static constructors inside dlopen, then
+    // InitModule): a crash in either is attributed by it.
+    spdlog::info("loading {}", source_.string());
     try {
+        TerminateWhileLoading guard(source_.string());
         library_.load(copy_, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
-    } catch (const std::exception& e) {
-        return Status::invalid_argument(std::string("could not open: ") + e.what());
+    } catch (const boost::dll::fs::system_error& e) {  // dlopen failed
+        return Status::invalid_argument("could not open: " +
+                                        open_failure(e.what(), copy_.string(), source_.string()));
+    } catch (const std::exception& e) {  // thrown by a static constructor, through dlopen
+        return Status::invalid_argument(
+            std::string("the plugin's static initialisation threw an exception: ") + e.what() +
+            " (do no work in static constructors; move it into InitModule)");
+    } catch (...) {
+        return Status::invalid_argument(
+            "the plugin's static initialisation threw an exception (not a std::exception; do "
+            "no work in static constructors, move it into InitModule)");
+    }
+    if (!library_.has(NK_ABI_SYMBOL) && !library_.has(NK_INIT_SYMBOL)) {
+        return Status::invalid_argument(
+            "not a plugin (exports neither " NK_ABI_SYMBOL " nor " NK_INIT_SYMBOL
+            "): move it out of runtime.path or into a hidden folder (a name starting with '.')");
     }
     if (!library_.has(NK_ABI_SYMBOL)) {
         return Status::invalid_argument("missing ABI info symbol " NK_ABI_SYMBOL
