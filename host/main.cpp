@@ -2,6 +2,7 @@
 //
 //   nkhost [--config FILE]... [--key value]...   run the server
 //   nkhost check [--config FILE]... [--key value]...   load every plugin, report, exit
+//   nkhost check --help                                  what check does, its exit codes
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -38,7 +39,15 @@ int main(int argc, char** argv) {
 
     bool check = argc > 1 && std::strcmp(argv[1], "check") == 0;
     std::vector<const char*> args(argv, argv + argc);
-    if (check) args.erase(args.begin() + 1);
+    if (check) {
+        args.erase(args.begin() + 1);
+        for (std::size_t i = 1; i < args.size(); ++i) {
+            if (std::strcmp(args[i], "--help") == 0 || std::strcmp(args[i], "-h") == 0) {
+                std::cout << nk::runtime::check_usage();
+                return 0;
+            }
+        }
+    }
 
     auto parsed = nk::config::parse(static_cast<int>(args.size()), args.data());
     if (!parsed.config) {

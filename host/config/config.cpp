@@ -938,7 +938,9 @@ std::string version_text() {
 
 std::string help_text() {
     std::ostringstream out;
-    out << "Usage: nkhost [options]\n"
+    out << "Usage: nkhost [options]          run the server\n"
+           "       nkhost check [options]    load and initialise every plugin under "
+           "runtime.path, report, exit non-zero on any problem (nkhost check --help)\n"
            "\n"
            "Options are read from --config files (in order), then from the command line; a "
            "later value wins.\n"

@@ -376,7 +376,16 @@ std::optional<Fp> stat_file(const fs::path& file) {
 Status Runtime::load_all() {
     const fs::path root = effective_module_path(host_->options);
     std::error_code ec;
-    fs::create_directories(root, ec);  // Nakama creates runtime.path when missing
+    if (!fs::exists(root, ec)) {
+        // Nakama creates runtime.path when missing; say so (a typo in the path loads nothing).
+        if (fs::create_directories(root, ec)) {
+            spdlog::warn("runtime.path {} did not exist; created it (no plugins to load)",
+                         root.string());
+        } else if (ec) {
+            spdlog::warn("runtime.path {} does not exist and cannot be created: {}",
+                         root.string(), ec.message());
+        }
+    }
     if (const auto removed = remove_stale_module_copies(module_copies_dir(host_->options))) {
         spdlog::info("Removed private module copies left by stopped processes count={}", removed);
     }
@@ -390,6 +399,8 @@ Status Runtime::load_all() {
         report.path = file;
         report.name = gen->name();
         const auto fp = stat_file<Fingerprint>(file);
+        if (on_loading_)
+            on_loading_(file);
         Status st = gen->load();
         report.abi_major = gen->abi().major;
         report.abi_minor = gen->abi().minor;
@@ -431,6 +442,16 @@ Status Runtime::load_all() {
 std::vector<ModuleReport> Runtime::reports() const {
     std::lock_guard lock(reports_mutex_);
     return reports_;
+}
+
+void Runtime::set_on_loading(std::function<void(const fs::path&)> fn) {
+    std::lock_guard lock(control_mutex_);
+    on_loading_ = std::move(fn);
+}
+
+std::vector<Runtime::RpcConflict> Runtime::rpc_conflicts() const {
+    std::lock_guard lock(control_mutex_);
+    return rpc_conflicts_;
 }
 
 std::size_t Runtime::module_count() const {
@@ -1037,6 +1058,7 @@ void Runtime::publish_loaded() {
                     fault));
         };
     };
+    std::vector<RpcConflict> conflicts;
     for (const auto& m : modules) {
         for (const auto& cb : m->events)
             set.custom.push_back(event_fn(m, cb));
@@ -1049,8 +1071,12 @@ void Runtime::publish_loaded() {
             snap->before[id] = {m, cb};
         for (const auto& [id, cb] : m->after)
             snap->after[id] = {m, cb};
-        for (const auto& [id, cb] : m->rpcs)
-            snap->rpcs[id] = {m, cb};
+        for (const auto& [id, cb] : m->rpcs) {
+            auto& bound = snap->rpcs[id];
+            if (bound.module)
+                conflicts.push_back({id, bound.module->source(), m->source()});
+            bound = {m, cb};
+        }
         for (const auto& cb : m->shutdown)
             snap->shutdown.push_back({m, cb});
         for (const auto& [path, route] : m->http) {
@@ -1081,6 +1107,24 @@ void Runtime::publish_loaded() {
     }
     snapshot_.store(std::move(snap));
     handler_source_.publish(std::move(set));
+    // A generation replacing its own file's is not a conflict (one generation per file here);
+    // each conflict is logged when it first appears, not on every publish.
+    for (const auto& c : conflicts) {
+        const bool known = std::any_of(rpc_conflicts_.begin(), rpc_conflicts_.end(),
+                                       [&](const RpcConflict& o) {
+                                           return o.id == c.id && o.earlier == c.earlier &&
+                                                  o.later == c.later;
+                                       });
+        if (!known) {
+            spdlog::warn(
+                "RPC id \"{}\" is registered by module {} ({}) and by module {} ({}); {} "
+                "replaces it (the later module wins), so {}'s RPC {} is never called: rename "
+                "one of them",
+                c.id, c.earlier.stem().string(), c.earlier.string(), c.later.stem().string(),
+                c.later.string(), c.later.stem().string(), c.earlier.stem().string(), c.id);
+        }
+    }
+    rpc_conflicts_ = std::move(conflicts);
     if (on_publish_)
         on_publish_();
 }

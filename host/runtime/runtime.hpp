@@ -102,14 +102,28 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
     // The pipeline is built after the runtime (it takes the HandlerSource).
     void set_event_sink(events::EventSink* sink);
 
-    // Loads every plugin under runtime.path (created when missing) and
-    // publishes their registrations. A failing plugin gives an error Status whose
+    // Loads every plugin under runtime.path (created when missing, with a warning, as Nakama
+    // does) and publishes their registrations. A failing plugin gives an error Status whose
     // message is one line naming the file and the reason, and nothing is
     // published, unless skip_failed_modules (then it is logged and skipped).
     Status load_all();
 
     // What load_all() did, one entry per file, in load order.
     std::vector<ModuleReport> reports() const;
+
+    // Called by load_all() with each plugin file before it is opened (`nkhost check` prints
+    // it, so that a crash in the plugin's code is attributed). Set before load_all().
+    void set_on_loading(std::function<void(const std::filesystem::path&)> fn);
+
+    // An RPC id registered by two modules being served: the later one (lexical file order)
+    // replaces the earlier one, whose RPC is never called (Nakama: last registration wins).
+    struct RpcConflict {
+        std::string id;                 // lower case
+        std::filesystem::path earlier;  // the module file whose registration is dead
+        std::filesystem::path later;    // the module file serving the id
+    };
+    // The conflicts of the registrations now served (each is logged once, as a warning).
+    std::vector<RpcConflict> rpc_conflicts() const;
     std::size_t module_count() const;
 
     // Runs every shutdown handler (registration order) with mode "shutdown".
@@ -221,6 +235,8 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
     mutable std::mutex control_mutex_;
     std::map<std::filesystem::path, Loaded> loaded_;
     std::function<void()> on_publish_;
+    std::function<void(const std::filesystem::path&)> on_loading_;
+    std::vector<RpcConflict> rpc_conflicts_;  // of the published snapshot
 
     // Reloader thread: inotify (when hot_reload) + rescan requests, woken through an eventfd.
     std::thread reloader_;

@@ -3,9 +3,12 @@
 #include <httplib.h>
 #include <rapidjson/document.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -301,4 +304,225 @@ TEST_CASE("quickstart: hello escapes the username, and a flood of unknown events
     // One line a second at most (plus the first).
     CHECK(lines >= 1);
     CHECK(lines <= seconds + 2);
+}
+
+namespace {
+
+std::filesystem::path fixture_so(const std::string& name) {
+    return nk::test::build_dir() / "fixtures" / name / (name + ".so");
+}
+
+// `nkhost check` on a runtime.path holding exactly `plugins` (fixture names).
+nk::test::RunResult check_fixtures(const TempDir& dir, const std::vector<std::string>& plugins) {
+    for (const auto& name : plugins)
+        nk::test::write_file(dir / ("modules/" + name + ".so"),
+                             nk::test::read_file(fixture_so(name)));
+    return nk::test::run_nkhost({"check", "--runtime.path", (dir / "modules").string(),
+                                 "--data_dir", (dir / "data").string()});
+}
+
+bool has_line(const std::string& out, const std::string& line) {
+    return ("\n" + out).find("\n" + line + "\n") != std::string::npos;
+}
+
+std::size_t count_of(const std::string& out, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto at = out.find(needle); at != std::string::npos; at = out.find(needle, at + 1))
+        ++n;
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("nkhost check: one FAIL line and exit 1 for each kind of file that is not a plugin") {
+    struct Case {
+        std::string fixture;
+        std::string reason;
+    };
+    const bool tsan_tree = nk::test::read_file(fixture_so("sanitizer_other")).find("libasan.so") !=
+                           std::string::npos;
+    const std::vector<Case> cases = {
+        {"helper_lib",
+         "not a plugin (exports neither nk_plugin_abi nor InitModule): move it out of "
+         "runtime.path or into a hidden folder (a name starting with '.')"},
+        {"pie_exe",
+         "an executable, not a shared library: build the plugin with add_library(<name> MODULE "
+         "...) (nk_add_plugin does)"},
+        {"sanitizer_other",
+         tsan_tree ? "built with AddressSanitizer (needs libasan.so.8), which this nkhost was not "
+                     "built with: loading it would abort the process; rebuild the plugin without "
+                     "-fsanitize=address (or run an nkhost built with it)"
+                   : "built with ThreadSanitizer (needs libtsan.so.2), which this nkhost was not "
+                     "built with: loading it would abort the process; rebuild the plugin without "
+                     "-fsanitize=thread (or run an nkhost built with it)"},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.fixture);
+        TempDir dir;
+        const auto r = check_fixtures(dir, {c.fixture});
+        CAPTURE(r.output);
+        CHECK(r.exit_code == 1);
+        const std::string file = (dir / ("modules/" + c.fixture + ".so")).string();
+        CHECK(has_line(r.output, "loading " + file));
+        CHECK(has_line(r.output, "FAIL " + file + ": " + c.reason));
+        CHECK(count_of(r.output, "FAIL ") == 1);
+        CHECK(r.output.find(".modules") == std::string::npos);  // no private copy's path
+        CHECK(has_line(r.output, "1 plugin(s) checked, 1 problem(s)"));
+    }
+}
+
+TEST_CASE("nkhost check: an RPC id registered by two plugins is one FAIL line; the server warns") {
+    TempDir dir;
+    auto r = check_fixtures(dir, {"events_good", "rpc_duplicate"});
+    CAPTURE(r.output);
+    CHECK(r.exit_code == 1);
+    const std::string good = (dir / "modules/events_good.so").string();
+    const std::string dup = (dir / "modules/rpc_duplicate.so").string();
+    CHECK(has_line(r.output, "OK   " + good + " (ABI 1.1)"));
+    CHECK(has_line(r.output, "OK   " + dup + " (ABI 1.1)"));
+    CHECK(has_line(r.output, "FAIL " + dup + ": RPC id \"echo\" is also registered by " + good +
+                                 "; this module's registration replaces it, so that one is never "
+                                 "called: rename one of them"));
+    CHECK(count_of(r.output, "FAIL ") == 1);
+    CHECK(has_line(r.output, "2 plugin(s) checked, 1 problem(s)"));
+
+    // The server keeps Nakama's rule (the later registration serves) and says so once.
+    const auto port = nk::test::free_port();
+    ServerProcess server({"--socket.address", "127.0.0.1", "--socket.port", std::to_string(port),
+                          "--data_dir", (dir / "data").string(), "--runtime.path",
+                          (dir / "modules").string()});
+    REQUIRE(server.wait_ready(port));
+    const std::string out = server.output();
+    CAPTURE(out);
+    CHECK(count_of(out, "RPC id \"echo\" is registered by module events_good (" + good +
+                            ") and by module rpc_duplicate (" + dup + ")") == 1);
+    httplib::Client cli("127.0.0.1", port);
+    auto rpc = cli.Post("/v2/rpc/Echo?http_key=defaulthttpkey", R"("hi")", "application/json");
+    REQUIRE(rpc);
+    CHECK(rpc->status == 200);
+    CHECK(rpc->body.find("from rpc_duplicate") != std::string::npos);
+    CHECK(server.stop(SIGTERM) == 0);
+}
+
+TEST_CASE("nkhost check: a missing runtime.path fails and is not created; the server creates it") {
+    TempDir dir;
+    const auto missing = dir / "no/such/modules";
+    auto r = nk::test::run_nkhost(
+        {"check", "--runtime.path", missing.string(), "--data_dir", (dir / "data").string()});
+    CAPTURE(r.output);
+    CHECK(r.exit_code == 1);
+    CHECK(has_line(r.output, "FAIL runtime.path " + missing.string() + " does not exist"));
+    CHECK(count_of(r.output, "FAIL ") == 1);
+    CHECK_FALSE(std::filesystem::exists(dir / "no"));
+    CHECK_FALSE(std::filesystem::exists(dir / "data"));
+
+    const auto port = nk::test::free_port();
+    ServerProcess server({"--socket.address", "127.0.0.1", "--socket.port", std::to_string(port),
+                          "--data_dir", (dir / "data").string(), "--runtime.path",
+                          missing.string()});
+    REQUIRE(server.wait_ready(port));
+    CHECK(std::filesystem::is_directory(missing));
+    CHECK(server.output().find("runtime.path " + missing.string() +
+                               " did not exist; created it") != std::string::npos);
+    CHECK(server.stop(SIGTERM) == 0);
+}
+
+TEST_CASE("nkhost check creates nothing in the working directory and removes its copies") {
+    TempDir cwd;
+    TempDir tmp;  // TMPDIR of the check: where its private copies go
+    TempDir plugins;
+    nk::test::write_file(plugins / "modules/events_good.so",
+                         nk::test::read_file(fixture_so("events_good")));
+    const auto old_cwd = std::filesystem::current_path();
+    const char* old_tmpdir = std::getenv("TMPDIR");
+    const std::string saved_tmpdir = old_tmpdir != nullptr ? old_tmpdir : "";
+    std::filesystem::current_path(cwd.path());
+    ::setenv("TMPDIR", tmp.path().c_str(), 1);
+    // Defaults: data_dir ./data, runtime.path ./data/modules (missing: a failure, not created).
+    const auto defaults = nk::test::run_nkhost({"check"});
+    const auto absolute = nk::test::run_nkhost({"check", "--runtime.path", (plugins / "modules").string()});
+    std::filesystem::current_path(old_cwd);
+    if (old_tmpdir != nullptr)
+        ::setenv("TMPDIR", saved_tmpdir.c_str(), 1);
+    else
+        ::unsetenv("TMPDIR");
+
+    CAPTURE(defaults.output);
+    CAPTURE(absolute.output);
+    CHECK(defaults.exit_code == 1);
+    CHECK(has_line(defaults.output,
+                   "FAIL runtime.path " + (cwd / "data/modules").string() + " does not exist"));
+    CHECK(absolute.exit_code == 0);
+    CHECK(has_line(absolute.output, "OK   " + (plugins / "modules/events_good.so").string() +
+                                        " (ABI 1.1)"));
+    CHECK(std::filesystem::is_empty(cwd.path()));
+    CHECK(std::filesystem::is_empty(tmp.path()));  // the scratch directory is gone
+    std::vector<std::string> left;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(plugins.path()))
+        left.push_back(e.path().lexically_relative(plugins.path()).string());
+    CHECK(left == std::vector<std::string>{"modules", "modules/events_good.so"});
+}
+
+TEST_CASE("a static constructor that throws: the message names the plugin and the exception") {
+    // Depending on the build, the exception either comes out of dlopen (refused, exit 1) or
+    // aborts inside dlopen (exit 134); either way the output says which plugin and what.
+    TempDir dir;
+    const auto r = check_fixtures(dir, {"static_init_throws"});
+    CAPTURE(r.output);
+    const std::string file = (dir / "modules/static_init_throws.so").string();
+    CHECK(r.exit_code != 0);
+    CHECK(has_line(r.output, "loading " + file));
+    const bool refused = r.output.find("FAIL " + file +
+                                       ": the plugin's static initialisation threw an exception: "
+                                       "static config file missing") != std::string::npos;
+    const bool aborted =
+        r.output.find(file + ": aborting: an exception escaped the plugin's static "
+                             "initialisation (or it called std::terminate) while loading: "
+                             "static config file missing") != std::string::npos;
+    CHECK((refused ? r.exit_code == 1 : r.exit_code == 128 + SIGABRT));
+    CHECK((refused || aborted));
+}
+
+TEST_CASE("a static constructor calling std::terminate: the process dies naming the plugin") {
+    TempDir dir;
+    const auto r = check_fixtures(dir, {"static_init_terminate"});
+    CAPTURE(r.output);
+    const std::string file = (dir / "modules/static_init_terminate.so").string();
+    CHECK(r.exit_code == 128 + SIGABRT);
+    const auto loading = r.output.find("loading " + file + "\n");
+    const auto aborting =
+        r.output.find(file + ": aborting: an exception escaped the plugin's static initialisation "
+                             "(or it called std::terminate) while loading");
+    CHECK(loading != std::string::npos);
+    REQUIRE(aborting != std::string::npos);
+    CHECK(loading < aborting);
+
+    // The server: the log's last lines name the plugin too.
+    const auto port = nk::test::free_port();
+    const auto s = nk::test::run_nkhost({"--socket.address", "127.0.0.1", "--socket.port",
+                                         std::to_string(port), "--data_dir",
+                                         (dir / "data").string(), "--runtime.path",
+                                         (dir / "modules").string()});
+    CAPTURE(s.output);
+    CHECK(s.exit_code == 128 + SIGABRT);
+    CHECK(s.output.find(" info loading " + file + "\n") != std::string::npos);
+    CHECK(s.output.find(file + ": aborting: an exception escaped the plugin's static "
+                               "initialisation") != std::string::npos);
+}
+
+TEST_CASE("nkhost --help lists check; nkhost check --help prints its usage and exits 0") {
+    auto r = nk::test::run_nkhost({"--help"});
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("nkhost check [options]") != std::string::npos);
+    for (const char* flag : {"--help", "-h"}) {
+        r = nk::test::run_nkhost({"check", flag});
+        CAPTURE(r.output);
+        CHECK(r.exit_code == 0);
+        CHECK(r.output.rfind("Usage: nkhost check [options]\n", 0) == 0);
+        CHECK(r.output.find("--runtime.path DIR") != std::string::npos);
+        CHECK(r.output.find("--data_dir DIR") != std::string::npos);
+        CHECK(r.output.find("--config FILE") != std::string::npos);
+        CHECK(r.output.find("Exit codes:") != std::string::npos);
+        CHECK(r.output.find("runtime.event_queue_size") == std::string::npos);  // not the server's
+    }
 }

@@ -2,8 +2,14 @@
 // InitModule failures (one fixture per failure mode), private copies.
 #include <doctest/doctest.h>
 
+#include <elf.h>
+
+#include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <sstream>
+
+#include <fmt/format.h>
 
 #include "nk/sdk.h"
 #include "runtime/check.hpp"
@@ -106,9 +112,12 @@ TEST_CASE(
 
 TEST_CASE("runtime.path is created when missing and an empty directory loads nothing") {
     TempDir tmp;
+    LogCapture logs("info");
     runtime::Runtime rt(options_for(tmp), {});
     CHECK(rt.load_all().is_ok());
     CHECK(fs::is_directory(tmp / "modules"));
+    CHECK(logs.contains("runtime.path " + (tmp / "modules").string() +
+                        " did not exist; created it (no plugins to load)"));
     CHECK(rt.module_count() == 0);
     CHECK_FALSE(rt.has_rpc("echo"));
 }
@@ -134,6 +143,12 @@ TEST_CASE("each failure mode fails startup with one line naming the file and the
         {"init_error", "InitModule returned error code 14: leaderboard service unreachable"},
         {"init_throws", "InitModule returned error code 13: InitModule threw: config file missing"},
         {"init_throws_raw", "InitModule threw an exception: raw throw from InitModule"},
+        {"helper_lib",
+         "not a plugin (exports neither nk_plugin_abi nor InitModule): move it out of "
+         "runtime.path or into a hidden folder (a name starting with '.')"},
+        {"pie_exe",
+         "an executable, not a shared library: build the plugin with add_library(<name> MODULE "
+         "...) (nk_add_plugin does)"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.fixture);
@@ -264,4 +279,235 @@ TEST_CASE("nkhost check: a refused registration is one FAIL line saying why (val
     CHECK(rpc.find("register_rpc: empty RPC id") != std::string::npos);
     CHECK(text.find("OK   " + (tmp / "modules/events_good.so").string()) != std::string::npos);
     CHECK(text.find("3 plugin(s) checked, 2 problem(s)") != std::string::npos);
+}
+
+namespace {
+
+bool sanitizer_tree_is_tsan() {
+#if defined(__SANITIZE_THREAD__)
+    return true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+    return true;
+#else
+    return false;
+#endif
+#else
+    return false;
+#endif
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+    return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// The dynamic entries of a 64/32-bit native ELF file, with the file offset of each.
+#if UINTPTR_MAX == 0xffffffffffffffffULL
+using TestEhdr = Elf64_Ehdr;
+using TestPhdr = Elf64_Phdr;
+using TestDyn = Elf64_Dyn;
+#else
+using TestEhdr = Elf32_Ehdr;
+using TestPhdr = Elf32_Phdr;
+using TestDyn = Elf32_Dyn;
+#endif
+
+std::string read_all(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Offsets of the dynamic entries with tag `tag` in `bytes` (an ELF image).
+std::vector<std::size_t> dyn_offsets(const std::string& bytes, std::int64_t tag) {
+    TestEhdr eh;
+    std::memcpy(&eh, bytes.data(), sizeof eh);
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < eh.e_phnum; ++i) {
+        TestPhdr ph;
+        std::memcpy(&ph, bytes.data() + eh.e_phoff + i * sizeof ph, sizeof ph);
+        if (ph.p_type != PT_DYNAMIC)
+            continue;
+        for (std::size_t off = ph.p_offset; off + sizeof(TestDyn) <= ph.p_offset + ph.p_filesz;
+             off += sizeof(TestDyn)) {
+            TestDyn d;
+            std::memcpy(&d, bytes.data() + off, sizeof d);
+            if (d.d_tag == DT_NULL)
+                break;
+            if (d.d_tag == tag)
+                out.push_back(off);
+        }
+    }
+    return out;
+}
+
+// A copy of `bytes` with the value of every dynamic entry tagged `tag` set to `value`.
+std::string with_dyn_value(std::string bytes, std::int64_t tag, std::uint64_t value) {
+    for (const std::size_t off : dyn_offsets(bytes, tag)) {
+        TestDyn d;
+        std::memcpy(&d, bytes.data() + off, sizeof d);
+        d.d_un.d_val = value;
+        std::memcpy(bytes.data() + off, &d, sizeof d);
+    }
+    return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("ELF dynamic section: DT_NEEDED of real built files, executables, sanitizer runtimes") {
+    runtime::ElfDynamicInfo info;
+    REQUIRE(runtime::read_elf_dynamic(fixture("events_good"), info) == "");
+    CHECK(contains(info.needed, "libc.so.6"));
+    CHECK(contains(info.needed, "libstdc++.so.6"));
+    CHECK_FALSE(info.pie);
+    CHECK_FALSE(info.has_interp);
+
+    REQUIRE(runtime::read_elf_dynamic(fixture("no_abi"), info) == "");
+    CHECK(contains(info.needed, "libc.so.6"));
+    CHECK_FALSE(contains(info.needed, "libstdc++.so.6"));  // a C plugin
+
+    REQUIRE(runtime::read_elf_dynamic(fixture("pie_exe"), info) == "");
+    CHECK(info.pie);
+    CHECK(info.has_interp);
+
+    // Built with the sanitizer this tree's host lacks: that runtime is in DT_NEEDED.
+    const bool tsan = sanitizer_tree_is_tsan();
+    const std::string other = tsan ? "libasan.so" : "libtsan.so";
+    REQUIRE(runtime::read_elf_dynamic(fixture("sanitizer_other"), info) == "");
+    const auto it = std::find_if(info.needed.begin(), info.needed.end(),
+                                 [&](const std::string& n) { return n.rfind(other, 0) == 0; });
+    REQUIRE(it != info.needed.end());
+    const std::string refused = runtime::check_elf_image(fixture("sanitizer_other"));
+    CHECK(refused ==
+          fmt::format("built with {} (needs {}), which this nkhost was not built with: loading it "
+                      "would abort the process; rebuild the plugin without {} (or run an nkhost "
+                      "built with it)",
+                      tsan ? "AddressSanitizer" : "ThreadSanitizer", *it,
+                      tsan ? "-fsanitize=address" : "-fsanitize=thread"));
+    CHECK(runtime::missing_sanitizer_runtime({"libc.so.6", *it}) == refused);
+
+    // What this process has is accepted: the fixtures of a sanitizer tree need its runtime.
+    runtime::ElfDynamicInfo good;
+    REQUIRE(runtime::read_elf_dynamic(fixture("events_good"), good) == "");
+    CHECK(runtime::missing_sanitizer_runtime(good.needed) == "");
+    CHECK(runtime::check_elf_image(fixture("events_good")) == "");
+    CHECK(runtime::missing_sanitizer_runtime({"libhwasan.so"}).rfind(
+              "built with HWAddressSanitizer (needs libhwasan.so)", 0) == 0);
+}
+
+TEST_CASE("ELF dynamic section: offsets from the file are bounds-checked") {
+    TempDir tmp;
+    const std::string bytes = read_all(fixture("events_good"));
+    REQUIRE_FALSE(dyn_offsets(bytes, DT_NEEDED).empty());
+    REQUIRE(dyn_offsets(bytes, DT_STRTAB).size() == 1);
+    struct Case {
+        std::int64_t tag;
+        std::uint64_t value;
+        std::string reason;
+    };
+    const std::vector<Case> cases = {
+        {DT_NEEDED, 0xfffffff0u, "ELF DT_NEEDED entry points outside the string table"},
+        {DT_STRTAB, 0x7fffffffffffull, "ELF dynamic string table lies outside the file"},
+        {DT_STRSZ, 1ull << 40, "ELF dynamic string table too large (1099511627776 bytes)"},
+        {DT_STRSZ, 0, "ELF dynamic section has DT_NEEDED entries but no string table"},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.reason);
+        const fs::path file = tmp / "bad.so";
+        std::ofstream(file, std::ios::binary | std::ios::trunc) << with_dyn_value(bytes, c.tag, c.value);
+        runtime::ElfDynamicInfo info;
+        CHECK(runtime::read_elf_dynamic(file, info) == c.reason);
+        CHECK(runtime::check_elf_image(file) == c.reason);
+    }
+    // A string table whose last name runs to its end without a terminator.
+    const auto strsz = dyn_offsets(bytes, DT_STRSZ);
+    REQUIRE(strsz.size() == 1);
+    TestDyn d;
+    std::memcpy(&d, bytes.data() + strsz[0], sizeof d);
+    for (std::uint64_t cut = 1; cut < 64 && cut < d.d_un.d_val; ++cut) {
+        const fs::path file = tmp / "cut.so";
+        std::ofstream(file, std::ios::binary | std::ios::trunc)
+            << with_dyn_value(bytes, DT_STRSZ, d.d_un.d_val - cut);
+        runtime::ElfDynamicInfo info;
+        const std::string why = runtime::read_elf_dynamic(file, info);
+        CHECK((why == "" || why == "ELF DT_NEEDED name is not terminated" ||
+               why == "ELF DT_NEEDED entry points outside the string table"));
+    }
+}
+
+TEST_CASE("nkhost check: a missing runtime.path is a failure and is not created") {
+    TempDir tmp;
+    std::ostringstream out;
+    CHECK(runtime::run_check(options_for(tmp), out) == 1);
+    CHECK(out.str() == "FAIL runtime.path " + (tmp / "modules").string() +
+                           " does not exist\n0 plugin(s) checked, 1 problem(s)\n");
+    CHECK_FALSE(fs::exists(tmp / "modules"));
+    std::ofstream(tmp / "file") << "x";
+    auto o = options_for(tmp);
+    o.path = (tmp / "file").string();
+    std::ostringstream out2;
+    CHECK(runtime::run_check(o, out2) == 1);
+    CHECK(out2.str().rfind("FAIL runtime.path " + (tmp / "file").string() +
+                               " is not a directory\n", 0) == 0);
+}
+
+TEST_CASE("nkhost check: prints loading before each plugin; copies never go under data_dir") {
+    TempDir tmp;
+    install(tmp / "modules", {fixture("events_good"), fixture("helper_lib")});
+    std::ostringstream out;
+    CHECK(runtime::run_check(options_for(tmp), out) == 1);
+    const std::string text = out.str();
+    CAPTURE(text);
+    const std::string good = (tmp / "modules/events_good.so").string();
+    const std::string helper = (tmp / "modules/helper_lib.so").string();
+    const auto l1 = text.find("loading " + good + "\n");
+    const auto l2 = text.find("loading " + helper + "\n");
+    REQUIRE(l1 != std::string::npos);
+    REQUIRE(l2 != std::string::npos);
+    CHECK(l1 < l2);
+    CHECK(text.find("FAIL " + helper + ": not a plugin") != std::string::npos);
+    CHECK_FALSE(fs::exists(tmp / ".modules"));
+}
+
+TEST_CASE("the same RPC id from two modules: the later serves, a warning names both, check fails") {
+    TempDir tmp;
+    install(tmp / "modules", {fixture("events_good"), fixture("rpc_duplicate")});
+    LogCapture logs("info");
+    {
+        runtime::Runtime rt(options_for(tmp), {});
+        REQUIRE(rt.load_all().is_ok());
+        std::string out;
+        REQUIRE(rt.rpc("Echo", RequestContext{}, "x", out).is_ok());
+        CHECK(out == "from rpc_duplicate");
+        const auto conflicts = rt.rpc_conflicts();
+        REQUIRE(conflicts.size() == 1);
+        CHECK(conflicts[0].id == "echo");
+        CHECK(conflicts[0].earlier == tmp / "modules/events_good.so");
+        CHECK(conflicts[0].later == tmp / "modules/rpc_duplicate.so");
+        const std::string warning =
+            "RPC id \"echo\" is registered by module events_good (" +
+            (tmp / "modules/events_good.so").string() + ") and by module rpc_duplicate (" +
+            (tmp / "modules/rpc_duplicate.so").string() +
+            "); rpc_duplicate replaces it (the later module wins), so events_good's RPC echo is "
+            "never called: rename one of them";
+        CHECK(logs.contains(warning));
+        // A later publish with the same conflict (another module loads) does not repeat it.
+        install(tmp / "modules", {sample("c_minimal")});
+        rt.rescan();
+        CHECK(rt.module_count() == 3);
+        CHECK(rt.rpc_conflicts().size() == 1);
+        const std::string text = logs.text();
+        CHECK(text.find(warning) == text.rfind(warning));
+        fs::remove(tmp / "modules/rpc_duplicate.so");
+        rt.rescan();
+        CHECK(rt.rpc_conflicts().empty());
+        REQUIRE(rt.rpc("echo", RequestContext{}, "x", out).is_ok());
+        CHECK(out == "x");
+    }
+    install(tmp / "modules", {fixture("rpc_duplicate")});
+    std::ostringstream out;
+    CHECK(runtime::run_check(options_for(tmp), out) == 1);
+    CHECK(out.str().find("FAIL " + (tmp / "modules/rpc_duplicate.so").string() +
+                         ": RPC id \"echo\" is also registered by " +
+                         (tmp / "modules/events_good.so").string()) != std::string::npos);
+    CHECK(out.str().find("3 plugin(s) checked, 1 problem(s)") != std::string::npos);
 }

@@ -141,6 +141,31 @@ TEST_CASE("a reload swaps in the new generation and hands the old one's count ov
     CHECK(h.rt->reload(file) == runtime::ReloadResult::unchanged);
 }
 
+TEST_CASE("a reload re-registering the module's own RPC ids is not a duplicate registration") {
+    LogCapture log("info");
+    ReloadHost h(false, {counter_a});
+    REQUIRE(h.status.is_ok());
+    const fs::path file = h.dir() / "reload_counter.so";
+    rename_over(file, bytes_of(counter_b));
+    CHECK(h.rt->reload(file) == runtime::ReloadResult::loaded);
+    CHECK(variant_of(h.rpc("COUNTER")) == "b");
+    REQUIRE(h.settled());
+    rename_over(file, bytes_of(counter_a));
+    h.rt->request_rescan();  // the reloader thread's path
+    REQUIRE(wait_until([&] { return variant_of(h.rpc("counter")) == "a"; }));
+    CHECK(h.rt->rpc_conflicts().empty());
+    CHECK_FALSE(log.contains("is registered by module"));
+    // A second module registering the same id (case-insensitively) is one.
+    fs::create_directories(h.dir() / "sub");
+    fs::copy_file(counter_b, h.dir() / "sub/reload_counter.so");
+    CHECK(h.rt->reload(h.dir() / "sub/reload_counter.so") == runtime::ReloadResult::loaded);
+    REQUIRE(h.rt->rpc_conflicts().size() == 1);
+    CHECK(h.rt->rpc_conflicts()[0].id == "counter");
+    CHECK(log.contains("RPC id \"counter\" is registered by module reload_counter (" +
+                       file.string() + ") and by module reload_counter (" +
+                       (h.dir() / "sub/reload_counter.so").string() + ")"));
+}
+
 TEST_CASE("handoff: the count survives 5 reloads while events keep flowing") {
     ReloadHost h(true, {counter_a});
     REQUIRE(h.status.is_ok());
