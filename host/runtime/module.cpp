@@ -604,7 +604,8 @@ std::terminate_handler terminate_before_loading = nullptr;
 
 // Installed around dlopen: a static constructor of the plugin that throws, or calls
 // std::terminate, aborts the process inside dlopen. Says which plugin did it (flushed to the
-// log before anything else can abort), then hands over to the handler it replaced.
+// log before anything else can abort), then hands over to the handler it replaced. Also
+// called directly when such an exception came out of dlopen instead (see open_and_init).
 [[noreturn]] void terminate_while_loading() {
     std::string what;
     if (const std::exception_ptr e = std::current_exception()) {
@@ -676,20 +677,27 @@ Status ModuleGeneration::open_and_init() {
     // The last line before the plugin's own code runs (static constructors inside dlopen, then
     // InitModule): a crash in either is attributed by it.
     spdlog::info("loading {}", source_.string());
-    try {
+    {
         TerminateWhileLoading guard(source_.string());
-        library_.load(copy_, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
-    } catch (const boost::dll::fs::system_error& e) {  // dlopen failed
-        return Status::invalid_argument("could not open: " +
-                                        open_failure(e.what(), copy_.string(), source_.string()));
-    } catch (const std::exception& e) {  // thrown by a static constructor, through dlopen
-        return Status::invalid_argument(
-            std::string("the plugin's static initialisation threw an exception: ") + e.what() +
-            " (do no work in static constructors; move it into InitModule)");
-    } catch (...) {
-        return Status::invalid_argument(
-            "the plugin's static initialisation threw an exception (not a std::exception; do "
-            "no work in static constructors, move it into InitModule)");
+        try {
+            library_.load(copy_,
+                          boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+        } catch (const boost::dll::fs::system_error& e) {
+            // dlopen failed (unless a static constructor threw a system_error of its own)
+            if (std::string_view(e.what()).find("shared_library::load() failed") !=
+                std::string_view::npos) {
+                return Status::invalid_argument(
+                    "could not open: " +
+                    open_failure(e.what(), copy_.string(), source_.string()));
+            }
+            terminate_while_loading();
+        } catch (...) {
+            // Thrown by a static constructor and unwound out of dlopen (where it does not
+            // terminate first): glibc's loader lock stays held by this thread, so the next
+            // dlopen or dlclose on any other thread (a reload, a retirement, shutdown) would
+            // hang forever. The process cannot go on: say which plugin, with the exception.
+            terminate_while_loading();
+        }
     }
     if (!library_.has(NK_ABI_SYMBOL) && !library_.has(NK_INIT_SYMBOL)) {
         return Status::invalid_argument(

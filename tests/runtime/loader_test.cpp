@@ -149,6 +149,7 @@ TEST_CASE("each failure mode fails startup with one line naming the file and the
         {"pie_exe",
          "an executable, not a shared library: build the plugin with add_library(<name> MODULE "
          "...) (nk_add_plugin does)"},
+        {"undefined_symbol", "could not open: {file}: undefined symbol: nk_fixture_no_such_symbol"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.fixture);
@@ -158,7 +159,10 @@ TEST_CASE("each failure mode fails startup with one line naming the file and the
         runtime::Runtime* rt = nullptr;
         Status st = load_one(c.fixture, tmp, rt, holder);
         REQUIRE_FALSE(st.is_ok());
-        CHECK(st.message() == expected_line(tmp, c.fixture + ".so", c.reason));
+        std::string reason = c.reason;
+        if (const auto at = reason.find("{file}"); at != std::string::npos)
+            reason.replace(at, 6, (tmp / "modules" / (c.fixture + ".so")).string());
+        CHECK(st.message() == expected_line(tmp, c.fixture + ".so", reason));
         CHECK(st.message().find('\n') == std::string::npos);
         CHECK(logs.contains(st.message()));
         CHECK(rt->module_count() == 0);  // nothing published
