@@ -325,6 +325,10 @@ bool has_line(const std::string& out, const std::string& line) {
     return ("\n" + out).find("\n" + line + "\n") != std::string::npos;
 }
 
+bool has_line_starting(const std::string& out, const std::string& start) {
+    return ("\n" + out).find("\n" + start) != std::string::npos;
+}
+
 std::size_t count_of(const std::string& out, const std::string& needle) {
     std::size_t n = 0;
     for (auto at = out.find(needle); at != std::string::npos; at = out.find(needle, at + 1))
@@ -378,8 +382,8 @@ TEST_CASE("nkhost check: an RPC id registered by two plugins is one FAIL line; t
     CHECK(r.exit_code == 1);
     const std::string good = (dir / "modules/events_good.so").string();
     const std::string dup = (dir / "modules/rpc_duplicate.so").string();
-    CHECK(has_line(r.output, "OK   " + good + " (ABI 1.1)"));
-    CHECK(has_line(r.output, "OK   " + dup + " (ABI 1.1)"));
+    CHECK(has_line_starting(r.output, "OK   " + good + " (ABI "));
+    CHECK(has_line_starting(r.output, "OK   " + dup + " (ABI "));
     CHECK(has_line(r.output, "FAIL " + dup + ": RPC id \"echo\" is also registered by " + good +
                                  "; this module's registration replaces it, so that one is never "
                                  "called: rename one of them"));
@@ -453,8 +457,8 @@ TEST_CASE("nkhost check creates nothing in the working directory and removes its
     CHECK(has_line(defaults.output,
                    "FAIL runtime.path " + (cwd / "data/modules").string() + " does not exist"));
     CHECK(absolute.exit_code == 0);
-    CHECK(has_line(absolute.output, "OK   " + (plugins / "modules/events_good.so").string() +
-                                        " (ABI 1.1)"));
+    CHECK(has_line_starting(absolute.output,
+                            "OK   " + (plugins / "modules/events_good.so").string() + " (ABI "));
     CHECK(std::filesystem::is_empty(cwd.path()));
     CHECK(std::filesystem::is_empty(tmp.path()));  // the scratch directory is gone
     std::vector<std::string> left;
