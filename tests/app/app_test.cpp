@@ -312,11 +312,37 @@ std::filesystem::path fixture_so(const std::string& name) {
     return nk::test::build_dir() / "fixtures" / name / (name + ".so");
 }
 
-// `nkhost check` on a runtime.path holding exactly `plugins` (fixture names).
+// Sets TMPDIR for the processes started while it lives (the test runs them one at a time).
+class ScopedTmpdir {
+  public:
+    explicit ScopedTmpdir(const std::filesystem::path& dir) {
+        const char* old = std::getenv("TMPDIR");
+        had_ = old != nullptr;
+        old_ = had_ ? old : "";
+        std::filesystem::create_directories(dir);
+        ::setenv("TMPDIR", dir.c_str(), 1);
+    }
+    ~ScopedTmpdir() {
+        if (had_)
+            ::setenv("TMPDIR", old_.c_str(), 1);
+        else
+            ::unsetenv("TMPDIR");
+    }
+    ScopedTmpdir(const ScopedTmpdir&) = delete;
+    ScopedTmpdir& operator=(const ScopedTmpdir&) = delete;
+
+  private:
+    bool had_ = false;
+    std::string old_;
+};
+
+// `nkhost check` on a runtime.path holding exactly `plugins` (fixture names). Its temporary
+// directory goes under `dir` (one a crashing plugin leaves behind is removed with it).
 nk::test::RunResult check_fixtures(const TempDir& dir, const std::vector<std::string>& plugins) {
     for (const auto& name : plugins)
         nk::test::write_file(dir / ("modules/" + name + ".so"),
                              nk::test::read_file(fixture_so(name)));
+    ScopedTmpdir tmpdir(dir / "tmp");
     return nk::test::run_nkhost({"check", "--runtime.path", (dir / "modules").string(),
                                  "--data_dir", (dir / "data").string()});
 }
@@ -438,18 +464,16 @@ TEST_CASE("nkhost check creates nothing in the working directory and removes its
     nk::test::write_file(plugins / "modules/events_good.so",
                          nk::test::read_file(fixture_so("events_good")));
     const auto old_cwd = std::filesystem::current_path();
-    const char* old_tmpdir = std::getenv("TMPDIR");
-    const std::string saved_tmpdir = old_tmpdir != nullptr ? old_tmpdir : "";
-    std::filesystem::current_path(cwd.path());
-    ::setenv("TMPDIR", tmp.path().c_str(), 1);
-    // Defaults: data_dir ./data, runtime.path ./data/modules (missing: a failure, not created).
-    const auto defaults = nk::test::run_nkhost({"check"});
-    const auto absolute = nk::test::run_nkhost({"check", "--runtime.path", (plugins / "modules").string()});
-    std::filesystem::current_path(old_cwd);
-    if (old_tmpdir != nullptr)
-        ::setenv("TMPDIR", saved_tmpdir.c_str(), 1);
-    else
-        ::unsetenv("TMPDIR");
+    nk::test::RunResult defaults, absolute;
+    {
+        ScopedTmpdir tmpdir(tmp.path());
+        std::filesystem::current_path(cwd.path());
+        // Defaults: data_dir ./data, runtime.path ./data/modules (missing: a failure, not
+        // created).
+        defaults = nk::test::run_nkhost({"check"});
+        absolute = nk::test::run_nkhost({"check", "--runtime.path", (plugins / "modules").string()});
+        std::filesystem::current_path(old_cwd);
+    }
 
     CAPTURE(defaults.output);
     CAPTURE(absolute.output);
