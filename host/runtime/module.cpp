@@ -525,10 +525,11 @@ ModuleGeneration::~ModuleGeneration() {
         library_.unload();
     } catch (...) {
     }
-    if (!copy_.empty()) {
-        std::error_code ec;
+    std::error_code ec;
+    if (!private_dir_.empty())
+        std::filesystem::remove_all(private_dir_, ec);
+    else if (!copy_.empty())
         std::filesystem::remove(copy_, ec);
-    }
 }
 
 void ModuleGeneration::log(nk_log_level level, std::string_view message, const nk_kv* fields,
@@ -555,10 +556,37 @@ Status ModuleGeneration::stage() {
     std::ifstream in(source_, std::ios::binary);
     if (!in)
         return Status::not_found("cannot read file: " + std::string(std::strerror(errno)));
-    copy_ = dir /
-            fmt::format("{}.{}.{}{}", name_, ::getpid(), generation_, source_.extension().string());
+    const std::string base = fmt::format("{}.{}.{}", name_, ::getpid(), generation_);
+    // Helper libraries shipped in a hidden ".lib" folder beside the plugin: the plugin finds
+    // them through its RUNPATH $ORIGIN/.lib, so its copy gets a folder of its own holding a
+    // copy of them too (a copy: the originals may change while this generation is loaded).
+    const std::filesystem::path helpers = source_.parent_path() / ".lib";
+    if (std::filesystem::is_directory(helpers, ec)) {
+        private_dir_ = dir / (base + ".d");
+        std::filesystem::remove_all(private_dir_, ec);
+        ec.clear();
+        std::filesystem::create_directories(private_dir_, ec);
+        if (!ec)
+            std::filesystem::copy(helpers, private_dir_ / ".lib",
+                                  std::filesystem::copy_options::recursive |
+                                      std::filesystem::copy_options::copy_symlinks,
+                                  ec);
+        if (ec) {
+            const std::string why = ec.message();
+            std::filesystem::remove_all(private_dir_, ec);
+            private_dir_.clear();
+            return Status::internal("cannot copy its helper libraries (" + helpers.string() +
+                                    ") under " + dir.string() + ": " + why);
+        }
+        copy_ = private_dir_ / source_.filename();
+    } else {
+        copy_ = dir / (base + source_.extension().string());
+    }
     std::ofstream out(copy_, std::ios::binary | std::ios::trunc);
     if (!out) {
+        if (!private_dir_.empty())
+            std::filesystem::remove_all(private_dir_, ec);
+        private_dir_.clear();
         copy_.clear();
         return Status::internal("cannot write a copy under " + dir.string());
     }
@@ -574,6 +602,9 @@ Status ModuleGeneration::stage() {
     out.close();
     if (in.bad() || !out) {
         std::filesystem::remove(copy_, ec);
+        if (!private_dir_.empty())
+            std::filesystem::remove_all(private_dir_, ec);
+        private_dir_.clear();
         copy_.clear();
         return Status::internal("cannot copy to " + dir.string());
     }

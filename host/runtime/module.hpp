@@ -221,6 +221,9 @@ class ModuleGeneration {
     std::shared_ptr<HostServices> host_;
     std::filesystem::path source_;
     std::filesystem::path copy_;
+    // With helper libraries (a ".lib" folder beside the source): the folder holding copy_ and
+    // its ".lib" copy, <copies>/<name>.<pid>.<generation>.d (empty otherwise).
+    std::filesystem::path private_dir_;
     std::string name_;
     std::uint64_t generation_;
     nk_abi_version abi_{0, 0};

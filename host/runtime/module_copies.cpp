@@ -16,9 +16,10 @@
 namespace nk::runtime {
 namespace {
 
-// The PID in "<module>.<pid>.<generation>.so", or nullopt for any other name.
+// The PID in "<module>.<pid>.<generation>.so" (a copy) or "<module>.<pid>.<generation>.d" (the
+// folder of a copy with helper libraries), or nullopt for any other name.
 std::optional<pid_t> owner_pid(const std::filesystem::path& file) {
-    if (file.extension() != ".so")
+    if (file.extension() != ".so" && file.extension() != ".d")
         return std::nullopt;
     const std::string stem = file.stem().string();  // <module>.<pid>.<generation>
     const auto last = stem.rfind('.');
@@ -98,7 +99,10 @@ std::size_t remove_stale_module_copies(const std::filesystem::path& dir) {
     for (auto it = std::filesystem::directory_iterator(dir, ec);
          !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
         const auto pid = owner_pid(it->path());
-        if (!pid || *pid == ::getpid() || !it->is_regular_file(ec))
+        if (!pid || *pid == ::getpid())
+            continue;
+        const bool folder = it->path().extension() == ".d";
+        if (folder ? !it->is_directory(ec) : !it->is_regular_file(ec))
             continue;
         try {
             if (!is_stale(it->path(), *pid))
@@ -107,7 +111,8 @@ std::size_t remove_stale_module_copies(const std::filesystem::path& dir) {
             continue;
         }
         std::error_code remove_ec;
-        if (std::filesystem::remove(it->path(), remove_ec))
+        if (folder ? std::filesystem::remove_all(it->path(), remove_ec) > 0
+                   : std::filesystem::remove(it->path(), remove_ec))
             ++removed;
     }
     return removed;

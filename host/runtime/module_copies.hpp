@@ -1,4 +1,6 @@
-// The private copies of loaded plugins: <data_dir>/.modules/<module>.<pid>.<generation>.so.
+// The private copies of loaded plugins: <data_dir>/.modules/<module>.<pid>.<generation>.so, or,
+// for a plugin shipped with helper libraries in a ".lib" folder beside it, a folder
+// <data_dir>/.modules/<module>.<pid>.<generation>.d/ holding the copy and a copy of ".lib".
 //
 // Each process deletes its copies when it unloads them; a process that was killed cannot, so
 // startup removes the copies whose owner is gone. Several processes may share data_dir (the

@@ -1,4 +1,4 @@
-# nk_add_plugin(NAME sources... [OUTPUT_DIRECTORY dir] [DEPLOY_DIR dir])
+# nk_add_plugin(NAME sources... [OUTPUT_DIRECTORY dir] [DEPLOY_DIR dir] [HELPERS targets...])
 #
 # Builds a nkhost plugin: a MODULE library named exactly NAME.so (NAME.dll on
 # Windows, no "lib" prefix), symbols hidden except the exports sdk.h marks
@@ -9,10 +9,15 @@
 # DEPLOY_DIR (else NK_PLUGIN_DEPLOY_DIR, if set): after each build the plugin is also copied to
 # a hidden temp file in that directory and renamed over NAME.so there, so a server watching it
 # (runtime.hot_reload) only ever sees a complete file: point it at runtime.path.
+# HELPERS: SHARED library targets of the project the plugin links against. They are built into
+# the hidden folder <output>/.lib (deployed to <DEPLOY_DIR>/.lib), and the plugin finds them
+# through RUNPATH $ORIGIN/.lib: ship plugin.so with its .lib folder beside it in runtime.path
+# (the scan skips hidden folders; the host copies .lib with the plugin). Give each helper a
+# SONAME (SOVERSION); a changed helper is only picked up by a restart (docs/writing-plugins.md).
 include_guard(GLOBAL)
 
 function(nk_add_plugin NAME)
-    cmake_parse_arguments(P "" "OUTPUT_DIRECTORY;DEPLOY_DIR" "" ${ARGN})
+    cmake_parse_arguments(P "" "OUTPUT_DIRECTORY;DEPLOY_DIR" "HELPERS" ${ARGN})
     if(NOT P_UNPARSED_ARGUMENTS)
         message(FATAL_ERROR "nk_add_plugin(${NAME}): no sources")
     endif()
@@ -57,6 +62,27 @@ function(nk_add_plugin NAME)
     set(deploy "${P_DEPLOY_DIR}")
     if(NOT deploy AND DEFINED NK_PLUGIN_DEPLOY_DIR)
         set(deploy "${NK_PLUGIN_DEPLOY_DIR}")
+    endif()
+    if(P_HELPERS)
+        target_link_libraries(${NAME} PRIVATE ${P_HELPERS})
+        # Only $ORIGIN/.lib (build-tree paths made relative to the plugin, which are the same),
+        # no absolute path: the plugin finds its helpers the way it will in runtime.path and
+        # from the host's private copy.
+        set_target_properties(${NAME} PROPERTIES
+            BUILD_RPATH "$ORIGIN/.lib" BUILD_RPATH_USE_ORIGIN ON INSTALL_RPATH "$ORIGIN/.lib")
+        foreach(helper ${P_HELPERS})
+            set_target_properties(${helper} PROPERTIES
+                LIBRARY_OUTPUT_DIRECTORY "${out_dir}/.lib"
+                RUNTIME_OUTPUT_DIRECTORY "${out_dir}/.lib")
+            if(deploy)
+                add_custom_command(TARGET ${NAME} PRE_LINK
+                    COMMAND ${CMAKE_COMMAND} -E make_directory "${deploy}/.lib"
+                    COMMAND ${CMAKE_COMMAND} -E copy "$<TARGET_FILE:${helper}>"
+                            "$<TARGET_SONAME_FILE:${helper}>" "${deploy}/.lib/"
+                    COMMENT "Deploying ${helper} to ${deploy}/.lib"
+                    VERBATIM)
+            endif()
+        endforeach()
     endif()
     if(deploy)
         # Copy under a hidden name (the watcher ignores hidden files), then rename(2) over the

@@ -14,6 +14,7 @@
 #include "nk/sdk.h"
 #include "runtime/check.hpp"
 #include "runtime/elf_check.hpp"
+#include "runtime/module_copies.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime_support.hpp"
 
@@ -514,4 +515,59 @@ TEST_CASE("the same RPC id from two modules: the later serves, a warning names b
                          ": RPC id \"echo\" is also registered by " +
                          (tmp / "modules/events_good.so").string()) != std::string::npos);
     CHECK(out.str().find("3 plugin(s) checked, 1 problem(s)") != std::string::npos);
+}
+
+TEST_CASE("a plugin with helper libraries in a hidden .lib folder beside it loads and uses them") {
+    TempDir tmp;
+    const fs::path built = fixture("uses_helper").parent_path();
+    fs::create_directories(tmp / "modules/shop");
+    fs::copy_file(built / "uses_helper.so", tmp / "modules/shop/uses_helper.so");
+    fs::copy(built / ".lib", tmp / "modules/shop/.lib",
+             fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+    {
+        runtime::Runtime rt(options_for(tmp), {});
+        REQUIRE(rt.load_all().is_ok());
+        const auto reports = rt.reports();
+        REQUIRE(reports.size() == 1);  // the helper is not taken for a plugin
+        CHECK(reports[0].path == tmp / "modules/shop/uses_helper.so");
+        std::string out;
+        REQUIRE(rt.rpc("helper_price", RequestContext{}, "", out).is_ok());
+        CHECK(out == "43");  // computed by libnkprice.so.1 from the .lib folder
+        // The private copy has a folder of its own with a copy of .lib beside it ($ORIGIN/.lib).
+        std::size_t folders = 0;
+        for (const auto& e : fs::directory_iterator(tmp / ".modules")) {
+            CHECK(e.path().extension() == ".d");
+            CHECK(fs::exists(e.path() / "uses_helper.so"));
+            CHECK(fs::exists(e.path() / ".lib/libnkprice.so.1"));
+            ++folders;
+        }
+        CHECK(folders == 1);
+        std::ostringstream check_out;
+        CHECK(runtime::run_check(options_for(tmp), check_out) == 0);
+        CAPTURE(check_out.str());
+        CHECK(check_out.str().find("rpc helper_price") != std::string::npos);
+    }
+    CHECK(private_copies(tmp) == 0);  // unloaded: the folder is removed with its .lib copy
+
+    // Without its .lib the plugin cannot be opened: $ORIGIN/.lib is where it looks.
+    fs::remove_all(tmp / "modules/shop/.lib");
+    runtime::Runtime rt(options_for(tmp), {});
+    Status st = rt.load_all();
+    REQUIRE_FALSE(st.is_ok());
+    CHECK(st.message().find("libnkprice.so.1") != std::string::npos);
+    CHECK(private_copies(tmp) == 0);
+}
+
+TEST_CASE("a stale private folder of a process that is gone is swept at startup") {
+    TempDir tmp;
+    // PID 2^22+1 is above Linux's pid_max limit: no such process.
+    const fs::path stale = tmp / ".modules/uses_helper.4194305.3.d";
+    fs::create_directories(stale / ".lib");
+    std::ofstream(stale / "uses_helper.so") << "x";
+    std::ofstream(stale / ".lib/libnkprice.so.1") << "x";
+    const fs::path other = tmp / ".modules/notes.d";  // not named like a copy: kept
+    fs::create_directories(other);
+    CHECK(runtime::remove_stale_module_copies(tmp / ".modules") == 1);
+    CHECK_FALSE(fs::exists(stale));
+    CHECK(fs::exists(other));
 }
