@@ -1,6 +1,7 @@
 #!/bin/sh
-# Installs the SDK component to a temporary prefix, builds a plugin project out
-# of tree with find_package(nkhost-sdk), then loads the result with run_check.
+# Installs the SDK component to a temporary prefix, builds samples/out_of_tree out of tree with
+# find_package(nkhost-sdk), then loads the result with run_check. Also: a C-only project needs
+# no RapidJSON, and asking for the cpp component without RapidJSON fails with a clear message.
 # usage: sdk_package_test.sh BUILD_DIR SOURCE_DIR CHECK_TOOL
 set -eu
 build=$1
@@ -11,19 +12,55 @@ trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --component nkhost-sdk --prefix "$tmp/prefix" >/dev/null
 test -f "$tmp/prefix/include/nk/sdk.h"
 test -f "$tmp/prefix/include/nk/sdk.hpp"
+test -f "$tmp/prefix/include/nk/json_read.hpp"
+# The C target carries no RapidJSON (it is added to sdk_cpp only, when found).
+targets=$(find "$tmp/prefix" -name 'nkhost-sdk-targets.cmake')
+if grep -qi rapidjson "$targets"; then
+    echo "the exported SDK targets name RapidJSON: $targets"
+    exit 1
+fi
 # A plain environment: no sanitizer flags, nothing from the host build.
-env -u CFLAGS -u CXXFLAGS cmake -S "$src/tests/runtime/out_of_tree" -B "$tmp/build" \
+env -u CFLAGS -u CXXFLAGS cmake -S "$src/samples/out_of_tree" -B "$tmp/build" \
     -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$tmp/build" >/dev/null
-test -f "$tmp/build/modules/oot_plugin.so"
-test -f "$tmp/build/modules/oot_c.so"
+test -f "$tmp/build/modules/hello.so"
+test -f "$tmp/build/modules/hello_c.so"
 # Only InitModule and nk_plugin_abi are exported (hidden visibility).
-exports=$(nm -D --defined-only "$tmp/build/modules/oot_plugin.so" | awk '$2 == "T" {print $3}' | sort | tr '\n' ' ')
+exports=$(nm -D --defined-only "$tmp/build/modules/hello.so" | awk '$2 == "T" {print $3}' | sort | tr '\n' ' ')
 if [ "$exports" != "InitModule nk_plugin_abi " ]; then
     echo "unexpected exports: $exports"
     exit 1
 fi
 out=$("$check" "$tmp/build/modules" "$tmp/data")
 echo "$out"
-echo "$out" | grep -q "rpc oot_hello"
+echo "$out" | grep -q "rpc hello$"
+echo "$out" | grep -q "rpc hello_c"
+echo "$out" | grep -q "event handlers: 1"
 echo "$out" | grep -q "2 plugin(s) checked, 0 problem(s)"
+
+# Without RapidJSON's headers (find_path searches an empty root only): a C plugin project
+# configures and builds, and the cpp component is refused with the reason.
+mkdir -p "$tmp/c_only" "$tmp/no_root"
+cp "$src/samples/out_of_tree/hello_c.c" "$tmp/c_only/"
+cat > "$tmp/c_only/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.20)
+project(c_only LANGUAGES C)
+find_package(nkhost-sdk REQUIRED)
+nk_add_plugin(hello_c hello_c.c)
+CMAKE
+hide="-DCMAKE_FIND_ROOT_PATH=$tmp/no_root -DCMAKE_FIND_ROOT_PATH_MODE_INCLUDE=ONLY"
+# shellcheck disable=SC2086
+env -u CFLAGS cmake -S "$tmp/c_only" -B "$tmp/c_only/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+    $hide >"$tmp/c_only.log" 2>&1 || { cat "$tmp/c_only.log"; exit 1; }
+grep -q "NKHOST_SDK_RAPIDJSON_INCLUDE_DIR:PATH=NKHOST_SDK_RAPIDJSON_INCLUDE_DIR-NOTFOUND" \
+    "$tmp/c_only/build/CMakeCache.txt"
+cmake --build "$tmp/c_only/build" >/dev/null
+test -f "$tmp/c_only/build/modules/hello_c.so"
+# shellcheck disable=SC2086
+if cmake -S "$src/samples/out_of_tree" -B "$tmp/cpp_no_json" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+    $hide >"$tmp/cpp.log" 2>&1; then
+    echo "the cpp component was found without RapidJSON"
+    exit 1
+fi
+grep -q "the cpp component (nk/sdk.hpp) needs RapidJSON" "$tmp/cpp.log" || { cat "$tmp/cpp.log"; exit 1; }
+echo "sdk package: C++ and C plugins out of tree; C needs no RapidJSON"
