@@ -63,4 +63,48 @@ if cmake -S "$src/samples/out_of_tree" -B "$tmp/cpp_no_json" -DCMAKE_PREFIX_PATH
     exit 1
 fi
 grep -q "the cpp component (nk/sdk.hpp) needs RapidJSON" "$tmp/cpp.log" || { cat "$tmp/cpp.log"; exit 1; }
-echo "sdk package: C++ and C plugins out of tree; C needs no RapidJSON"
+# Build flags the guide states: -fno-exceptions works with nk/sdk.h alone (not with
+# nk/sdk.hpp, which catches exceptions in every callback); -static-libstdc++ works.
+mkdir -p "$tmp/flags"
+cat > "$tmp/flags/plain.cpp" <<'CPP'
+#include <nk/sdk.h>
+NK_PLUGIN_ABI()
+static nk_status ping(void*, const nk_context*, const nk_logger*, const nk_module*, nk_str payload,
+                      nk_sink* r_payload, nk_sink*) {
+    nk_sink_write(r_payload, payload.ptr, payload.len);
+    return NK_OK;
+}
+NK_INIT_MODULE_C(ctx, logger, nk, initializer) {
+    (void)ctx; (void)logger; (void)nk;
+    return initializer->register_rpc(initializer, nk_str_c("plain_ping"), ping, nullptr, nullptr);
+}
+CPP
+cp "$src/samples/out_of_tree/hello.cpp" "$tmp/flags/"
+cat > "$tmp/flags/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.20)
+project(flags LANGUAGES CXX)
+set(CMAKE_CXX_STANDARD 17)
+find_package(nkhost-sdk REQUIRED COMPONENTS cpp)
+nk_add_plugin(plain plain.cpp)
+target_compile_options(plain PRIVATE -fno-exceptions -fno-rtti)
+nk_add_plugin(hello_static hello.cpp)
+target_link_options(hello_static PRIVATE -static-libstdc++)
+CMAKE
+env -u CFLAGS -u CXXFLAGS cmake -S "$tmp/flags" -B "$tmp/flags/build" -DCMAKE_PREFIX_PATH="$tmp/prefix"     -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$tmp/flags/build" >/dev/null
+if nm -D "$tmp/flags/build/modules/hello_static.so" | grep -q 'GLIBCXX'; then
+    echo "hello_static.so still needs the shared libstdc++"
+    exit 1
+fi
+# A static libstdc++ allocates its exception emergency pool (72704 bytes) once per copy and
+# the plugin can never be unloaded (plugin-pitfalls.md): LeakSanitizer would call it a leak.
+out=$(ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$check" "$tmp/flags/build/modules" "$tmp/data")
+echo "$out"
+echo "$out" | grep -q "rpc plain_ping"
+echo "$out" | grep -q "2 plugin(s) checked, 0 problem(s)"
+echo '#include <nk/sdk.hpp>' > "$tmp/flags/wrapped.cpp"
+if c++ -std=c++17 -fno-exceptions -fsyntax-only -I"$tmp/prefix/include" "$tmp/flags/wrapped.cpp"     2>/dev/null; then
+    echo "nk/sdk.hpp compiled with -fno-exceptions"
+    exit 1
+fi
+echo "sdk package: C++ and C plugins out of tree; C needs no RapidJSON; build flags as documented"
