@@ -65,9 +65,12 @@ struct AccountUpdate {
     std::optional<std::string> lang_tag;
     std::optional<std::string> location;
     std::optional<std::string> timezone;
+    // A JSON object (server calls only: clients cannot set it, as in Nakama).
+    std::optional<std::string> metadata;
 
     bool empty() const {
-        return !username && !display_name && !avatar_url && !lang_tag && !location && !timezone;
+        return !username && !display_name && !avatar_url && !lang_tag && !location && !timezone &&
+               !metadata;
     }
 };
 

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "store/storage_store.hpp"
+
 namespace nk::store {
 
 struct Options {
@@ -22,6 +24,8 @@ struct Options {
     // database.max_size_bytes: PRAGMA max_page_count in bytes (0 = no limit). Writes that would
     // grow the database beyond it fail like a full disk.
     std::uint64_t max_size_bytes = 0;
+    // storage.*: limits of storage objects and their batches.
+    StorageLimits storage;
 };
 
 }  // namespace nk::store

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
+#include <cstdint>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -16,6 +18,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include <fmt/format.h>
+#include <openssl/evp.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "core/json_read.hpp"
 #include "core/uuid.hpp"
 #include "log/log.hpp"
 #include "log/rate_limit.hpp"
@@ -51,6 +60,32 @@ CREATE TABLE user_device (
     user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE
 );
 CREATE INDEX user_device_user_id_idx ON user_device (user_id);
+)sql",
+    // 2: storage objects and the wallet ledger.
+    R"sql(
+CREATE TABLE storage (
+    collection  TEXT NOT NULL CHECK (length(collection) BETWEEN 1 AND 128),
+    key         TEXT NOT NULL CHECK (length(key) BETWEEN 1 AND 128),
+    user_id     TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    read        INTEGER NOT NULL CHECK (read BETWEEN 0 AND 2),
+    write       INTEGER NOT NULL CHECK (write BETWEEN 0 AND 1),
+    create_time INTEGER NOT NULL,
+    update_time INTEGER NOT NULL,
+    PRIMARY KEY (collection, key, user_id)
+);
+CREATE INDEX storage_user_idx ON storage (collection, user_id, key);
+CREATE TABLE wallet_ledger (
+    seq         INTEGER PRIMARY KEY,  -- insertion order (newest first in lists)
+    id          TEXT NOT NULL UNIQUE,
+    user_id     TEXT NOT NULL,
+    changeset   TEXT NOT NULL,
+    metadata    TEXT NOT NULL,
+    create_time INTEGER NOT NULL,
+    update_time INTEGER NOT NULL
+);
+CREATE INDEX wallet_ledger_user_idx ON wallet_ledger (user_id, seq);
 )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -238,11 +273,18 @@ enum class Operation {
     delete_account,
     set_disabled,
     wal_checkpoint,
+    storage_write,
+    storage_read,
+    storage_list,
+    storage_delete,
+    wallet_update,
+    wallet_ledger,
 };
 constexpr const char* kOperationNames[] = {
-    "authenticate_device", "authenticate_custom", "authenticate_email",
-    "find_user",           "get_account",         "update_account",
-    "delete_account",      "set_disabled",        "wal_checkpoint",
+    "authenticate_device", "authenticate_custom", "authenticate_email", "find_user",
+    "get_account",         "update_account",      "delete_account",     "set_disabled",
+    "wal_checkpoint",      "storage_write",       "storage_read",       "storage_list",
+    "storage_delete",      "wallet_update",       "wallet_ledger",
 };
 constexpr std::size_t kOperations = std::size(kOperationNames);
 
@@ -727,7 +769,8 @@ Status SqliteAccountStore::update_account(std::string_view user_id, const Accoun
     const Field fields[] = {
         {"username", &update.username},     {"display_name", &update.display_name},
         {"avatar_url", &update.avatar_url}, {"lang_tag", &update.lang_tag},
-        {"location", &update.location},     {"timezone", &update.timezone}};
+        {"location", &update.location},     {"timezone", &update.timezone},
+        {"metadata", &update.metadata}};
     std::string sql = "UPDATE users SET update_time = ?";
     for (const auto& f : fields) {
         if (*f.value)
@@ -749,7 +792,7 @@ Status SqliteAccountStore::update_account(std::string_view user_id, const Accoun
         if (!*f.value)
             continue;
         const std::string& v = **f.value;
-        if (v.empty() && f.value != &update.username) {
+        if (v.empty() && f.value != &update.username && f.value != &update.metadata) {
             sqlite3_bind_null(raw, i++);
         } else {
             sqlite3_bind_text(raw, i++, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
@@ -782,7 +825,8 @@ Status SqliteAccountStore::delete_account(std::string_view user_id) {
     if (!tx.begun())
         return error();
     for (const char* sql :
-         {"DELETE FROM user_device WHERE user_id = ?", "DELETE FROM users WHERE id = ?"}) {
+         {"DELETE FROM user_device WHERE user_id = ?", "DELETE FROM storage WHERE user_id = ?",
+          "DELETE FROM wallet_ledger WHERE user_id = ?", "DELETE FROM users WHERE id = ?"}) {
         Stmt s = c->prepare(sql);
         if (!s)
             return error();
@@ -803,6 +847,584 @@ Status SqliteAccountStore::set_disabled(std::string_view user_id, bool disabled)
     if (s.step() != SQLITE_DONE)
         return impl_->failed(*c, Operation::set_disabled, kFindError);
     return c->changes() == 0 ? kNotFound : Status::ok();
+}
+
+
+// ---- storage objects and wallets ------------------------------------------------------------
+
+namespace {
+
+const Status kWriteRejectedPermission =
+    Status::invalid_argument("Storage write rejected - permission denied.");
+const Status kWriteRejectedVersion =
+    Status::invalid_argument("Storage write rejected - version check failed.");
+const Status kDeleteRejected = Status::invalid_argument(
+    "Storage delete rejected - not found, version check failed, or permission denied.");
+const Status kBadLimit = Status::invalid_argument("Invalid limit - limit must be between 1 and 100.");
+const Status kBadCursor = Status::invalid_argument("Invalid cursor.");
+
+std::string md5_hex(std::string_view data) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(data.data(), data.size(), digest, &len, EVP_md5(), nullptr);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(2 * len);
+    for (unsigned int i = 0; i < len; ++i) {
+        out.push_back(hex[digest[i] >> 4]);
+        out.push_back(hex[digest[i] & 0xF]);
+    }
+    return out;
+}
+
+std::string hex_of(std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(2 * s.size());
+    for (unsigned char c : s) {
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 0xF]);
+    }
+    return out;
+}
+bool unhex(std::string_view s, std::string& out) {
+    if (s.size() % 2 != 0)
+        return false;
+    out.clear();
+    const auto val = [](char c) -> int {
+        if (c >= '0' && c <= '9')
+            return c - '0';
+        if (c >= 'a' && c <= 'f')
+            return c - 'a' + 10;
+        return -1;
+    };
+    for (std::size_t i = 0; i < s.size(); i += 2) {
+        const int hi = val(s[i]), lo = val(s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out.push_back(static_cast<char>(hi * 16 + lo));
+    }
+    return true;
+}
+
+std::size_t utf8_chars(std::string_view s) {
+    std::size_t n = 0;
+    for (unsigned char c : s)
+        n += (c & 0xC0) != 0x80;
+    return n;
+}
+
+// A wallet or changeset: a JSON object of currency -> integer.
+bool parse_wallet(std::string_view text, unsigned max_depth, Wallet& out) {
+    rapidjson::Document d;
+    JsonLimits limits;
+    limits.max_depth = max_depth;
+    if (text.empty()) {
+        out.clear();
+        return true;
+    }
+    if (!parse_json(text, d, limits) || !d.IsObject())
+        return false;
+    out.clear();
+    for (auto m = d.MemberBegin(); m != d.MemberEnd(); ++m) {
+        if (!m->value.IsInt64())
+            return false;
+        out[std::string(m->name.GetString(), m->name.GetStringLength())] = m->value.GetInt64();
+    }
+    return true;
+}
+std::string wallet_json(const Wallet& w) {
+    rapidjson::StringBuffer sb;
+    rapidjson::Writer<rapidjson::StringBuffer> wr(sb);
+    wr.StartObject();
+    for (const auto& [k, v] : w) {
+        wr.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+        wr.Int64(v);
+    }
+    wr.EndObject();
+    return std::string(sb.GetString(), sb.GetSize());
+}
+bool is_json_object(std::string_view text, unsigned max_depth) {
+    rapidjson::Document d;
+    JsonLimits limits;
+    limits.max_depth = max_depth;
+    return parse_json(text, d, limits) && d.IsObject();
+}
+
+// Checks one write against the limits and Nakama's rules; "" when fine.
+Status check_write(const StorageWrite& w, const StorageLimits& limits) {
+    if (w.collection.empty() || w.key.empty())
+        return Status::invalid_argument("Invalid collection or key value supplied. They must be set.");
+    if (utf8_chars(w.collection) > limits.max_collection_chars ||
+        utf8_chars(w.key) > limits.max_key_chars)
+        return Status::invalid_argument(fmt::format(
+            "Invalid collection or key value supplied. They must be at most {} characters.",
+            std::max(limits.max_collection_chars, limits.max_key_chars)));
+    if (w.permission_read < 0 || w.permission_read > 2)
+        return Status::invalid_argument("Invalid Read permission supplied. It must be either 0, 1 or 2.");
+    if (w.permission_write < 0 || w.permission_write > 1)
+        return Status::invalid_argument("Invalid Write permission supplied. It must be either 0 or 1.");
+    if (w.value.size() > limits.max_value_bytes)
+        return Status::invalid_argument(
+            fmt::format("Value is too large: at most {} bytes.", limits.max_value_bytes));
+    if (!is_json_object(w.value, limits.max_json_depth))
+        return Status::invalid_argument("Value must be a JSON object.");
+    return Status::ok();
+}
+
+}  // namespace
+
+struct SqliteAccountStore::Storage {
+    // Writes inside an open transaction; on a rejection returns it (the caller rolls back).
+    static Status write_in_tx(Impl& impl, Connection& c, std::string_view caller,
+                              const std::vector<StorageWrite>& writes,
+                              std::vector<StorageAck>& acks) {
+        const std::int64_t now = unix_now();
+        for (const auto& w : writes) {
+            const std::string user_id =
+                !caller.empty() ? std::string(caller)
+                                : (w.user_id.empty() ? std::string(kSystemUserId) : w.user_id);
+            std::string current_version;
+            int current_write = 1;
+            bool exists = false;
+            {
+                Stmt s = c.prepare(
+                    "SELECT version, write FROM storage WHERE collection = ? AND key = ? AND "
+                    "user_id = ?");
+                if (!s)
+                    return impl.failed(c, Operation::storage_write, kWriteError);
+                s.bind(1, w.collection).bind(2, w.key).bind(3, user_id);
+                const int rc = s.step();
+                if (rc == SQLITE_ROW) {
+                    exists = true;
+                    current_version = s.text(0);
+                    current_write = static_cast<int>(s.int64(1));
+                } else if (rc != SQLITE_DONE) {
+                    return impl.failed(c, Operation::storage_write, kWriteError);
+                }
+            }
+            if (!caller.empty() && exists && current_write == 0)
+                return kWriteRejectedPermission;
+            if (w.version == "*" && exists)
+                return kWriteRejectedVersion;
+            if (!w.version.empty() && w.version != "*" &&
+                (!exists || w.version != current_version))
+                return kWriteRejectedVersion;
+            const std::string version = md5_hex(w.value);
+            Stmt s = c.prepare(
+                "INSERT INTO storage (collection, key, user_id, value, version, read, write, "
+                "create_time, update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (collection, key, user_id) DO UPDATE SET value = excluded.value, "
+                "version = excluded.version, read = excluded.read, write = excluded.write, "
+                "update_time = excluded.update_time");
+            if (!s)
+                return impl.failed(c, Operation::storage_write, kWriteError);
+            s.bind(1, w.collection)
+                .bind(2, w.key)
+                .bind(3, user_id)
+                .bind(4, w.value)
+                .bind(5, version)
+                .bind(6, std::int64_t{w.permission_read})
+                .bind(7, std::int64_t{w.permission_write})
+                .bind(8, now)
+                .bind(9, now);
+            if (s.step() != SQLITE_DONE)
+                return impl.failed(c, Operation::storage_write, kWriteError);
+            acks.push_back({w.collection, w.key, user_id, version});
+        }
+        return Status::ok();
+    }
+
+    static Status delete_in_tx(Impl& impl, Connection& c, std::string_view caller,
+                               const std::vector<StorageId>& ids) {
+        for (const auto& id : ids) {
+            if (id.collection.empty() || id.key.empty())
+                return Status::invalid_argument(
+                    "Invalid collection or key value supplied. They must be set.");
+            const std::string user_id =
+                !caller.empty() ? std::string(caller)
+                                : (id.user_id.empty() ? std::string(kSystemUserId) : id.user_id);
+            // Clients delete only writable objects; a version, when given, must match.
+            Stmt s = c.prepare(
+                "DELETE FROM storage WHERE collection = ? AND key = ? AND user_id = ? AND "
+                "(? = '' OR version = ?) AND (? = 0 OR write = 1)");
+            if (!s)
+                return impl.failed(c, Operation::storage_delete, kDeleteError);
+            s.bind(1, id.collection)
+                .bind(2, id.key)
+                .bind(3, user_id)
+                .bind(4, id.version)
+                .bind(5, id.version)
+                .bind(6, std::int64_t{caller.empty() ? 0 : 1});
+            if (s.step() != SQLITE_DONE)
+                return impl.failed(c, Operation::storage_delete, kDeleteError);
+            // The server may delete what is already gone unless it named a version.
+            if (c.changes() == 0 && (!caller.empty() || !id.version.empty()))
+                return kDeleteRejected;
+        }
+        return Status::ok();
+    }
+
+    static Status wallets_in_tx(Impl& impl, Connection& c, const std::vector<WalletChange>& changes,
+                                bool update_ledger, std::vector<WalletResult>& out) {
+        const std::int64_t now = unix_now();
+        const unsigned depth = impl.options.storage.max_json_depth;
+        for (const auto& change : changes) {
+            WalletResult r;
+            r.user_id = change.user_id;
+            {
+                Stmt s = c.prepare("SELECT wallet FROM users WHERE id = ?");
+                if (!s)
+                    return impl.failed(c, Operation::wallet_update, kWalletError);
+                s.bind(1, change.user_id);
+                const int rc = s.step();
+                if (rc == SQLITE_DONE)
+                    return kNotFound;
+                if (rc != SQLITE_ROW)
+                    return impl.failed(c, Operation::wallet_update, kWalletError);
+                if (!parse_wallet(s.text(0), depth, r.previous))
+                    return Status::internal("Error reading user wallet.");
+            }
+            r.updated = r.previous;
+            for (const auto& [currency, delta] : change.changeset) {
+                auto& balance = r.updated[currency];
+                if ((delta > 0 && balance > INT64_MAX - delta) ||
+                    (delta < 0 && balance < INT64_MIN - delta))
+                    return Status::invalid_argument(fmt::format(
+                        "wallet update rejected: value out of range at path '{}'", currency));
+                balance += delta;
+                if (balance < 0)
+                    return Status::invalid_argument(fmt::format(
+                        "wallet update rejected negative value at path '{}'", currency));
+            }
+            const std::string metadata = change.metadata.empty() ? "{}" : change.metadata;
+            if (!is_json_object(metadata, depth))
+                return Status::invalid_argument("Metadata must be a JSON object.");
+            {
+                Stmt s = c.prepare("UPDATE users SET wallet = ?, update_time = ? WHERE id = ?");
+                if (!s)
+                    return impl.failed(c, Operation::wallet_update, kWalletError);
+                s.bind(1, wallet_json(r.updated)).bind(2, now).bind(3, change.user_id);
+                if (s.step() != SQLITE_DONE)
+                    return impl.failed(c, Operation::wallet_update, kWalletError);
+            }
+            if (update_ledger) {
+                Stmt s = c.prepare(
+                    "INSERT INTO wallet_ledger (id, user_id, changeset, metadata, create_time, "
+                    "update_time) VALUES (?, ?, ?, ?, ?, ?)");
+                if (!s)
+                    return impl.failed(c, Operation::wallet_update, kWalletError);
+                s.bind(1, random_uuid_v4())
+                    .bind(2, change.user_id)
+                    .bind(3, wallet_json(change.changeset))
+                    .bind(4, metadata)
+                    .bind(5, now)
+                    .bind(6, now);
+                if (s.step() != SQLITE_DONE)
+                    return impl.failed(c, Operation::wallet_update, kWalletError);
+            }
+            out.push_back(std::move(r));
+        }
+        return Status::ok();
+    }
+
+    static Status check_batch(std::size_t n, const StorageLimits& limits) {
+        if (n > limits.max_batch)
+            return Status::invalid_argument(
+                fmt::format("Too many objects in one request: at most {}.", limits.max_batch));
+        return Status::ok();
+    }
+
+    static inline const Status kWriteError = Status::internal("Error writing storage objects.");
+    static inline const Status kReadError = Status::internal("Error reading storage objects.");
+    static inline const Status kListError = Status::internal("Error listing storage objects.");
+    static inline const Status kDeleteError = Status::internal("Error deleting storage objects.");
+    static inline const Status kWalletError = Status::internal("Error updating wallets.");
+    static inline const Status kLedgerError = Status::internal("Error reading the wallet ledger.");
+};
+
+Status SqliteAccountStore::storage_write(std::string_view caller,
+                                         const std::vector<StorageWrite>& writes,
+                                         std::vector<StorageAck>& acks) {
+    acks.clear();
+    if (Status st = Storage::check_batch(writes.size(), impl_->options.storage); !st)
+        return st;
+    for (const auto& w : writes)
+        if (Status st = check_write(w, impl_->options.storage); !st)
+            return st;
+    if (writes.empty())
+        return Status::ok();
+    auto c = impl_->acquire();
+    WriteTransaction tx(*c);
+    if (!tx.begun())
+        return impl_->failed(*c, Operation::storage_write, Storage::kWriteError);
+    if (Status st = Storage::write_in_tx(*impl_, *c, caller, writes, acks); !st) {
+        acks.clear();
+        return st;
+    }
+    if (!tx.commit()) {
+        acks.clear();
+        return impl_->failed(*c, Operation::storage_write, Storage::kWriteError);
+    }
+    return Status::ok();
+}
+
+Status SqliteAccountStore::storage_read(std::string_view caller, const std::vector<StorageId>& ids,
+                                        std::vector<StorageObject>& out) {
+    out.clear();
+    if (Status st = Storage::check_batch(ids.size(), impl_->options.storage); !st)
+        return st;
+    auto c = impl_->acquire();
+    for (const auto& id : ids) {
+        const std::string user_id = id.user_id.empty() ? std::string(kSystemUserId) : id.user_id;
+        Stmt s = c->prepare(
+            "SELECT value, version, read, write, create_time, update_time FROM storage WHERE "
+            "collection = ? AND key = ? AND user_id = ?");
+        if (!s)
+            return impl_->failed(*c, Operation::storage_read, Storage::kReadError);
+        s.bind(1, id.collection).bind(2, id.key).bind(3, user_id);
+        const int rc = s.step();
+        if (rc == SQLITE_DONE)
+            continue;
+        if (rc != SQLITE_ROW)
+            return impl_->failed(*c, Operation::storage_read, Storage::kReadError);
+        StorageObject o;
+        o.collection = id.collection;
+        o.key = id.key;
+        o.user_id = user_id;
+        o.value = s.text(0);
+        o.version = s.text(1);
+        o.permission_read = static_cast<int>(s.int64(2));
+        o.permission_write = static_cast<int>(s.int64(3));
+        o.create_time = s.int64(4);
+        o.update_time = s.int64(5);
+        // Clients read their own readable objects and everyone's public ones.
+        const bool visible = caller.empty() || o.permission_read == 2 ||
+                             (o.permission_read == 1 && o.user_id == caller);
+        if (visible)
+            out.push_back(std::move(o));
+    }
+    return Status::ok();
+}
+
+Status SqliteAccountStore::storage_list(std::string_view caller, std::string_view user_id,
+                                        std::string_view collection, int limit,
+                                        std::string_view cursor, StoragePage& out) {
+    out = {};
+    if (limit < 1 || limit > 100)
+        return kBadLimit;
+    if (collection.empty())
+        return Status::invalid_argument("Invalid collection value supplied. It must be set.");
+    // Keyset cursor: the (key, user_id) of the last object of the previous page.
+    std::string after_key, after_user;
+    if (!cursor.empty()) {
+        const auto dot = cursor.find('.');
+        if (dot == std::string_view::npos || !unhex(cursor.substr(0, dot), after_key) ||
+            !unhex(cursor.substr(dot + 1), after_user))
+            return kBadCursor;
+    }
+    // What the caller may see: the server everything; a client its own readable objects
+    // (listing itself) or public ones.
+    int min_read = 0;
+    if (!caller.empty())
+        min_read = (!user_id.empty() && user_id == caller) ? 1 : 2;
+    auto c = impl_->acquire();
+    Stmt s = user_id.empty()
+                 ? c->prepare(
+                       "SELECT key, user_id, value, version, read, write, create_time, update_time "
+                       "FROM storage WHERE collection = ? AND read >= ? AND (? = 0 OR key > ? OR "
+                       "(key = ? AND user_id > ?)) ORDER BY key, user_id LIMIT ?")
+                 : c->prepare(
+                       "SELECT key, user_id, value, version, read, write, create_time, update_time "
+                       "FROM storage WHERE collection = ? AND read >= ? AND (? = 0 OR key > ? OR "
+                       "(key = ? AND user_id > ?)) AND user_id = ? ORDER BY key, user_id LIMIT ?");
+    if (!s)
+        return impl_->failed(*c, Operation::storage_list, Storage::kListError);
+    s.bind(1, collection)
+        .bind(2, std::int64_t{min_read})
+        .bind(3, std::int64_t{cursor.empty() ? 0 : 1})
+        .bind(4, after_key)
+        .bind(5, after_key)
+        .bind(6, after_user);
+    if (user_id.empty())
+        s.bind(7, std::int64_t{limit + 1});
+    else
+        s.bind(7, user_id).bind(8, std::int64_t{limit + 1});
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+        if (out.objects.size() == static_cast<std::size_t>(limit)) {
+            const auto& last = out.objects.back();
+            out.cursor = hex_of(last.key) + "." + hex_of(last.user_id);
+            break;
+        }
+        StorageObject o;
+        o.collection = std::string(collection);
+        o.key = s.text(0);
+        o.user_id = s.text(1);
+        o.value = s.text(2);
+        o.version = s.text(3);
+        o.permission_read = static_cast<int>(s.int64(4));
+        o.permission_write = static_cast<int>(s.int64(5));
+        o.create_time = s.int64(6);
+        o.update_time = s.int64(7);
+        out.objects.push_back(std::move(o));
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return impl_->failed(*c, Operation::storage_list, Storage::kListError);
+    return Status::ok();
+}
+
+Status SqliteAccountStore::storage_delete(std::string_view caller,
+                                          const std::vector<StorageId>& ids) {
+    if (Status st = Storage::check_batch(ids.size(), impl_->options.storage); !st)
+        return st;
+    if (ids.empty())
+        return Status::ok();
+    auto c = impl_->acquire();
+    WriteTransaction tx(*c);
+    if (!tx.begun())
+        return impl_->failed(*c, Operation::storage_delete, Storage::kDeleteError);
+    if (Status st = Storage::delete_in_tx(*impl_, *c, caller, ids); !st)
+        return st;
+    return tx.commit() ? Status::ok()
+                       : impl_->failed(*c, Operation::storage_delete, Storage::kDeleteError);
+}
+
+Status SqliteAccountStore::wallets_update(const std::vector<WalletChange>& changes,
+                                          bool update_ledger, std::vector<WalletResult>& out) {
+    std::vector<StorageAck> no_acks;
+    return multi_update({}, {}, changes, update_ledger, no_acks, out);
+}
+
+Status SqliteAccountStore::multi_update(const std::vector<StorageWrite>& writes,
+                                        const std::vector<StorageId>& deletes,
+                                        const std::vector<WalletChange>& wallets,
+                                        bool update_ledger, std::vector<StorageAck>& acks,
+                                        std::vector<WalletResult>& wallet_results) {
+    acks.clear();
+    wallet_results.clear();
+    const auto& limits = impl_->options.storage;
+    if (Status st = Storage::check_batch(writes.size() + deletes.size() + wallets.size(), limits);
+        !st)
+        return st;
+    for (const auto& w : writes)
+        if (Status st = check_write(w, limits); !st)
+            return st;
+    if (writes.empty() && deletes.empty() && wallets.empty())
+        return Status::ok();
+    auto c = impl_->acquire();
+    WriteTransaction tx(*c);
+    if (!tx.begun())
+        return impl_->failed(*c, Operation::wallet_update, Storage::kWalletError);
+    Status st = Storage::write_in_tx(*impl_, *c, "", writes, acks);
+    if (st)
+        st = Storage::delete_in_tx(*impl_, *c, "", deletes);
+    if (st)
+        st = Storage::wallets_in_tx(*impl_, *c, wallets, update_ledger, wallet_results);
+    if (st && !tx.commit())
+        st = impl_->failed(*c, Operation::wallet_update, Storage::kWalletError);
+    if (!st) {
+        acks.clear();
+        wallet_results.clear();
+    }
+    return st;
+}
+
+Status SqliteAccountStore::wallet_ledger_list(std::string_view user_id, int limit,
+                                              std::string_view cursor, LedgerPage& out) {
+    out = {};
+    if (limit < 1 || limit > 100)
+        return kBadLimit;
+    std::int64_t before = INT64_MAX;
+    if (!cursor.empty()) {
+        std::string text;
+        if (!unhex(cursor, text) || text.empty() ||
+            text.find_first_not_of("0123456789") != std::string::npos || text.size() > 18)
+            return kBadCursor;
+        before = std::stoll(text);
+    }
+    auto c = impl_->acquire();
+    Stmt s = c->prepare(
+        "SELECT seq, id, changeset, metadata, create_time, update_time FROM wallet_ledger "
+        "WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?");
+    if (!s)
+        return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+    s.bind(1, user_id).bind(2, before).bind(3, std::int64_t{limit + 1});
+    std::int64_t last_rowid = 0;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+        if (out.items.size() == static_cast<std::size_t>(limit)) {
+            out.cursor = hex_of(std::to_string(last_rowid));
+            break;
+        }
+        LedgerItem item;
+        last_rowid = s.int64(0);
+        item.id = s.text(1);
+        item.user_id = std::string(user_id);
+        parse_wallet(s.text(2), impl_->options.storage.max_json_depth, item.changeset);
+        item.metadata = s.text(3);
+        item.create_time = s.int64(4);
+        item.update_time = s.int64(5);
+        out.items.push_back(std::move(item));
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+    return Status::ok();
+}
+
+Status SqliteAccountStore::wallet_ledger_update(std::string_view id, std::string_view metadata,
+                                                LedgerItem& out) {
+    const unsigned depth = impl_->options.storage.max_json_depth;
+    rapidjson::Document patch;
+    JsonLimits limits;
+    limits.max_depth = depth;
+    if (!parse_json(metadata, patch, limits) || !patch.IsObject())
+        return Status::invalid_argument("Metadata must be a JSON object.");
+    auto c = impl_->acquire();
+    WriteTransaction tx(*c);
+    if (!tx.begun())
+        return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+    {
+        Stmt s = c->prepare(
+            "SELECT user_id, changeset, metadata, create_time FROM wallet_ledger WHERE id = ?");
+        if (!s)
+            return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+        s.bind(1, id);
+        const int rc = s.step();
+        if (rc == SQLITE_DONE)
+            return Status::not_found("Wallet ledger item not found.");
+        if (rc != SQLITE_ROW)
+            return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+        out.id = std::string(id);
+        out.user_id = s.text(0);
+        parse_wallet(s.text(1), depth, out.changeset);
+        out.create_time = s.int64(3);
+        // Merge: the patch's top-level keys replace the stored ones (PostgreSQL's jsonb ||).
+        rapidjson::Document merged;
+        if (!parse_json(s.text(2), merged, limits) || !merged.IsObject())
+            merged.SetObject();
+        for (auto m = patch.MemberBegin(); m != patch.MemberEnd(); ++m) {
+            rapidjson::Value value(m->value, merged.GetAllocator());
+            auto existing = merged.FindMember(m->name);
+            if (existing != merged.MemberEnd())
+                existing->value = value;
+            else
+                merged.AddMember(rapidjson::Value(m->name, merged.GetAllocator()), value,
+                                 merged.GetAllocator());
+        }
+        rapidjson::StringBuffer sb;
+        rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+        merged.Accept(w);  // depth bounded: both documents were parsed with the limit
+        out.metadata = std::string(sb.GetString(), sb.GetSize());
+    }
+    out.update_time = unix_now();
+    Stmt u = c->prepare("UPDATE wallet_ledger SET metadata = ?, update_time = ? WHERE id = ?");
+    if (!u)
+        return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+    u.bind(1, out.metadata).bind(2, out.update_time).bind(3, id);
+    if (u.step() != SQLITE_DONE || !tx.commit())
+        return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+    return Status::ok();
 }
 
 }  // namespace nk::store

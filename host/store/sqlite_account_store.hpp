@@ -24,6 +24,7 @@
 
 #include "store/account_store.hpp"
 #include "store/options.hpp"
+#include "store/storage_store.hpp"
 
 namespace nk::metrics {
 class Registry;
@@ -31,7 +32,8 @@ class Registry;
 
 namespace nk::store {
 
-class SqliteAccountStore final : public AccountStore {
+// Also the StorageStore (storage objects and wallets, in the same file and transactions).
+class SqliteAccountStore final : public AccountStore, public StorageStore {
   public:
     // `metrics` (optional) must outlive the store.
     explicit SqliteAccountStore(Options options, metrics::Registry* metrics = nullptr);
@@ -49,11 +51,32 @@ class SqliteAccountStore final : public AccountStore {
     Status delete_account(std::string_view user_id) override;
     Status set_disabled(std::string_view user_id, bool disabled) override;
 
+    Status storage_write(std::string_view caller, const std::vector<StorageWrite>& writes,
+                         std::vector<StorageAck>& acks) override;
+    Status storage_read(std::string_view caller, const std::vector<StorageId>& ids,
+                        std::vector<StorageObject>& out) override;
+    Status storage_list(std::string_view caller, std::string_view user_id,
+                        std::string_view collection, int limit, std::string_view cursor,
+                        StoragePage& out) override;
+    Status storage_delete(std::string_view caller, const std::vector<StorageId>& ids) override;
+    Status wallets_update(const std::vector<WalletChange>& changes, bool update_ledger,
+                          std::vector<WalletResult>& out) override;
+    Status multi_update(const std::vector<StorageWrite>& writes,
+                        const std::vector<StorageId>& deletes,
+                        const std::vector<WalletChange>& wallets, bool update_ledger,
+                        std::vector<StorageAck>& acks,
+                        std::vector<WalletResult>& wallet_results) override;
+    Status wallet_ledger_list(std::string_view user_id, int limit, std::string_view cursor,
+                              LedgerPage& out) override;
+    Status wallet_ledger_update(std::string_view id, std::string_view metadata,
+                                LedgerItem& out) override;
+
     // The schema version the file is at after construction.
     int schema_version() const;
 
   private:
     struct Impl;
+    struct Storage;
     std::unique_ptr<Impl> impl_;
 };
 

@@ -31,10 +31,10 @@ TEST_CASE("schema is created with a version and the file is in WAL mode") {
     const std::string path = dir.file("a.db");
     {
         SqliteAccountStore store(options_for(path));
-        CHECK(store.schema_version() == 1);
+        CHECK(store.schema_version() == 2);
     }
     SqliteAccountStore again(options_for(path));
-    CHECK(again.schema_version() == 1);
+    CHECK(again.schema_version() == 2);
     sqlite3* db = nullptr;
     REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
     sqlite3_stmt* s = nullptr;
