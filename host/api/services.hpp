@@ -22,6 +22,7 @@ class LoginThrottle;
 }
 namespace nk::store {
 class AccountStore;
+class StorageStore;
 }
 namespace nk::events {
 class EventSink;
@@ -49,6 +50,7 @@ class SessionControl {
 struct Services {
     auth::Tokens* tokens = nullptr;           // JWT sign/verify, server key, http key, revocation
     store::AccountStore* accounts = nullptr;  // blocking: call on the pool
+    store::StorageStore* storage = nullptr;   // storage objects and wallets; blocking, too
     BlockingPool* pool = nullptr;             // where blocking work runs
     events::EventSink* events = nullptr;      // the event pipeline
     const events::Options* event_limits = nullptr;

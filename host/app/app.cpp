@@ -14,6 +14,7 @@
 #include "api/health.hpp"
 #include "api/plugin_http.hpp"
 #include "api/rpc_api.hpp"
+#include "api/storage.hpp"
 #include "api/services.hpp"
 #include "auth/login_throttle.hpp"
 #include "auth/tokens.hpp"
@@ -126,6 +127,7 @@ void App::start() {
 
     s.services.tokens = s.tokens.get();
     s.services.accounts = s.accounts.get();
+    s.services.storage = s.accounts.get();
     s.services.pool = s.pool.get();
     s.services.events = s.pipeline.get();
     s.services.event_limits = &cfg.events;
@@ -140,6 +142,7 @@ void App::start() {
     api::register_account_routes(s.router, s.services);
     api::register_event_routes(s.router, s.services);
     api::register_rpc_routes(s.router, s.services);
+    api::register_storage_routes(s.router, s.services);
     api::register_plugin_http_routes(s.router, s.services);
     s.realtime = std::make_unique<realtime::Realtime>(cfg.realtime, *s.tokens, s.pipeline.get(), &s.registry);
     s.realtime->attach(s.router);

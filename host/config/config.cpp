@@ -434,6 +434,17 @@ std::vector<Key> build_keys() {
         "Largest the database file may grow (0 = no limit); writes beyond it fail as on a full "
         "disk (500, logged, counted in database_errors)."));
 
+    // storage.*
+    k.push_back(integer_key(
+        "storage.max_value_size_bytes",
+        [](Config & c) -> auto& { return c.database.storage.max_value_bytes; }, 2, 16u << 20,
+        "Largest storage object value (a JSON object), in bytes; larger writes answer 400."));
+    k.push_back(integer_key(
+        "storage.max_batch_size", [](Config & c) -> auto& { return c.database.storage.max_batch; },
+        1, 10000,
+        "Most objects (or wallet updates) in one storage write, read, delete or multi-update; "
+        "more answer 400."));
+
     // runtime.*
     {
         Key key = string_key(
@@ -805,6 +816,7 @@ void finish(Config& config, const YamlState& yaml) {
     config.runtime.node = config.name;
     config.realtime.max_json_depth = config.max_json_depth;
     config.runtime.max_json_depth = config.max_json_depth;
+    config.database.storage.max_json_depth = config.max_json_depth;
     config.metrics.node_name = config.name;
     // A token travels in a header (Authorization) or the /ws request line: one with the largest
     // vars must leave room under socket.max_header_size_bytes for the rest of the request.

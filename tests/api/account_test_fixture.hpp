@@ -14,6 +14,7 @@
 #include "api/account.hpp"
 #include "api/health.hpp"
 #include "api/services.hpp"
+#include "api/storage.hpp"
 #include "auth/base64.hpp"
 #include "auth/tokens.hpp"
 #include "core/blocking_pool.hpp"
@@ -39,7 +40,9 @@ struct AccountServer {
         services.accounts = &store;
         services.pool = &pool;
         services.runtime = config.runtime;
+        services.storage = &store;
         api::register_account_routes(router, services);
+        api::register_storage_routes(router, services);
         api::register_health_routes(router);
         net::Options net_options;
         net_options.address = "127.0.0.1";

@@ -422,6 +422,11 @@ typedef nk_status (*nk_on_http_fn)(void* user_data, const nk_context* ctx,
 #define NK_API_UPDATE_ACCOUNT "UpdateAccount"
 #define NK_API_DELETE_ACCOUNT "DeleteAccount"
 #define NK_API_EVENT "Event"
+/* ABI 1.2 */
+#define NK_API_WRITE_STORAGE_OBJECTS "WriteStorageObjects"
+#define NK_API_READ_STORAGE_OBJECTS "ReadStorageObjects"
+#define NK_API_LIST_STORAGE_OBJECTS "ListStorageObjects"
+#define NK_API_DELETE_STORAGE_OBJECTS "DeleteStorageObjects"
 
 /* ---- initializer (host implemented) ------------------------------------- */
 
