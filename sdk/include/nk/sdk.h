@@ -310,7 +310,7 @@ struct nk_module {
     void (*report_fault)(const struct nk_module* self, nk_str what);
 
     /* ---- ABI 1.2: storage objects and wallets (test with
-     * NK_HAS_FIELD(nk, nk_module, wallet_ledger_update)) ----
+     * NK_HAS_FIELD(nk, nk_module, multi_update)) ----
      * Nakama's StorageRead / StorageWrite / StorageList / StorageDelete and
      * WalletUpdate / WalletsUpdate / WalletLedgerList / WalletLedgerUpdate.
      * Every slot may block (the database): call them from hooks, RPCs, HTTP
@@ -367,6 +367,14 @@ struct nk_module {
     nk_status (*wallet_ledger_update)(const struct nk_module* self, const nk_context* ctx,
                                       nk_str item_id, nk_str metadata_json,
                                       nk_sink* r_response_json, nk_sink* r_error);
+    /* Nakama's MultiUpdate: storage writes, storage deletes and wallet updates
+     * in ONE transaction, all or nothing (e.g. grant an item and charge its
+     * price). {"storage_writes":[...],"storage_deletes":[...],
+     * "wallet_updates":[...]} (shapes as above) -> {"acks":[...],
+     * "wallet_results":[...]}. */
+    nk_status (*multi_update)(const struct nk_module* self, const nk_context* ctx,
+                              nk_str request_json, int32_t update_ledger,
+                              nk_sink* r_response_json, nk_sink* r_error);
 };
 
 /* ---- plugin callbacks (plugin implemented) -------------------------------- */

@@ -906,22 +906,7 @@ class Module {
                        std::vector<StorageObjectAck>* acks = nullptr) const {
         if (!has_storage())
             return unavailable();
-        std::string request = build([&](json::Writer& w) {
-            w.Key("objects");
-            w.StartArray();
-            for (const auto& o : writes) {
-                w.StartObject();
-                json::put(w, "collection", o.collection, false);
-                json::put(w, "key", o.key, false);
-                json::put(w, "user_id", o.user_id, false);
-                json::put(w, "value", o.value, false);
-                json::put(w, "version", o.version);
-                json::put_int(w, "permission_read", o.permission_read);
-                json::put_int(w, "permission_write", o.permission_write);
-                w.EndObject();
-            }
-            w.EndArray();
-        });
+        std::string request = build([&](json::Writer& w) { put_writes(w, "objects", writes); });
         std::vector<StorageObjectAck> ignored;
         return call_json(
             [&](nk_sink* rs, nk_sink* es) {
@@ -957,19 +942,8 @@ class Module {
     Error StorageDelete(const Context& ctx, const std::vector<::nk::StorageDelete>& deletes) const {
         if (!has_storage())
             return unavailable();
-        std::string request = build([&](json::Writer& w) {
-            w.Key("object_ids");
-            w.StartArray();
-            for (const auto& o : deletes) {
-                w.StartObject();
-                json::put(w, "collection", o.collection, false);
-                json::put(w, "key", o.key, false);
-                json::put(w, "user_id", o.user_id, false);
-                json::put(w, "version", o.version);
-                w.EndObject();
-            }
-            w.EndArray();
-        });
+        std::string request =
+            build([&](json::Writer& w) { put_deletes(w, "object_ids", deletes); });
         detail::CContext c(ctx);
         std::string err;
         nk_sink es = detail::string_sink(err);
@@ -1006,18 +980,8 @@ class Module {
                         bool update_ledger, std::vector<WalletUpdateResult>* results = nullptr) const {
         if (!has_storage())
             return unavailable();
-        std::string request = build([&](json::Writer& w) {
-            w.Key("updates");
-            w.StartArray();
-            for (const auto& u : updates) {
-                w.StartObject();
-                json::put(w, "user_id", u.user_id, false);
-                json::put(w, "changeset", u.changeset);
-                json::put_raw_object(w, "metadata", u.metadata);
-                w.EndObject();
-            }
-            w.EndArray();
-        });
+        std::string request =
+            build([&](json::Writer& w) { put_wallet_updates(w, "updates", updates); });
         std::vector<WalletUpdateResult> ignored;
         return call_json(
             [&](nk_sink* rs, nk_sink* es) {
@@ -1027,6 +991,35 @@ class Module {
             },
             [&](const json::Value& d) {
                 return json::read_array(d, "results", results != nullptr ? *results : ignored);
+            });
+    }
+
+    // Nakama's MultiUpdate: storage writes and deletes and wallet updates in one transaction,
+    // all or nothing: the way to grant an item and charge its price consistently.
+    Error MultiUpdate(const Context& ctx, const std::vector<::nk::StorageWrite>& writes,
+                      const std::vector<::nk::StorageDelete>& deletes,
+                      const std::vector<::nk::WalletUpdate>& wallet_updates, bool update_ledger,
+                      std::vector<StorageObjectAck>* acks = nullptr,
+                      std::vector<WalletUpdateResult>* wallet_results = nullptr) const {
+        if (!has_storage())
+            return unavailable();
+        std::string request = build([&](json::Writer& w) {
+            put_writes(w, "storage_writes", writes);
+            put_deletes(w, "storage_deletes", deletes);
+            put_wallet_updates(w, "wallet_updates", wallet_updates);
+        });
+        std::vector<StorageObjectAck> no_acks;
+        std::vector<WalletUpdateResult> no_results;
+        return call_json(
+            [&](nk_sink* rs, nk_sink* es) {
+                detail::CContext c(ctx);
+                return raw_->multi_update(raw_, &c.c, detail::view(request),
+                                          update_ledger ? 1 : 0, rs, es);
+            },
+            [&](const json::Value& d) {
+                return json::read_array(d, "acks", acks != nullptr ? *acks : no_acks) &&
+                       json::read_array(d, "wallet_results",
+                                        wallet_results != nullptr ? *wallet_results : no_results);
             });
     }
 
@@ -1122,8 +1115,51 @@ class Module {
     }
 
     bool has_storage() const {
-        return NK_HAS_FIELD(raw_, nk_module, wallet_ledger_update) &&
-               raw_->storage_read != nullptr;
+        return NK_HAS_FIELD(raw_, nk_module, multi_update) && raw_->storage_read != nullptr;
+    }
+    static void put_writes(json::Writer& w, const char* member,
+                           const std::vector<::nk::StorageWrite>& writes) {
+        w.Key(member);
+        w.StartArray();
+        for (const auto& o : writes) {
+            w.StartObject();
+            json::put(w, "collection", o.collection, false);
+            json::put(w, "key", o.key, false);
+            json::put(w, "user_id", o.user_id, false);
+            json::put(w, "value", o.value, false);
+            json::put(w, "version", o.version);
+            json::put_int(w, "permission_read", o.permission_read);
+            json::put_int(w, "permission_write", o.permission_write);
+            w.EndObject();
+        }
+        w.EndArray();
+    }
+    static void put_deletes(json::Writer& w, const char* member,
+                            const std::vector<::nk::StorageDelete>& deletes) {
+        w.Key(member);
+        w.StartArray();
+        for (const auto& o : deletes) {
+            w.StartObject();
+            json::put(w, "collection", o.collection, false);
+            json::put(w, "key", o.key, false);
+            json::put(w, "user_id", o.user_id, false);
+            json::put(w, "version", o.version);
+            w.EndObject();
+        }
+        w.EndArray();
+    }
+    static void put_wallet_updates(json::Writer& w, const char* member,
+                                   const std::vector<::nk::WalletUpdate>& updates) {
+        w.Key(member);
+        w.StartArray();
+        for (const auto& u : updates) {
+            w.StartObject();
+            json::put(w, "user_id", u.user_id, false);
+            json::put(w, "changeset", u.changeset);
+            json::put_raw_object(w, "metadata", u.metadata);
+            w.EndObject();
+        }
+        w.EndArray();
     }
     static Error unavailable() {
         return {NK_UNIMPLEMENTED, "storage and wallets: the host predates ABI 1.2"};
