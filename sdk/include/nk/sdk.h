@@ -308,6 +308,73 @@ struct nk_module {
      * outside a host callback, the fault is logged and counted with call
      * "none". */
     void (*report_fault)(const struct nk_module* self, nk_str what);
+
+    /* ---- ABI 1.2: storage objects and wallets (test with
+     * NK_HAS_FIELD(nk, nk_module, multi_update)) ----
+     * Nakama's StorageRead / StorageWrite / StorageList / StorageDelete and
+     * WalletUpdate / WalletsUpdate / WalletLedgerList / WalletLedgerUpdate.
+     * Every slot may block (the database): call them from hooks, RPCs, HTTP
+     * handlers or event handlers, never while holding a lock other threads
+     * need. JSON in and out, as the REST API speaks it (docs/storage.md):
+     * a storage object is {"collection","key","user_id","value" (a JSON object
+     * as a string),"version","permission_read","permission_write",
+     * "create_time","update_time"}. Server calls bypass permissions (as in
+     * Nakama) and may use the system user (empty or the nil UUID user_id).
+     * Errors: Nakama's codes and messages in r_error (e.g. NK_INVALID_ARGUMENT
+     * "Storage write rejected - version check failed."). */
+
+    /* {"object_ids":[{"collection","key","user_id"}]} -> {"objects":[...]}
+     * (missing objects are absent). */
+    nk_status (*storage_read)(const struct nk_module* self, const nk_context* ctx,
+                              nk_str request_json, nk_sink* r_response_json, nk_sink* r_error);
+    /* {"objects":[{"collection","key","user_id","value","version",
+     * "permission_read","permission_write"}]} -> {"acks":[{"collection","key",
+     * "user_id","version"}]}. Atomic: all or nothing. permission_read and
+     * permission_write default to 1 (owner) when absent; version "*" writes
+     * only if absent, a version only if unchanged. */
+    nk_status (*storage_write)(const struct nk_module* self, const nk_context* ctx,
+                               nk_str request_json, nk_sink* r_response_json, nk_sink* r_error);
+    /* Lists `collection` of `user_id` (empty: every user) as `caller_id` may
+     * see it (empty: the server, sees everything). limit 1..100; `cursor` from
+     * a previous page or empty. -> {"objects":[...],"cursor":"..."} (cursor
+     * absent on the last page). */
+    nk_status (*storage_list)(const struct nk_module* self, const nk_context* ctx,
+                              nk_str caller_id, nk_str user_id, nk_str collection,
+                              int32_t limit, nk_str cursor, nk_sink* r_response_json,
+                              nk_sink* r_error);
+    /* {"object_ids":[{"collection","key","user_id","version"}]}. Atomic. */
+    nk_status (*storage_delete)(const struct nk_module* self, const nk_context* ctx,
+                                nk_str request_json, nk_sink* r_error);
+    /* Adds `changeset_json` ({"gold":-10,"gems":5}) to the wallet of
+     * `user_id`, atomically; refused when a currency would go negative.
+     * `metadata_json` (a JSON object, may be empty) goes to the ledger entry
+     * written when update_ledger != 0. -> {"updated":{...},"previous":{...}}. */
+    nk_status (*wallet_update)(const struct nk_module* self, const nk_context* ctx,
+                               nk_str user_id, nk_str changeset_json, nk_str metadata_json,
+                               int32_t update_ledger, nk_sink* r_response_json,
+                               nk_sink* r_error);
+    /* {"updates":[{"user_id","changeset":{...},"metadata":{...}}]}: all or
+     * nothing. -> {"results":[{"user_id","updated":{...},"previous":{...}}]}. */
+    nk_status (*wallets_update)(const struct nk_module* self, const nk_context* ctx,
+                                nk_str request_json, int32_t update_ledger,
+                                nk_sink* r_response_json, nk_sink* r_error);
+    /* -> {"items":[{"id","user_id","changeset":{...},"metadata":"{...}",
+     * "create_time","update_time"}],"cursor":"..."}, newest first. */
+    nk_status (*wallet_ledger_list)(const struct nk_module* self, const nk_context* ctx,
+                                    nk_str user_id, int32_t limit, nk_str cursor,
+                                    nk_sink* r_response_json, nk_sink* r_error);
+    /* Replaces the metadata of ledger item `item_id` -> the item. */
+    nk_status (*wallet_ledger_update)(const struct nk_module* self, const nk_context* ctx,
+                                      nk_str item_id, nk_str metadata_json,
+                                      nk_sink* r_response_json, nk_sink* r_error);
+    /* Nakama's MultiUpdate: storage writes, storage deletes and wallet updates
+     * in ONE transaction, all or nothing (e.g. grant an item and charge its
+     * price). {"storage_writes":[...],"storage_deletes":[...],
+     * "wallet_updates":[...]} (shapes as above) -> {"acks":[...],
+     * "wallet_results":[...]}. */
+    nk_status (*multi_update)(const struct nk_module* self, const nk_context* ctx,
+                              nk_str request_json, int32_t update_ledger,
+                              nk_sink* r_response_json, nk_sink* r_error);
 };
 
 /* ---- plugin callbacks (plugin implemented) -------------------------------- */

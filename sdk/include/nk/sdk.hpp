@@ -548,6 +548,161 @@ inline void write(Writer& w, const Event& e) {
     w.EndObject();
 }
 
+// ---- storage objects and wallets (ABI 1.2), as Nakama's runtime types ----
+}  // namespace json
+
+// What StorageRead asks for.
+struct StorageRead {
+    std::string collection;
+    std::string key;
+    std::string user_id;  // empty: the system user
+};
+// One object to write. value: a JSON object as text. version: "" = unconditional, "*" = only if
+// absent, else only if the stored version is still this one. Permissions: read 0 none, 1 owner,
+// 2 public; write 0 none (server only), 1 owner. Defaults as clients: owner, owner.
+struct StorageWrite {
+    std::string collection;
+    std::string key;
+    std::string user_id;  // empty: the system user
+    std::string value;
+    std::string version;
+    int permission_read = 1;
+    int permission_write = 1;
+};
+struct StorageDelete {
+    std::string collection;
+    std::string key;
+    std::string user_id;
+    std::string version;  // "" = unconditional
+};
+struct StorageObject {
+    std::string collection;
+    std::string key;
+    std::string user_id;
+    std::string value;  // a JSON object as text
+    std::string version;
+    int permission_read = 0;
+    int permission_write = 0;
+    std::string create_time;  // RFC 3339
+    std::string update_time;
+};
+struct StorageObjectAck {
+    std::string collection;
+    std::string key;
+    std::string user_id;
+    std::string version;
+};
+// Currency -> amount (a wallet), or currency -> change (a changeset).
+using WalletMap = std::map<std::string, std::int64_t>;
+struct WalletUpdate {
+    std::string user_id;
+    WalletMap changeset;
+    std::string metadata;  // a JSON object as text for the ledger entry, "" = {}
+};
+struct WalletUpdateResult {
+    std::string user_id;
+    WalletMap updated;
+    WalletMap previous;
+};
+struct WalletLedgerItem {
+    std::string id;
+    std::string user_id;
+    WalletMap changeset;
+    std::string metadata;  // a JSON object as text
+    std::string create_time;  // RFC 3339
+    std::string update_time;
+};
+
+namespace json {
+inline void get(const Value& o, const char* k, int& out) {
+    auto it = o.FindMember(k);
+    if (it != o.MemberEnd() && it->value.IsInt())
+        out = it->value.GetInt();
+}
+inline void get(const Value& o, const char* k, WalletMap& out) {
+    auto it = o.FindMember(k);
+    if (it == o.MemberEnd() || !it->value.IsObject())
+        return;
+    for (auto m = it->value.MemberBegin(); m != it->value.MemberEnd(); ++m)
+        if (m->value.IsInt64())
+            out[std::string(m->name.GetString(), m->name.GetStringLength())] = m->value.GetInt64();
+}
+inline void put(Writer& w, const char* k, const WalletMap& m) {
+    w.Key(k);
+    w.StartObject();
+    for (const auto& [name, amount] : m) {
+        w.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+        w.Int64(amount);
+    }
+    w.EndObject();
+}
+inline void put_int(Writer& w, const char* k, int v) {
+    w.Key(k);
+    w.Int(v);
+}
+// A JSON object given as text (metadata): written as an object, "" as {}. The text must be a
+// valid JSON object (checked by the caller: the host refuses anything else).
+inline void put_raw_object(Writer& w, const char* k, const std::string& text) {
+    w.Key(k);
+    if (text.empty()) {
+        w.StartObject();
+        w.EndObject();
+    } else {
+        w.RawValue(text.data(), text.size(), rapidjson::kObjectType);
+    }
+}
+inline void read(const Value& o, StorageObject& out) {
+    get(o, "collection", out.collection);
+    get(o, "key", out.key);
+    get(o, "user_id", out.user_id);
+    get(o, "value", out.value);
+    get(o, "version", out.version);
+    get(o, "permission_read", out.permission_read);
+    get(o, "permission_write", out.permission_write);
+    get(o, "create_time", out.create_time);
+    get(o, "update_time", out.update_time);
+}
+inline void read(const Value& o, StorageObjectAck& out) {
+    get(o, "collection", out.collection);
+    get(o, "key", out.key);
+    get(o, "user_id", out.user_id);
+    get(o, "version", out.version);
+}
+inline void read(const Value& o, WalletLedgerItem& out) {
+    get(o, "id", out.id);
+    get(o, "user_id", out.user_id);
+    get(o, "changeset", out.changeset);
+    auto it = o.FindMember("metadata");
+    if (it != o.MemberEnd() && it->value.IsString())
+        out.metadata.assign(it->value.GetString(), it->value.GetStringLength());
+    get(o, "create_time", out.create_time);
+    get(o, "update_time", out.update_time);
+}
+inline void read(const Value& o, WalletUpdateResult& out) {
+    get(o, "user_id", out.user_id);
+    get(o, "updated", out.updated);
+    get(o, "previous", out.previous);
+}
+// {"<member>":[...]} into a vector of T.
+template <class T>
+inline bool read_array(const Value& o, const char* member, std::vector<T>& out) {
+    auto it = o.FindMember(member);
+    if (it == o.MemberEnd())
+        return true;  // Nakama omits empty lists
+    if (!it->value.IsArray())
+        return false;
+    for (const auto& e : it->value.GetArray()) {
+        if (!e.IsObject())
+            return false;
+        T item;
+        read(e, item);
+        out.push_back(std::move(item));
+    }
+    return true;
+}
+}  // namespace json
+namespace json {
+
 // Parses `text` into `out`; an empty text leaves `out` default. False on bad JSON: malformed,
 // not an object, invalid UTF-8, or nested deeper than json_read::kDefaultMaxDepth (64; fixed,
 // since plugins get no config; the host refuses deeper client JSON before a plugin sees it).
@@ -720,6 +875,191 @@ class Module {
         return st == NK_OK ? Error() : Error(st, err);
     }
 
+    // ---- storage objects and wallets (ABI 1.2), as Nakama's Go runtime ----
+    // Server calls: no permission checks, and user_id "" is the system user. All may block.
+
+    Error StorageRead(const Context& ctx, const std::vector<::nk::StorageRead>& reads,
+                      std::vector<StorageObject>& out) const {
+        if (!has_storage())
+            return unavailable();
+        std::string request = build([&](json::Writer& w) {
+            w.Key("object_ids");
+            w.StartArray();
+            for (const auto& r : reads) {
+                w.StartObject();
+                json::put(w, "collection", r.collection, false);
+                json::put(w, "key", r.key, false);
+                json::put(w, "user_id", r.user_id, false);
+                w.EndObject();
+            }
+            w.EndArray();
+        });
+        return call_json(
+            [&](nk_sink* rs, nk_sink* es) {
+                detail::CContext c(ctx);
+                return raw_->storage_read(raw_, &c.c, detail::view(request), rs, es);
+            },
+            [&](const json::Value& d) { return json::read_array(d, "objects", out); });
+    }
+
+    Error StorageWrite(const Context& ctx, const std::vector<::nk::StorageWrite>& writes,
+                       std::vector<StorageObjectAck>* acks = nullptr) const {
+        if (!has_storage())
+            return unavailable();
+        std::string request = build([&](json::Writer& w) { put_writes(w, "objects", writes); });
+        std::vector<StorageObjectAck> ignored;
+        return call_json(
+            [&](nk_sink* rs, nk_sink* es) {
+                detail::CContext c(ctx);
+                return raw_->storage_write(raw_, &c.c, detail::view(request), rs, es);
+            },
+            [&](const json::Value& d) {
+                return json::read_array(d, "acks", acks != nullptr ? *acks : ignored);
+            });
+    }
+
+    // caller_id "" lists as the server (everything); user_id "" lists every user's objects.
+    Error StorageList(const Context& ctx, const std::string& caller_id, const std::string& user_id,
+                      const std::string& collection, int limit, const std::string& cursor,
+                      std::vector<StorageObject>& out, std::string& next_cursor) const {
+        if (!has_storage())
+            return unavailable();
+        next_cursor.clear();
+        return call_json(
+            [&](nk_sink* rs, nk_sink* es) {
+                detail::CContext c(ctx);
+                return raw_->storage_list(raw_, &c.c, detail::view(caller_id),
+                                          detail::view(user_id), detail::view(collection),
+                                          static_cast<int32_t>(limit), detail::view(cursor), rs,
+                                          es);
+            },
+            [&](const json::Value& d) {
+                json::get(d, "cursor", next_cursor);
+                return json::read_array(d, "objects", out);
+            });
+    }
+
+    Error StorageDelete(const Context& ctx, const std::vector<::nk::StorageDelete>& deletes) const {
+        if (!has_storage())
+            return unavailable();
+        std::string request =
+            build([&](json::Writer& w) { put_deletes(w, "object_ids", deletes); });
+        detail::CContext c(ctx);
+        std::string err;
+        nk_sink es = detail::string_sink(err);
+        const nk_status st = raw_->storage_delete(raw_, &c.c, detail::view(request), &es);
+        return st == NK_OK ? Error() : Error(st, err);
+    }
+
+    // Adds `changeset` to the wallet of `user_id` atomically; refused (nothing changes) when a
+    // currency would go negative. metadata_json: a JSON object for the ledger entry ("" = {}).
+    Error WalletUpdate(const Context& ctx, const std::string& user_id, const WalletMap& changeset,
+                       const std::string& metadata_json, bool update_ledger,
+                       WalletMap* updated = nullptr, WalletMap* previous = nullptr) const {
+        if (!has_storage())
+            return unavailable();
+        std::string cs = changeset_json(changeset);
+        return call_json(
+            [&](nk_sink* rs, nk_sink* es) {
+                detail::CContext c(ctx);
+                return raw_->wallet_update(raw_, &c.c, detail::view(user_id), detail::view(cs),
+                                           detail::view(metadata_json), update_ledger ? 1 : 0,
+                                           rs, es);
+            },
+            [&](const json::Value& d) {
+                if (updated != nullptr)
+                    json::get(d, "updated", *updated);
+                if (previous != nullptr)
+                    json::get(d, "previous", *previous);
+                return true;
+            });
+    }
+
+    // Several wallets at once: all or nothing.
+    Error WalletsUpdate(const Context& ctx, const std::vector<::nk::WalletUpdate>& updates,
+                        bool update_ledger, std::vector<WalletUpdateResult>* results = nullptr) const {
+        if (!has_storage())
+            return unavailable();
+        std::string request =
+            build([&](json::Writer& w) { put_wallet_updates(w, "updates", updates); });
+        std::vector<WalletUpdateResult> ignored;
+        return call_json(
+            [&](nk_sink* rs, nk_sink* es) {
+                detail::CContext c(ctx);
+                return raw_->wallets_update(raw_, &c.c, detail::view(request),
+                                            update_ledger ? 1 : 0, rs, es);
+            },
+            [&](const json::Value& d) {
+                return json::read_array(d, "results", results != nullptr ? *results : ignored);
+            });
+    }
+
+    // Nakama's MultiUpdate: storage writes and deletes and wallet updates in one transaction,
+    // all or nothing: the way to grant an item and charge its price consistently.
+    Error MultiUpdate(const Context& ctx, const std::vector<::nk::StorageWrite>& writes,
+                      const std::vector<::nk::StorageDelete>& deletes,
+                      const std::vector<::nk::WalletUpdate>& wallet_updates, bool update_ledger,
+                      std::vector<StorageObjectAck>* acks = nullptr,
+                      std::vector<WalletUpdateResult>* wallet_results = nullptr) const {
+        if (!has_storage())
+            return unavailable();
+        std::string request = build([&](json::Writer& w) {
+            put_writes(w, "storage_writes", writes);
+            put_deletes(w, "storage_deletes", deletes);
+            put_wallet_updates(w, "wallet_updates", wallet_updates);
+        });
+        std::vector<StorageObjectAck> no_acks;
+        std::vector<WalletUpdateResult> no_results;
+        return call_json(
+            [&](nk_sink* rs, nk_sink* es) {
+                detail::CContext c(ctx);
+                return raw_->multi_update(raw_, &c.c, detail::view(request),
+                                          update_ledger ? 1 : 0, rs, es);
+            },
+            [&](const json::Value& d) {
+                return json::read_array(d, "acks", acks != nullptr ? *acks : no_acks) &&
+                       json::read_array(d, "wallet_results",
+                                        wallet_results != nullptr ? *wallet_results : no_results);
+            });
+    }
+
+    Error WalletLedgerList(const Context& ctx, const std::string& user_id, int limit,
+                           const std::string& cursor, std::vector<WalletLedgerItem>& out,
+                           std::string& next_cursor) const {
+        if (!has_storage())
+            return unavailable();
+        next_cursor.clear();
+        return call_json(
+            [&](nk_sink* rs, nk_sink* es) {
+                detail::CContext c(ctx);
+                return raw_->wallet_ledger_list(raw_, &c.c, detail::view(user_id),
+                                                static_cast<int32_t>(limit), detail::view(cursor),
+                                                rs, es);
+            },
+            [&](const json::Value& d) {
+                json::get(d, "cursor", next_cursor);
+                return json::read_array(d, "items", out);
+            });
+    }
+
+    Error WalletLedgerUpdate(const Context& ctx, const std::string& item_id,
+                             const std::string& metadata_json,
+                             WalletLedgerItem* out = nullptr) const {
+        if (!has_storage())
+            return unavailable();
+        return call_json(
+            [&](nk_sink* rs, nk_sink* es) {
+                detail::CContext c(ctx);
+                return raw_->wallet_ledger_update(raw_, &c.c, detail::view(item_id),
+                                                  detail::view(metadata_json), rs, es);
+            },
+            [&](const json::Value& d) {
+                if (out != nullptr)
+                    json::read(d, *out);
+                return true;
+            });
+    }
+
     // Plugin metrics (ABI 1.1), as Nakama's: exported on the Prometheus endpoint as
     // <metrics.prefix>_custom_<name>{node_name, tags...}. Names and tag keys are
     // [a-zA-Z_][a-zA-Z0-9_]* (see sdk.h for every limit); a bad one is an InvalidArgument error.
@@ -772,6 +1112,93 @@ class Module {
         nk_sink es = detail::string_sink(err);
         const nk_status st = call(kv, n, &es);
         return st == NK_OK ? Error() : Error(st, err);
+    }
+
+    bool has_storage() const {
+        return NK_HAS_FIELD(raw_, nk_module, multi_update) && raw_->storage_read != nullptr;
+    }
+    static void put_writes(json::Writer& w, const char* member,
+                           const std::vector<::nk::StorageWrite>& writes) {
+        w.Key(member);
+        w.StartArray();
+        for (const auto& o : writes) {
+            w.StartObject();
+            json::put(w, "collection", o.collection, false);
+            json::put(w, "key", o.key, false);
+            json::put(w, "user_id", o.user_id, false);
+            json::put(w, "value", o.value, false);
+            json::put(w, "version", o.version);
+            json::put_int(w, "permission_read", o.permission_read);
+            json::put_int(w, "permission_write", o.permission_write);
+            w.EndObject();
+        }
+        w.EndArray();
+    }
+    static void put_deletes(json::Writer& w, const char* member,
+                            const std::vector<::nk::StorageDelete>& deletes) {
+        w.Key(member);
+        w.StartArray();
+        for (const auto& o : deletes) {
+            w.StartObject();
+            json::put(w, "collection", o.collection, false);
+            json::put(w, "key", o.key, false);
+            json::put(w, "user_id", o.user_id, false);
+            json::put(w, "version", o.version);
+            w.EndObject();
+        }
+        w.EndArray();
+    }
+    static void put_wallet_updates(json::Writer& w, const char* member,
+                                   const std::vector<::nk::WalletUpdate>& updates) {
+        w.Key(member);
+        w.StartArray();
+        for (const auto& u : updates) {
+            w.StartObject();
+            json::put(w, "user_id", u.user_id, false);
+            json::put(w, "changeset", u.changeset);
+            json::put_raw_object(w, "metadata", u.metadata);
+            w.EndObject();
+        }
+        w.EndArray();
+    }
+    static Error unavailable() {
+        return {NK_UNIMPLEMENTED, "storage and wallets: the host predates ABI 1.2"};
+    }
+    template <class F>
+    static std::string build(F body) {
+        rapidjson::StringBuffer sb;
+        json::Writer w(sb);
+        w.StartObject();
+        body(w);
+        w.EndObject();
+        return std::string(sb.GetString(), sb.GetSize());
+    }
+    static std::string changeset_json(const WalletMap& m) {
+        rapidjson::StringBuffer sb;
+        json::Writer w(sb);
+        w.StartObject();
+        for (const auto& [name, amount] : m) {
+            w.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+            w.Int64(amount);
+        }
+        w.EndObject();
+        return std::string(sb.GetString(), sb.GetSize());
+    }
+    // Calls `invoke(response_sink, error_sink)`, then hands the parsed response to `read`.
+    template <class Invoke, class Read>
+    static Error call_json(Invoke invoke, Read read) {
+        std::string body, err;
+        nk_sink bs = detail::string_sink(body), es = detail::string_sink(err);
+        const nk_status st = invoke(&bs, &es);
+        if (st != NK_OK)
+            return {st, err};
+        if (body.empty())
+            return {};
+        rapidjson::Document d;
+        if (!json_read::parse_document(body.data(), body.size(), d, json_read::kDefaultMaxDepth) ||
+            !d.IsObject() || !read(static_cast<const json::Value&>(d)))
+            return Error::Internal("bad JSON from the host");
+        return {};
     }
 
     const nk_module* raw_;
