@@ -113,6 +113,7 @@ void App::start() {
 
     runtime::Dependencies deps;
     deps.accounts = s.accounts.get();
+    deps.storage = s.accounts.get();
     deps.metrics = &s.registry;
     s.runtime = std::make_unique<runtime::Runtime>(cfg.runtime, deps);
     s.pipeline = std::make_unique<events::EventPipeline>(cfg.events, *s.runtime, &s.registry);

@@ -18,6 +18,8 @@
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 
 #include "events/handlers.hpp"
@@ -27,6 +29,8 @@
 #include "runtime/module_copies.hpp"
 #include "store/account_json.hpp"
 #include "store/account_store.hpp"
+#include "store/storage_json.hpp"
+#include "store/storage_store.hpp"
 
 namespace nk::runtime {
 
@@ -215,6 +219,32 @@ nk_status module_account_update_id(const nk_module* m, const nk_context*, nk_str
         field("lang_tag", u.lang_tag);
         field("location", u.location);
         field("timezone", u.timezone);
+        // metadata (ABI 1.2): a JSON object, as an object or as its text.
+        auto md = d.FindMember("metadata");
+        if (md != d.MemberEnd() && !md->value.IsNull()) {
+            rapidjson::Document parsed;
+            const rapidjson::Value* obj = &md->value;
+            if (md->value.IsString()) {
+                if (!parse_json(std::string_view(md->value.GetString(),
+                                                 md->value.GetStringLength()),
+                                parsed, self_of(m).host().json))
+                    obj = nullptr;
+                else
+                    obj = &parsed;
+            }
+            if (obj == nullptr || !obj->IsObject()) {
+                write_sink(r_error, "metadata must be a JSON object");
+                return NK_INVALID_ARGUMENT;
+            }
+            rapidjson::StringBuffer sb;
+            rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+            obj->Accept(w);  // parsed with the depth limit: bounded recursion
+            if (sb.GetSize() > 16384) {
+                write_sink(r_error, "metadata is too large: at most 16384 bytes");
+                return NK_INVALID_ARGUMENT;
+            }
+            u.metadata = std::string(sb.GetString(), sb.GetSize());
+        }
         Status st = accounts->update_account(sv(user_id), u);
         if (!st) {
             write_sink(r_error, st.message());
@@ -225,6 +255,305 @@ nk_status module_account_update_id(const nk_module* m, const nk_context*, nk_str
         write_sink(r_error, ex.what());
         return NK_INTERNAL;
     }
+}
+
+// ---- nk_module: storage objects and wallets (ABI 1.2) ----
+
+// The store, or NK_UNIMPLEMENTED; the parsed request object (depth-limited), or
+// NK_INVALID_ARGUMENT.
+store::StorageStore* storage_of(const nk_module* m, nk_sink* r_error) {
+    store::StorageStore* s = m != nullptr ? self_of(m).host().storage : nullptr;
+    if (s == nullptr)
+        write_sink(r_error, "storage is not available");
+    return s;
+}
+bool request_of(const nk_module* m, nk_str json, rapidjson::Document& d, nk_sink* r_error) {
+    if (!parse_json(sv(json), d, self_of(m).host().json) || !d.IsObject()) {
+        write_sink(r_error, "request must be a JSON object");
+        return false;
+    }
+    return true;
+}
+nk_status answer(const Status& st, nk_sink* r_error) {
+    if (st)
+        return NK_OK;
+    write_sink(r_error, st.message());
+    return st.code_number();
+}
+std::string ledger_item_json(const store::LedgerItem& item) {
+    std::string out = "{\"id\":";
+    append_json_string(out, item.id);
+    out += ",\"user_id\":";
+    append_json_string(out, item.user_id);
+    out += ",\"changeset\":";
+    store::append_wallet(out, item.changeset);
+    out += ",\"metadata\":";
+    append_json_string(out, item.metadata);
+    out += ",\"create_time\":";
+    append_json_string(out, store::detail::rfc3339_seconds(item.create_time));
+    out += ",\"update_time\":";
+    append_json_string(out, store::detail::rfc3339_seconds(item.update_time));
+    return out + "}";
+}
+std::string wallet_results_json(const char* member, const std::vector<store::WalletResult>& rs) {
+    std::string out = "\"";
+    out += member;
+    out += "\":[";
+    for (std::size_t i = 0; i < rs.size(); ++i) {
+        if (i > 0)
+            out += ',';
+        out += "{\"user_id\":";
+        append_json_string(out, rs[i].user_id);
+        out += ",\"updated\":";
+        store::append_wallet(out, rs[i].updated);
+        out += ",\"previous\":";
+        store::append_wallet(out, rs[i].previous);
+        out += '}';
+    }
+    return out + "]";
+}
+// {"user_id","changeset":{...},"metadata":{...}} entries of `member`.
+Status wallet_changes_of(const rapidjson::Value& d, const char* member, unsigned max_depth,
+                         std::vector<store::WalletChange>& out) {
+    auto it = d.FindMember(member);
+    if (it == d.MemberEnd() || it->value.IsNull())
+        return Status::ok();
+    if (!it->value.IsArray())
+        return Status::invalid_argument(std::string(member) + " must be an array");
+    for (const auto& e : it->value.GetArray()) {
+        if (!e.IsObject() || !e.HasMember("user_id") || !e["user_id"].IsString())
+            return Status::invalid_argument("a wallet update needs a user_id");
+        store::WalletChange c;
+        c.user_id = e["user_id"].GetString();
+        auto cs = e.FindMember("changeset");
+        if (cs != e.MemberEnd()) {
+            if (!cs->value.IsObject())
+                return Status::invalid_argument("changeset must be an object of integers");
+            for (auto m = cs->value.MemberBegin(); m != cs->value.MemberEnd(); ++m) {
+                if (!m->value.IsInt64())
+                    return Status::invalid_argument("changeset must be an object of integers");
+                c.changeset[std::string(m->name.GetString(), m->name.GetStringLength())] =
+                    m->value.GetInt64();
+            }
+        }
+        auto md = e.FindMember("metadata");
+        if (md != e.MemberEnd() && !md->value.IsNull()) {
+            if (!md->value.IsObject())
+                return Status::invalid_argument("metadata must be a JSON object");
+            rapidjson::StringBuffer sb;
+            rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+            md->value.Accept(w);  // parsed with the depth limit: bounded recursion
+            c.metadata.assign(sb.GetString(), sb.GetSize());
+        }
+        out.push_back(std::move(c));
+    }
+    (void)max_depth;
+    return Status::ok();
+}
+
+template <class F>
+nk_status guarded_store(nk_sink* r_error, F f) {
+    try {
+        return f();
+    } catch (const std::exception& ex) {
+        write_sink(r_error, ex.what());
+        return NK_INTERNAL;
+    }
+}
+
+nk_status module_storage_read(const nk_module* m, const nk_context*, nk_str request,
+                              nk_sink* r_response, nk_sink* r_error) {
+    return guarded_store(r_error, [&]() -> nk_status {
+        auto* store = storage_of(m, r_error);
+        if (store == nullptr)
+            return NK_UNIMPLEMENTED;
+        rapidjson::Document d;
+        if (!request_of(m, request, d, r_error))
+            return NK_INVALID_ARGUMENT;
+        std::vector<store::StorageId> ids;
+        std::vector<store::StorageObject> objects;
+        Status st = store::read_storage_ids(d, "object_ids", ids);
+        if (st)
+            st = store->storage_read("", ids, objects);
+        if (st)
+            write_sink(r_response, store::storage_objects_json(objects));
+        return answer(st, r_error);
+    });
+}
+nk_status module_storage_write(const nk_module* m, const nk_context*, nk_str request,
+                               nk_sink* r_response, nk_sink* r_error) {
+    return guarded_store(r_error, [&]() -> nk_status {
+        auto* store = storage_of(m, r_error);
+        if (store == nullptr)
+            return NK_UNIMPLEMENTED;
+        rapidjson::Document d;
+        if (!request_of(m, request, d, r_error))
+            return NK_INVALID_ARGUMENT;
+        std::vector<store::StorageWrite> writes;
+        std::vector<store::StorageAck> acks;
+        Status st = store::read_storage_writes(d, "objects", writes);
+        if (st)
+            st = store->storage_write("", writes, acks);
+        if (st)
+            write_sink(r_response, store::storage_acks_json(acks));
+        return answer(st, r_error);
+    });
+}
+nk_status module_storage_list(const nk_module* m, const nk_context*, nk_str caller_id,
+                              nk_str user_id, nk_str collection, int32_t limit, nk_str cursor,
+                              nk_sink* r_response, nk_sink* r_error) {
+    return guarded_store(r_error, [&]() -> nk_status {
+        auto* store = storage_of(m, r_error);
+        if (store == nullptr)
+            return NK_UNIMPLEMENTED;
+        store::StoragePage page;
+        const Status st = store->storage_list(sv(caller_id), sv(user_id), sv(collection), limit,
+                                              sv(cursor), page);
+        if (st)
+            write_sink(r_response, store::storage_objects_json(page.objects, page.cursor));
+        return answer(st, r_error);
+    });
+}
+nk_status module_storage_delete(const nk_module* m, const nk_context*, nk_str request,
+                                nk_sink* r_error) {
+    return guarded_store(r_error, [&]() -> nk_status {
+        auto* store = storage_of(m, r_error);
+        if (store == nullptr)
+            return NK_UNIMPLEMENTED;
+        rapidjson::Document d;
+        if (!request_of(m, request, d, r_error))
+            return NK_INVALID_ARGUMENT;
+        std::vector<store::StorageId> ids;
+        Status st = store::read_storage_ids(d, "object_ids", ids);
+        if (st)
+            st = store->storage_delete("", ids);
+        return answer(st, r_error);
+    });
+}
+nk_status module_wallet_update(const nk_module* m, const nk_context*, nk_str user_id,
+                               nk_str changeset, nk_str metadata, int32_t update_ledger,
+                               nk_sink* r_response, nk_sink* r_error) {
+    return guarded_store(r_error, [&]() -> nk_status {
+        auto* store = storage_of(m, r_error);
+        if (store == nullptr)
+            return NK_UNIMPLEMENTED;
+        // {"updates":[{"user_id","changeset","metadata"}]} from the three arguments.
+        std::string request = "{\"updates\":[{\"user_id\":";
+        append_json_string(request, sv(user_id));
+        request += ",\"changeset\":";
+        request += changeset.len == 0 ? std::string_view("{}") : sv(changeset);
+        if (metadata.len != 0) {
+            request += ",\"metadata\":";
+            request += sv(metadata);
+        }
+        request += "}]}";
+        rapidjson::Document d;
+        if (!parse_json(request, d, self_of(m).host().json) || !d.IsObject()) {
+            write_sink(r_error, "changeset and metadata must be JSON objects");
+            return NK_INVALID_ARGUMENT;
+        }
+        std::vector<store::WalletChange> changes;
+        std::vector<store::WalletResult> results;
+        Status st = wallet_changes_of(d, "updates", 0, changes);
+        if (st)
+            st = store->wallets_update(changes, update_ledger != 0, results);
+        if (st && !results.empty()) {
+            std::string out = "{\"updated\":";
+            store::append_wallet(out, results[0].updated);
+            out += ",\"previous\":";
+            store::append_wallet(out, results[0].previous);
+            write_sink(r_response, out + "}");
+        }
+        return answer(st, r_error);
+    });
+}
+nk_status module_wallets_update(const nk_module* m, const nk_context*, nk_str request,
+                                int32_t update_ledger, nk_sink* r_response, nk_sink* r_error) {
+    return guarded_store(r_error, [&]() -> nk_status {
+        auto* store = storage_of(m, r_error);
+        if (store == nullptr)
+            return NK_UNIMPLEMENTED;
+        rapidjson::Document d;
+        if (!request_of(m, request, d, r_error))
+            return NK_INVALID_ARGUMENT;
+        std::vector<store::WalletChange> changes;
+        std::vector<store::WalletResult> results;
+        Status st = wallet_changes_of(d, "updates", 0, changes);
+        if (st)
+            st = store->wallets_update(changes, update_ledger != 0, results);
+        if (st)
+            write_sink(r_response, "{" + wallet_results_json("results", results) + "}");
+        return answer(st, r_error);
+    });
+}
+nk_status module_wallet_ledger_list(const nk_module* m, const nk_context*, nk_str user_id,
+                                    int32_t limit, nk_str cursor, nk_sink* r_response,
+                                    nk_sink* r_error) {
+    return guarded_store(r_error, [&]() -> nk_status {
+        auto* store = storage_of(m, r_error);
+        if (store == nullptr)
+            return NK_UNIMPLEMENTED;
+        store::LedgerPage page;
+        const Status st = store->wallet_ledger_list(sv(user_id), limit, sv(cursor), page);
+        if (st) {
+            std::string out = "{\"items\":[";
+            for (std::size_t i = 0; i < page.items.size(); ++i) {
+                if (i > 0)
+                    out += ',';
+                out += ledger_item_json(page.items[i]);
+            }
+            out += ']';
+            if (!page.cursor.empty()) {
+                out += ",\"cursor\":";
+                append_json_string(out, page.cursor);
+            }
+            write_sink(r_response, out + "}");
+        }
+        return answer(st, r_error);
+    });
+}
+nk_status module_wallet_ledger_update(const nk_module* m, const nk_context*, nk_str item_id,
+                                      nk_str metadata, nk_sink* r_response, nk_sink* r_error) {
+    return guarded_store(r_error, [&]() -> nk_status {
+        auto* store = storage_of(m, r_error);
+        if (store == nullptr)
+            return NK_UNIMPLEMENTED;
+        store::LedgerItem item;
+        const Status st = store->wallet_ledger_update(sv(item_id), sv(metadata), item);
+        if (st)
+            write_sink(r_response, ledger_item_json(item));
+        return answer(st, r_error);
+    });
+}
+nk_status module_multi_update(const nk_module* m, const nk_context*, nk_str request,
+                              int32_t update_ledger, nk_sink* r_response, nk_sink* r_error) {
+    return guarded_store(r_error, [&]() -> nk_status {
+        auto* store = storage_of(m, r_error);
+        if (store == nullptr)
+            return NK_UNIMPLEMENTED;
+        rapidjson::Document d;
+        if (!request_of(m, request, d, r_error))
+            return NK_INVALID_ARGUMENT;
+        std::vector<store::StorageWrite> writes;
+        std::vector<store::StorageId> deletes;
+        std::vector<store::WalletChange> changes;
+        std::vector<store::StorageAck> acks;
+        std::vector<store::WalletResult> results;
+        Status st = store::read_storage_writes(d, "storage_writes", writes);
+        if (st)
+            st = store::read_storage_ids(d, "storage_deletes", deletes);
+        if (st)
+            st = wallet_changes_of(d, "wallet_updates", 0, changes);
+        if (st)
+            st = store->multi_update(writes, deletes, changes, update_ledger != 0, acks, results);
+        if (st) {
+            std::string out = "{\"acks\":";
+            store::append_acks(out, acks);
+            out += "," + wallet_results_json("wallet_results", results) + "}";
+            write_sink(r_response, out);
+        }
+        return answer(st, r_error);
+    });
 }
 
 // ---- nk_module: plugin metrics (ABI 1.1) ----
@@ -479,6 +808,15 @@ ModuleGeneration::ModuleGeneration(std::shared_ptr<HostServices> host, std::file
     module_.metrics_gauge_set = &module_metrics_gauge_set;
     module_.metrics_timer_record = &module_metrics_timer_record;
     module_.report_fault = &module_report_fault;
+    module_.storage_read = &module_storage_read;
+    module_.storage_write = &module_storage_write;
+    module_.storage_list = &module_storage_list;
+    module_.storage_delete = &module_storage_delete;
+    module_.wallet_update = &module_wallet_update;
+    module_.wallets_update = &module_wallets_update;
+    module_.wallet_ledger_list = &module_wallet_ledger_list;
+    module_.wallet_ledger_update = &module_wallet_ledger_update;
+    module_.multi_update = &module_multi_update;
 
     initializer_.size = sizeof(nk_initializer);
     initializer_.host = this;

@@ -36,6 +36,7 @@ class EventSink;
 }
 namespace nk::store {
 class AccountStore;
+class StorageStore;
 }
 namespace nk::metrics {
 class Registry;
@@ -56,6 +57,7 @@ struct HostServices {
     std::vector<nk_kv> env_kv;  // views into options.env
     std::atomic<events::EventSink*> events{nullptr};
     store::AccountStore* accounts = nullptr;
+    store::StorageStore* storage = nullptr;  // storage objects and wallets (ABI 1.2)
     metrics::Registry* metrics = nullptr;
     JsonLimits json;  // JSON plugins hand back (nk.account_update_id)
 

@@ -332,6 +332,7 @@ Runtime::Runtime(Options options, Dependencies deps)
     : host_(std::make_shared<HostServices>(std::move(options), std::move(deps.version))) {
     host_->events.store(deps.events, std::memory_order_release);
     host_->accounts = deps.accounts;
+    host_->storage = deps.storage;
     host_->metrics = deps.metrics;
     host_->json = counted_json_limits(host_->options.max_json_depth, deps.metrics);
     snapshot_.store(std::make_shared<const Snapshot>());

@@ -48,6 +48,7 @@
 
 namespace nk::store {
 class AccountStore;
+class StorageStore;
 }
 namespace nk::metrics {
 class Registry;
@@ -61,6 +62,7 @@ struct HostServices;
 struct Dependencies {
     events::EventSink* events = nullptr;      // nk.event target; may be set later (set_event_sink)
     store::AccountStore* accounts = nullptr;  // nk.account_*; null -> NK_UNIMPLEMENTED
+    store::StorageStore* storage = nullptr;   // nk.storage_*, nk.wallet_*; null -> NK_UNIMPLEMENTED
     metrics::Registry* metrics = nullptr;     // after_hook_errors{api}; null -> not counted
     std::string version = "0.1.0";            // ctx.version seen by plugins
 };

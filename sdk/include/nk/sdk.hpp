@@ -224,6 +224,9 @@ struct Event {
 // Absent fields stay empty / nullopt.
 struct UpdateAccountRequest {
     std::optional<std::string> username, display_name, avatar_url, lang_tag, location, timezone;
+    // A JSON object as text. Only nk.AccountUpdateId sets it (ABI 1.2); clients cannot, as in
+    // Nakama, so a before-hook never sees it.
+    std::optional<std::string> metadata;
 };
 struct User {
     std::string id, username, display_name, avatar_url, lang_tag, location, timezone, metadata;
@@ -365,6 +368,7 @@ inline void write(Writer& w, const UpdateAccountRequest& r) {
     put(w, "lang_tag", r.lang_tag);
     put(w, "location", r.location);
     put(w, "timezone", r.timezone);
+    put(w, "metadata", r.metadata);
     w.EndObject();
 }
 inline void read(const Value& o, Account& a) {
@@ -924,13 +928,14 @@ class Module {
                       std::vector<StorageObject>& out, std::string& next_cursor) const {
         if (!has_storage())
             return unavailable();
+        const std::string from = cursor;  // next_cursor may be the same string
         next_cursor.clear();
         return call_json(
             [&](nk_sink* rs, nk_sink* es) {
                 detail::CContext c(ctx);
                 return raw_->storage_list(raw_, &c.c, detail::view(caller_id),
                                           detail::view(user_id), detail::view(collection),
-                                          static_cast<int32_t>(limit), detail::view(cursor), rs,
+                                          static_cast<int32_t>(limit), detail::view(from), rs,
                                           es);
             },
             [&](const json::Value& d) {
@@ -1028,12 +1033,13 @@ class Module {
                            std::string& next_cursor) const {
         if (!has_storage())
             return unavailable();
+        const std::string from = cursor;  // next_cursor may be the same string
         next_cursor.clear();
         return call_json(
             [&](nk_sink* rs, nk_sink* es) {
                 detail::CContext c(ctx);
                 return raw_->wallet_ledger_list(raw_, &c.c, detail::view(user_id),
-                                                static_cast<int32_t>(limit), detail::view(cursor),
+                                                static_cast<int32_t>(limit), detail::view(from),
                                                 rs, es);
             },
             [&](const json::Value& d) {
