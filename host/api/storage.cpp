@@ -200,30 +200,20 @@ void with_caller(Services& services, const net::Request& request, net::Responder
 }  // namespace
 
 void register_storage_routes(net::Router& router, Services& services) {
-    router.add(net::Method::put, "/v2/storage",
-               [&services](net::Request&& request, net::Responder respond) {
-                   std::string body = request.body;
-                   with_caller(services, request, std::move(respond),
-                               [&services, body = std::move(body)](const RequestContext& c) mutable {
-                                   return write_objects(services, std::move(body), c);
-                               });
-               });
-    router.add(net::Method::post, "/v2/storage",
-               [&services](net::Request&& request, net::Responder respond) {
-                   std::string body = request.body;
-                   with_caller(services, request, std::move(respond),
-                               [&services, body = std::move(body)](const RequestContext& c) mutable {
-                                   return read_objects(services, std::move(body), c);
-                               });
-               });
-    router.add(net::Method::put, "/v2/storage/delete",
-               [&services](net::Request&& request, net::Responder respond) {
-                   std::string body = request.body;
-                   with_caller(services, request, std::move(respond),
-                               [&services, body = std::move(body)](const RequestContext& c) mutable {
-                                   return delete_objects(services, std::move(body), c);
-                               });
-               });
+    // A route whose work takes the request body: fn(services, body, caller).
+    const auto with_body = [&services](net::Response (*fn)(Services&, std::string,
+                                                           const RequestContext&)) {
+        return [&services, fn](net::Request&& request, net::Responder respond) {
+            std::string body = request.body;
+            with_caller(services, request, std::move(respond),
+                        [&services, fn, body = std::move(body)](const RequestContext& c) mutable {
+                            return fn(services, std::move(body), c);
+                        });
+        };
+    };
+    router.add(net::Method::put, "/v2/storage", with_body(&write_objects));
+    router.add(net::Method::post, "/v2/storage", with_body(&read_objects));
+    router.add(net::Method::put, "/v2/storage/delete", with_body(&delete_objects));
     auto list = [&services](net::Request&& request, net::Responder respond) {
         ListRequest r;
         r.collection = std::string(request.path_param("collection"));

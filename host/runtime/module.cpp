@@ -259,27 +259,37 @@ nk_status module_account_update_id(const nk_module* m, const nk_context*, nk_str
 
 // ---- nk_module: storage objects and wallets (ABI 1.2) ----
 
-// The store, or NK_UNIMPLEMENTED; the parsed request object (depth-limited), or
-// NK_INVALID_ARGUMENT.
-store::StorageStore* storage_of(const nk_module* m, nk_sink* r_error) {
-    store::StorageStore* s = m != nullptr ? self_of(m).host().storage : nullptr;
-    if (s == nullptr)
-        write_sink(r_error, "storage is not available");
-    return s;
-}
-bool request_of(const nk_module* m, nk_str json, rapidjson::Document& d, nk_sink* r_error) {
-    if (!parse_json(sv(json), d, self_of(m).host().json) || !d.IsObject()) {
-        write_sink(r_error, "request must be a JSON object");
-        return false;
+// Runs `f(store)` for a storage slot: NK_UNIMPLEMENTED without a store, else the code and
+// message of the Status it returns (NK_INTERNAL for an exception).
+template <class F>
+nk_status with_store(const nk_module* m, nk_sink* r_error, F f) {
+    try {
+        store::StorageStore* s = m != nullptr ? self_of(m).host().storage : nullptr;
+        if (s == nullptr) {
+            write_sink(r_error, "storage is not available");
+            return NK_UNIMPLEMENTED;
+        }
+        const Status st = f(*s);
+        if (st)
+            return NK_OK;
+        write_sink(r_error, st.message());
+        return st.code_number();
+    } catch (const std::exception& ex) {
+        write_sink(r_error, ex.what());
+        return NK_INTERNAL;
     }
-    return true;
 }
-nk_status answer(const Status& st, nk_sink* r_error) {
-    if (st)
-        return NK_OK;
-    write_sink(r_error, st.message());
-    return st.code_number();
+// The same, with the request parsed first (a JSON object, depth-limited): f(store, doc).
+template <class F>
+nk_status with_request(const nk_module* m, nk_str request, nk_sink* r_error, F f) {
+    return with_store(m, r_error, [&](store::StorageStore& s) -> Status {
+        rapidjson::Document d;
+        if (!parse_json(sv(request), d, self_of(m).host().json) || !d.IsObject())
+            return Status::invalid_argument("request must be a JSON object");
+        return f(s, d);
+    });
 }
+
 std::string ledger_item_json(const store::LedgerItem& item) {
     std::string out = "{\"id\":";
     append_json_string(out, item.id);
@@ -351,189 +361,127 @@ Status wallet_changes_of(const rapidjson::Value& d, const char* member, unsigned
     return Status::ok();
 }
 
-template <class F>
-nk_status guarded_store(nk_sink* r_error, F f) {
-    try {
-        return f();
-    } catch (const std::exception& ex) {
-        write_sink(r_error, ex.what());
-        return NK_INTERNAL;
+std::string ledger_page_json(const store::LedgerPage& page) {
+    std::string out = "{\"items\":[";
+    for (std::size_t i = 0; i < page.items.size(); ++i) {
+        if (i > 0)
+            out += ',';
+        out += ledger_item_json(page.items[i]);
     }
+    out += ']';
+    if (!page.cursor.empty()) {
+        out += ",\"cursor\":";
+        append_json_string(out, page.cursor);
+    }
+    return out + "}";
 }
 
 nk_status module_storage_read(const nk_module* m, const nk_context*, nk_str request,
                               nk_sink* r_response, nk_sink* r_error) {
-    return guarded_store(r_error, [&]() -> nk_status {
-        auto* store = storage_of(m, r_error);
-        if (store == nullptr)
-            return NK_UNIMPLEMENTED;
-        rapidjson::Document d;
-        if (!request_of(m, request, d, r_error))
-            return NK_INVALID_ARGUMENT;
+    return with_request(m, request, r_error, [&](store::StorageStore& s, const auto& d) {
         std::vector<store::StorageId> ids;
         std::vector<store::StorageObject> objects;
         Status st = store::read_storage_ids(d, "object_ids", ids);
-        if (st)
-            st = store->storage_read("", ids, objects);
-        if (st)
+        if (st && (st = s.storage_read("", ids, objects)))
             write_sink(r_response, store::storage_objects_json(objects));
-        return answer(st, r_error);
+        return st;
     });
 }
 nk_status module_storage_write(const nk_module* m, const nk_context*, nk_str request,
                                nk_sink* r_response, nk_sink* r_error) {
-    return guarded_store(r_error, [&]() -> nk_status {
-        auto* store = storage_of(m, r_error);
-        if (store == nullptr)
-            return NK_UNIMPLEMENTED;
-        rapidjson::Document d;
-        if (!request_of(m, request, d, r_error))
-            return NK_INVALID_ARGUMENT;
+    return with_request(m, request, r_error, [&](store::StorageStore& s, const auto& d) {
         std::vector<store::StorageWrite> writes;
         std::vector<store::StorageAck> acks;
         Status st = store::read_storage_writes(d, "objects", writes);
-        if (st)
-            st = store->storage_write("", writes, acks);
-        if (st)
+        if (st && (st = s.storage_write("", writes, acks)))
             write_sink(r_response, store::storage_acks_json(acks));
-        return answer(st, r_error);
+        return st;
     });
 }
 nk_status module_storage_list(const nk_module* m, const nk_context*, nk_str caller_id,
                               nk_str user_id, nk_str collection, int32_t limit, nk_str cursor,
                               nk_sink* r_response, nk_sink* r_error) {
-    return guarded_store(r_error, [&]() -> nk_status {
-        auto* store = storage_of(m, r_error);
-        if (store == nullptr)
-            return NK_UNIMPLEMENTED;
+    return with_store(m, r_error, [&](store::StorageStore& s) {
         store::StoragePage page;
-        const Status st = store->storage_list(sv(caller_id), sv(user_id), sv(collection), limit,
-                                              sv(cursor), page);
+        const Status st =
+            s.storage_list(sv(caller_id), sv(user_id), sv(collection), limit, sv(cursor), page);
         if (st)
             write_sink(r_response, store::storage_objects_json(page.objects, page.cursor));
-        return answer(st, r_error);
+        return st;
     });
 }
 nk_status module_storage_delete(const nk_module* m, const nk_context*, nk_str request,
                                 nk_sink* r_error) {
-    return guarded_store(r_error, [&]() -> nk_status {
-        auto* store = storage_of(m, r_error);
-        if (store == nullptr)
-            return NK_UNIMPLEMENTED;
-        rapidjson::Document d;
-        if (!request_of(m, request, d, r_error))
-            return NK_INVALID_ARGUMENT;
+    return with_request(m, request, r_error, [&](store::StorageStore& s, const auto& d) {
         std::vector<store::StorageId> ids;
         Status st = store::read_storage_ids(d, "object_ids", ids);
-        if (st)
-            st = store->storage_delete("", ids);
-        return answer(st, r_error);
+        return st ? s.storage_delete("", ids) : st;
     });
 }
-nk_status module_wallet_update(const nk_module* m, const nk_context*, nk_str user_id,
+nk_status module_wallet_update(const nk_module* m, const nk_context* ctx, nk_str user_id,
                                nk_str changeset, nk_str metadata, int32_t update_ledger,
                                nk_sink* r_response, nk_sink* r_error) {
-    return guarded_store(r_error, [&]() -> nk_status {
-        auto* store = storage_of(m, r_error);
-        if (store == nullptr)
-            return NK_UNIMPLEMENTED;
-        // {"updates":[{"user_id","changeset","metadata"}]} from the three arguments.
-        std::string request = "{\"updates\":[{\"user_id\":";
-        append_json_string(request, sv(user_id));
-        request += ",\"changeset\":";
-        request += changeset.len == 0 ? std::string_view("{}") : sv(changeset);
-        if (metadata.len != 0) {
-            request += ",\"metadata\":";
-            request += sv(metadata);
-        }
-        request += "}]}";
-        rapidjson::Document d;
-        if (!parse_json(request, d, self_of(m).host().json) || !d.IsObject()) {
-            write_sink(r_error, "changeset and metadata must be JSON objects");
-            return NK_INVALID_ARGUMENT;
-        }
+    // As wallets_update with one update: {"updates":[{"user_id","changeset","metadata"}]}.
+    std::string request = "{\"updates\":[{\"user_id\":";
+    append_json_string(request, sv(user_id));
+    request += ",\"changeset\":";
+    request += changeset.len == 0 ? std::string_view("{}") : sv(changeset);
+    if (metadata.len != 0) {
+        request += ",\"metadata\":";
+        request += sv(metadata);
+    }
+    request += "}]}";
+    (void)ctx;
+    return with_request(m, view(request), r_error, [&](store::StorageStore& s, const auto& d) {
         std::vector<store::WalletChange> changes;
         std::vector<store::WalletResult> results;
         Status st = wallet_changes_of(d, "updates", 0, changes);
-        if (st)
-            st = store->wallets_update(changes, update_ledger != 0, results);
-        if (st && !results.empty()) {
+        if (st && (st = s.wallets_update(changes, update_ledger != 0, results)) &&
+            !results.empty()) {
             std::string out = "{\"updated\":";
             store::append_wallet(out, results[0].updated);
             out += ",\"previous\":";
             store::append_wallet(out, results[0].previous);
             write_sink(r_response, out + "}");
         }
-        return answer(st, r_error);
+        return st;
     });
 }
 nk_status module_wallets_update(const nk_module* m, const nk_context*, nk_str request,
                                 int32_t update_ledger, nk_sink* r_response, nk_sink* r_error) {
-    return guarded_store(r_error, [&]() -> nk_status {
-        auto* store = storage_of(m, r_error);
-        if (store == nullptr)
-            return NK_UNIMPLEMENTED;
-        rapidjson::Document d;
-        if (!request_of(m, request, d, r_error))
-            return NK_INVALID_ARGUMENT;
+    return with_request(m, request, r_error, [&](store::StorageStore& s, const auto& d) {
         std::vector<store::WalletChange> changes;
         std::vector<store::WalletResult> results;
         Status st = wallet_changes_of(d, "updates", 0, changes);
-        if (st)
-            st = store->wallets_update(changes, update_ledger != 0, results);
-        if (st)
+        if (st && (st = s.wallets_update(changes, update_ledger != 0, results)))
             write_sink(r_response, "{" + wallet_results_json("results", results) + "}");
-        return answer(st, r_error);
+        return st;
     });
 }
 nk_status module_wallet_ledger_list(const nk_module* m, const nk_context*, nk_str user_id,
                                     int32_t limit, nk_str cursor, nk_sink* r_response,
                                     nk_sink* r_error) {
-    return guarded_store(r_error, [&]() -> nk_status {
-        auto* store = storage_of(m, r_error);
-        if (store == nullptr)
-            return NK_UNIMPLEMENTED;
+    return with_store(m, r_error, [&](store::StorageStore& s) {
         store::LedgerPage page;
-        const Status st = store->wallet_ledger_list(sv(user_id), limit, sv(cursor), page);
-        if (st) {
-            std::string out = "{\"items\":[";
-            for (std::size_t i = 0; i < page.items.size(); ++i) {
-                if (i > 0)
-                    out += ',';
-                out += ledger_item_json(page.items[i]);
-            }
-            out += ']';
-            if (!page.cursor.empty()) {
-                out += ",\"cursor\":";
-                append_json_string(out, page.cursor);
-            }
-            write_sink(r_response, out + "}");
-        }
-        return answer(st, r_error);
+        const Status st = s.wallet_ledger_list(sv(user_id), limit, sv(cursor), page);
+        if (st)
+            write_sink(r_response, ledger_page_json(page));
+        return st;
     });
 }
 nk_status module_wallet_ledger_update(const nk_module* m, const nk_context*, nk_str item_id,
                                       nk_str metadata, nk_sink* r_response, nk_sink* r_error) {
-    return guarded_store(r_error, [&]() -> nk_status {
-        auto* store = storage_of(m, r_error);
-        if (store == nullptr)
-            return NK_UNIMPLEMENTED;
+    return with_store(m, r_error, [&](store::StorageStore& s) {
         store::LedgerItem item;
-        const Status st = store->wallet_ledger_update(sv(item_id), sv(metadata), item);
+        const Status st = s.wallet_ledger_update(sv(item_id), sv(metadata), item);
         if (st)
             write_sink(r_response, ledger_item_json(item));
-        return answer(st, r_error);
+        return st;
     });
 }
 nk_status module_multi_update(const nk_module* m, const nk_context*, nk_str request,
                               int32_t update_ledger, nk_sink* r_response, nk_sink* r_error) {
-    return guarded_store(r_error, [&]() -> nk_status {
-        auto* store = storage_of(m, r_error);
-        if (store == nullptr)
-            return NK_UNIMPLEMENTED;
-        rapidjson::Document d;
-        if (!request_of(m, request, d, r_error))
-            return NK_INVALID_ARGUMENT;
+    return with_request(m, request, r_error, [&](store::StorageStore& s, const auto& d) {
         std::vector<store::StorageWrite> writes;
         std::vector<store::StorageId> deletes;
         std::vector<store::WalletChange> changes;
@@ -544,15 +492,13 @@ nk_status module_multi_update(const nk_module* m, const nk_context*, nk_str requ
             st = store::read_storage_ids(d, "storage_deletes", deletes);
         if (st)
             st = wallet_changes_of(d, "wallet_updates", 0, changes);
-        if (st)
-            st = store->multi_update(writes, deletes, changes, update_ledger != 0, acks, results);
-        if (st) {
+        if (st && (st = s.multi_update(writes, deletes, changes, update_ledger != 0, acks, results))) {
             std::string out = "{\"acks\":";
             store::append_acks(out, acks);
             out += "," + wallet_results_json("wallet_results", results) + "}";
             write_sink(r_response, out);
         }
-        return answer(st, r_error);
+        return st;
     });
 }
 
