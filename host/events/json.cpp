@@ -303,6 +303,13 @@ Status decode_event_json(std::string& body, const Options& limits, const JsonLim
                          Event& out) {
     if (all_space(body))
         return Status::ok();  // empty body = empty event (EOF is tolerated)
+    // The in-situ stream ends at the first NUL: a raw NUL is never valid JSON, so refuse it
+    // rather than parse a prefix. Then pad with NULs: UTF-8 validation reads up to three bytes
+    // after a sequence's lead byte, so a body ending in a lead byte must not be read past its end.
+    if (const auto nul = body.find('\0'); nul != std::string::npos)
+        return Status::invalid_argument(
+            fmt::format("proto: syntax error (offset {}): Invalid value.", nul));
+    body.append(4, '\0');
     EventReader inner(limits, out);
     SkippingReader handler(inner);
     rapidjson::InsituStringStream stream(body.data());

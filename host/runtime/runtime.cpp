@@ -1085,8 +1085,9 @@ void Runtime::publish_loaded() {
                 snap->http_exact[path] = {m, &route};
                 continue;
             }
+            const std::string& prefix = route.prefix;  // a structured binding: not capturable in C++17
             auto same = std::find_if(snap->http_prefix.begin(), snap->http_prefix.end(),
-                                     [&](const auto& e) { return e.first == route.prefix; });
+                                     [&](const auto& e) { return e.first == prefix; });
             if (same != snap->http_prefix.end())
                 same->second = {m, &route};  // last registration wins
             else

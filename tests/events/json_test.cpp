@@ -163,3 +163,17 @@ TEST_CASE("encode round-trips through decode") {
     CHECK(back.external);
     CHECK(encode_event_json(Event{}) == "{}");
 }
+
+TEST_CASE("a raw NUL byte is refused, and a body ending inside a UTF-8 sequence is never read past its end") {
+    Event e;
+    using namespace std::string_literals;
+    const auto nul = decode("{\"name\":\"a\"}\0{\"name\":\"b\"}"s, e);
+    CHECK(nul.code() == nk::Code::invalid_argument);
+    CHECK(nul.message() == "proto: syntax error (offset 12): Invalid value.");
+    // Found by fuzzing: a string whose last byte is a 3-byte UTF-8 lead (0xED) made the
+    // validating in-situ reader read two bytes beyond the body (ASan: heap-buffer-overflow).
+    const std::string cut = "\"vnanae:l" + std::string(70, 'n') + "\xed";
+    CHECK_FALSE(decode(cut, e).is_ok());
+    CHECK_FALSE(decode("{\"name\":\"\xed", e).is_ok());
+    CHECK_FALSE(decode("{\"name\":\"\xf0\x9f", e).is_ok());
+}
