@@ -3,6 +3,7 @@
 //   nkhost [--config FILE]... [--key value]...   run the server
 //   nkhost check [--config FILE]... [--key value]...   load every plugin, report, exit
 //   nkhost check --help                                  what check does, its exit codes
+#include <cstdlib>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -85,6 +86,13 @@ int main(int argc, char** argv) {
     }
     spdlog::info("Received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     app.shutdown();
+    if (app.left_threads_behind()) {
+        // Joining a thread inside plugin code that never returns would never end, and unloading
+        // the plugin under it would crash: end the process here, as the grace promised.
+        spdlog::warn("Shutdown complete; exiting without waiting for plugin code still running");
+        nk::log::flush();
+        std::_Exit(0);
+    }
     nk::log::flush();
     return 0;
 }

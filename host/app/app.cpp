@@ -83,6 +83,7 @@ struct App::Impl {
     std::unique_ptr<net::Server> metrics_server;
     bool started = false;
     bool stopped = false;
+    bool left_behind = false;  // plugin code still running after shutdown()
 
     explicit Impl(config::Config c) : cfg(std::move(c)), registry(cfg.metrics.prefix, cfg.metrics.node_name) {}
 };
@@ -190,12 +191,35 @@ void App::shutdown() {
     // Sockets close first so that every session_end is queued before the queue drains.
     if (s.realtime) s.realtime->shutdown(left());
     if (s.server) s.server->shutdown(left());
-    if (s.pipeline) s.pipeline->drain(left());  // logs what could not be handled in time
-    if (s.runtime) s.runtime->run_shutdown_handlers(left());
-    if (s.pool) s.pool->stop();
+    if (s.pipeline) {
+        s.pipeline->drain(left());  // logs and counts what could not be handled in time
+        // Workers that were not inside a handler leave at once; the others are stuck in one.
+        if (const unsigned stuck = s.pipeline->running_workers(milliseconds(500)); stuck > 0) {
+            spdlog::error(
+                "Shutdown: {} event worker(s) still inside a plugin event handler after the "
+                "grace; the process exits without waiting for them",
+                stuck);
+            s.left_behind = true;
+        }
+    }
+    if (s.runtime && !s.runtime->run_shutdown_handlers(left())) s.left_behind = true;
+    if (s.pool) {
+        // Queued work still runs within the grace; a job that has not returned by then (an RPC
+        // stuck in plugin code) is left behind, like a stuck event handler.
+        if (const std::size_t stuck = s.pool->stop_within(std::max(left(), milliseconds(500)));
+            stuck > 0) {
+            spdlog::error(
+                "Shutdown: {} blocking pool thread(s) still running a request after the grace; "
+                "the process exits without waiting for them",
+                stuck);
+            s.left_behind = true;
+        }
+    }
     if (s.metrics_server) s.metrics_server->shutdown(milliseconds(0));
     spdlog::info("Shutdown complete");
 }
+
+bool App::left_threads_behind() const { return impl_->left_behind; }
 
 void App::reload_modules() {
     if (impl_->runtime) impl_->runtime->request_rescan();

@@ -25,6 +25,10 @@ public:
 
     void start();
     void shutdown();
+    // After shutdown(): plugin code that never returned still runs on a server thread (an event
+    // handler or a shutdown handler past the grace). Destroying the App would wait for it
+    // forever; the caller exits the process instead.
+    bool left_threads_behind() const;
     // Re-scans runtime.path and reloads changed plugin files (SIGHUP). Returns at once.
     void reload_modules();
     std::uint16_t port() const;          // the API port (valid after start)

@@ -503,6 +503,13 @@ std::vector<Key> build_keys() {
         "Time a retired module generation's shutdown handlers get (after its last call "
         "returned) before the reload goes on without them."));
     k.push_back(integer_key(
+        "runtime.stuck_call_ms", [](Config & c) -> auto& { return c.runtime.stuck_call_ms; }, 0,
+        86400000,
+        "A plugin call (event handler, RPC, hook, HTTP route, shutdown handler) running longer "
+        "than this is reported: a warning naming the module, the call and how long it has run "
+        "(again each time that doubles), counted in plugin_calls_stuck{module,call}. 0 turns "
+        "the watch off."));
+    k.push_back(integer_key(
         "runtime.event_queue_size", [](Config & c) -> auto& { return c.events.queue_size; }, 1,
         kMaxQueue, "Capacity of the event queue."));
     k.push_back(integer_key(

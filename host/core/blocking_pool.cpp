@@ -25,6 +25,7 @@ BlockingPool::BlockingPool(const Options& options)
                         : std::min(options.password_threads, std::max<std::size_t>(1, options.threads))) {
     const std::size_t threads = std::max<std::size_t>(1, options.threads);
     threads_.reserve(threads);
+    live_ = threads;
     for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
 }
 
@@ -89,6 +90,17 @@ void BlockingPool::stop() {
     threads_.clear();
 }
 
+std::size_t BlockingPool::stop_within(std::chrono::milliseconds wait) {
+    {
+        std::unique_lock lock(mutex_);
+        stopping_ = true;
+        cv_.notify_all();
+        if (!exited_cv_.wait_for(lock, wait, [&] { return live_ == 0; })) return live_;
+    }
+    stop();  // every worker returned: joins at once
+    return 0;
+}
+
 void BlockingPool::unqueue(const Job& job) { queued_bytes_ -= job.bytes; }
 
 void BlockingPool::report_queued(std::size_t lane) const {
@@ -135,7 +147,11 @@ void BlockingPool::run() {
                 return q != nullptr ||
                        (stopping_ && queues_[0].empty() && queues_[1].empty());
             });
-            if (q == nullptr) return;  // stopping and drained
+            if (q == nullptr) {  // stopping and drained
+                --live_;
+                exited_cv_.notify_all();
+                return;
+            }
             job = std::move(q->front().job);
             q->pop_front();
             report_queued(static_cast<std::size_t>(q - queues_));

@@ -18,6 +18,7 @@
 // password floods leave the other workers serving reads.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -66,6 +67,9 @@ public:
     bool post(std::function<void()> task);
     Posted post(Job job);
     void stop();  // idempotent; waits for queued jobs
+    // stop() bounded by `wait`: returns how many workers are still running a job then (not
+    // joined; the destructor would wait for them, so a non-zero answer means "exit the process").
+    std::size_t stop_within(std::chrono::milliseconds wait);
     std::size_t size() const { return threads_.size(); }
     std::size_t password_threads() const { return password_cap_; }
     // Jobs of `lane` queued and not yet running (a snapshot).
@@ -94,6 +98,8 @@ private:
     std::size_t password_running_ = 0;
     std::uint64_t next_seq_ = 0;
     bool stopping_ = false;
+    std::size_t live_ = 0;  // workers that have not returned from run()
+    std::condition_variable exited_cv_;
     std::vector<std::thread> threads_;
 };
 

@@ -523,6 +523,14 @@ std::size_t EventPipeline::drain(std::chrono::milliseconds grace) {
     return unhandled;
 }
 
+unsigned EventPipeline::running_workers(std::chrono::milliseconds wait) {
+    std::unique_lock lock(lifecycle_mutex_);
+    if (!started_)
+        return 0;
+    workers_exited_cv_.wait_for(lock, wait, [this] { return live_workers_ == 0; });
+    return live_workers_;
+}
+
 EventPipeline::Stats EventPipeline::stats() const {
     Stats s;
     for (const KindMetrics& m : kind_metrics_) {

@@ -36,7 +36,8 @@
 // no grace). drain() stops accepting (later submits return shut_down), lets the workers finish
 // every event already accepted until `grace` runs out, and returns the number of accepted
 // events that were not handled in time (also logged). Handlers still running at the deadline
-// finish their current call; the destructor joins the workers.
+// finish their current call; the destructor joins the workers (running_workers() tells whether
+// any is still inside a handler that never returns).
 //
 // Metrics (names get the registry's prefix): events_received {kind} (events offered to the
 // queue, i.e. of kinds with at least one handler: once fully drained, received == processed +
@@ -93,6 +94,11 @@ class EventPipeline final : public EventSink {
     // Stops accepting, waits up to `grace` for every accepted event to be handled, returns the
     // number that were not. Idempotent (a second call returns 0).
     std::size_t drain(std::chrono::milliseconds grace);
+    // After drain(): waits up to `wait` for the workers to exit and returns how many have not
+    // (each is inside a handler call that has not returned). The destructor joins the workers,
+    // so a caller that gets a non-zero answer must not destroy the pipeline (the process exits
+    // instead: see main.cpp).
+    unsigned running_workers(std::chrono::milliseconds wait);
 
     // Call after the HandlerSource published a new snapshot: wakes every idle worker so it
     // drops the snapshot it kept (and with it the last reference to retired handlers).

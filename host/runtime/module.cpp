@@ -1,4 +1,5 @@
 #include "runtime/module.hpp"
+#include "runtime/call_watch.hpp"
 
 #include <unistd.h>
 
@@ -594,8 +595,12 @@ thread_local CallScope* t_call_scope = nullptr;
 CallScope::CallScope(const ModuleGeneration& module, const char* kind, std::string_view target)
     : module_(module), kind_(kind), target_(target), previous_(t_call_scope) {
     t_call_scope = this;
+    if (previous_ == nullptr)
+        call_watch::begin(module, kind, target_);
 }
 CallScope::~CallScope() {
+    if (previous_ == nullptr)
+        call_watch::end();
     t_call_scope = previous_;
 }
 CallScope* CallScope::current() {

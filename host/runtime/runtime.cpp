@@ -336,6 +336,9 @@ Runtime::Runtime(Options options, Dependencies deps)
     host_->metrics = deps.metrics;
     host_->json = counted_json_limits(host_->options.max_json_depth, deps.metrics);
     snapshot_.store(std::make_shared<const Snapshot>());
+    if (host_->options.stuck_call_ms > 0)
+        watchdog_ = std::make_unique<CallWatchdog>(
+            std::chrono::milliseconds(host_->options.stuck_call_ms), deps.metrics);
 }
 
 Runtime::~Runtime() {
@@ -1308,9 +1311,9 @@ Status Runtime::rpc(std::string_view id, const RequestContext& ctx, std::string_
     return Status::ok();
 }
 
-void Runtime::run_shutdown_handlers(std::chrono::milliseconds grace) {
+bool Runtime::run_shutdown_handlers(std::chrono::milliseconds grace) {
     auto s = snapshot();
-    run_bounded(s->shutdown, host_, "shutdown", grace);
+    return run_bounded(s->shutdown, host_, "shutdown", grace);
 }
 
 }  // namespace nk::runtime

@@ -44,6 +44,7 @@
 #include "core/shared_slot.hpp"
 #include "core/status.hpp"
 #include "events/handlers.hpp"
+#include "runtime/call_watch.hpp"
 #include "runtime/options.hpp"
 
 namespace nk::store {
@@ -130,8 +131,8 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
 
     // Runs every shutdown handler (registration order) with mode "shutdown".
     // Waits at most `grace` in total; a handler still running then is left
-    // behind (logged) and keeps its module loaded.
-    void run_shutdown_handlers(std::chrono::milliseconds grace);
+    // behind (logged) and keeps its module loaded. False when one was left behind.
+    bool run_shutdown_handlers(std::chrono::milliseconds grace);
 
     // ---- hot reload -------------------------------------------------------------------
     // Called after every publish of a new snapshot (wire EventPipeline::handlers_changed, so
@@ -241,6 +242,7 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
     std::vector<RpcConflict> rpc_conflicts_;  // of the published snapshot
 
     // Reloader thread: inotify (when hot_reload) + rescan requests, woken through an eventfd.
+    std::unique_ptr<CallWatchdog> watchdog_;  // null when runtime.stuck_call_ms is 0
     std::thread reloader_;
     int wake_fd_ = -1;
     std::atomic<bool> stopping_{false};

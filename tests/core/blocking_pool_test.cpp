@@ -148,3 +148,23 @@ TEST_CASE("password jobs run on at most password_threads workers; the others kee
     CHECK(password_max.load() == 1);
     CHECK(pool.queued(nk::BlockingPool::Lane::password) == 0);
 }
+
+TEST_CASE("stop_within: queued jobs still run; a job that does not return in time is reported") {
+    nk::BlockingPool pool(2);
+    std::atomic<int> ran{0};
+    std::atomic<bool> release{false};
+    std::atomic<bool> blocked{false};
+    REQUIRE(pool.post([&] {
+        blocked = true;
+        while (!release.load())
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }));
+    REQUIRE(wait_until([&] { return blocked.load(); }));
+    for (int i = 0; i < 5; ++i)
+        REQUIRE(pool.post([&] { ran.fetch_add(1); }));
+    CHECK(pool.stop_within(std::chrono::milliseconds(200)) == 1);  // the blocked one
+    CHECK(ran == 5);                                                // the other worker ran them
+    CHECK_FALSE(pool.post([] {}));                                  // stopping: refused
+    release = true;
+    CHECK(pool.stop_within(std::chrono::seconds(30)) == 0);
+}
