@@ -8,6 +8,7 @@
 #include "api/services.hpp"
 #include "api/session_vars.hpp"
 #include "auth/tokens.hpp"
+#include "core/json_write.hpp"
 #include "net/router.hpp"
 #include "store/account_store.hpp"
 
@@ -15,19 +16,6 @@ namespace nk::api {
 namespace {
 
 using namespace account_detail;
-
-// Writes `"name":"value"` into the JSON object being built in `out` (opened with '{'); an empty
-// value is left out, as protobuf's JSON leaves out empty strings.
-void append_string_member(std::string& out, std::string_view name, const std::string& value) {
-    if (value.empty())
-        return;
-    if (out.size() > 1)
-        out += ',';
-    out += '"';
-    out += name;
-    out += "\":";
-    append_json_string(out, value);
-}
 
 // Reads a request object into a fresh Request with `read_members`; `r` changes only when the
 // whole object read cleanly.
@@ -51,15 +39,12 @@ struct RefreshRequest {
 };
 
 std::string refresh_json(const RefreshRequest& r) {
-    std::string out = "{";
-    append_string_member(out, "token", r.token);
-    if (r.has_vars) {
-        if (out.size() > 1)
-            out += ',';
-        out += "\"vars\":";
-        append_vars(out, r.vars);
-    }
-    out += '}';
+    std::string out;
+    JsonObjectWriter o(out);
+    o.string_if_set("token", r.token);
+    if (r.has_vars)
+        append_vars(o.key("vars"), r.vars);
+    o.close();
     return out;
 }
 
@@ -113,10 +98,11 @@ struct LogoutRequest {
 };
 
 std::string logout_json(const LogoutRequest& r) {
-    std::string out = "{";
-    append_string_member(out, "token", r.token);
-    append_string_member(out, "refresh_token", r.refresh_token);
-    out += '}';
+    std::string out;
+    JsonObjectWriter o(out);
+    o.string_if_set("token", r.token);
+    o.string_if_set("refresh_token", r.refresh_token);
+    o.close();
     return out;
 }
 

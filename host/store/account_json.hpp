@@ -7,6 +7,7 @@
 #include <ctime>
 #include <string>
 
+#include "core/json_write.hpp"
 #include "core/status.hpp"
 #include "store/account_store.hpp"
 
@@ -29,49 +30,42 @@ inline std::string rfc3339_seconds(std::int64_t unix_seconds) {
 // As protojson writes it: proto field names, fields in declaration order, zero values omitted
 // (an empty lang_tag too), times as RFC 3339 in whole seconds, disable_time never shown.
 inline std::string account_json(const Account& a) {
-    std::string out = "{\"user\":{";
-    bool first = true;
-    auto field = [&](const char* name, const std::string& value) {
-        if (value.empty())
-            return;
-        if (!first)
-            out += ',';
-        first = false;
-        append_json_string(out, name);
-        out += ':';
-        append_json_string(out, value);
-    };
-    field("id", a.id);
-    field("username", a.username);
-    field("display_name", a.display_name);
-    field("avatar_url", a.avatar_url);
-    field("lang_tag", a.lang_tag);
-    field("location", a.location);
-    field("timezone", a.timezone);
-    field("metadata", a.metadata);
-    if (a.create_time != 0)
-        field("create_time", detail::rfc3339_seconds(a.create_time));
-    if (a.update_time != 0)
-        field("update_time", detail::rfc3339_seconds(a.update_time));
-    out += '}';
-    first = false;  // the top-level object goes on after "user"
-    field("wallet", a.wallet);
-    field("email", a.email);
+    std::string out;
+    JsonObjectWriter top(out);
+    {
+        top.key("user");
+        JsonObjectWriter user(out);
+        user.string_if_set("id", a.id);
+        user.string_if_set("username", a.username);
+        user.string_if_set("display_name", a.display_name);
+        user.string_if_set("avatar_url", a.avatar_url);
+        user.string_if_set("lang_tag", a.lang_tag);
+        user.string_if_set("location", a.location);
+        user.string_if_set("timezone", a.timezone);
+        user.string_if_set("metadata", a.metadata);
+        if (a.create_time != 0)
+            user.string("create_time", detail::rfc3339_seconds(a.create_time));
+        if (a.update_time != 0)
+            user.string("update_time", detail::rfc3339_seconds(a.update_time));
+        user.close();
+    }
+    top.string_if_set("wallet", a.wallet);
+    top.string_if_set("email", a.email);
     if (!a.devices.empty()) {
-        out += ",\"devices\":[";
+        top.key("devices") += '[';
         for (std::size_t i = 0; i < a.devices.size(); ++i) {
             if (i)
                 out += ',';
-            out += "{\"id\":";
-            append_json_string(out, a.devices[i]);
-            out += '}';
+            JsonObjectWriter device(out);
+            device.string("id", a.devices[i]);
+            device.close();
         }
         out += ']';
     }
-    field("custom_id", a.custom_id);
+    top.string_if_set("custom_id", a.custom_id);
     if (a.verify_time != 0)
-        field("verify_time", detail::rfc3339_seconds(a.verify_time));
-    out += '}';
+        top.string("verify_time", detail::rfc3339_seconds(a.verify_time));
+    top.close();
     return out;
 }
 
