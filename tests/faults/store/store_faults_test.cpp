@@ -214,7 +214,8 @@ TEST_CASE("a full disk under data_dir: clear 5xx answers, counted and logged; se
             CHECK(failures > 0);
             total_failures += failures;
             CHECK(server.metric("nkhost_database_errors") >= total_failures);
-            CHECK(server.process->wait_for_output("Database error"));
+            CHECK(server.process->wait_for_output(
+                "Database error operation=authenticate_device error=\"database or disk is full\""));
             CHECK(server.process->running());
             fs::remove(filler);
             for (int i = 0; i < 10; ++i) {
