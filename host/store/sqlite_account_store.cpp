@@ -160,7 +160,11 @@ class Connection {
         }
         for (const auto& pragma : pragmas) {
             if (exec(pragma.c_str()) != SQLITE_OK) {
-                throw std::runtime_error(std::string("cannot configure database: ") + error());
+                // The destructor does not run for a constructor that throws: close here.
+                std::string msg = std::string("cannot configure database: ") + error();
+                sqlite3_close_v2(db_);
+                db_ = nullptr;
+                throw std::runtime_error(msg);
             }
         }
     }
@@ -279,12 +283,13 @@ enum class Operation {
     storage_delete,
     wallet_update,
     wallet_ledger,
+    open_connection,
 };
 constexpr const char* kOperationNames[] = {
     "authenticate_device", "authenticate_custom", "authenticate_email", "find_user",
     "get_account",         "update_account",      "delete_account",     "set_disabled",
     "wal_checkpoint",      "storage_write",       "storage_read",       "storage_list",
-    "storage_delete",      "wallet_update",       "wallet_ledger",
+    "storage_delete",      "wallet_update",       "wallet_ledger",      "open_connection",
 };
 constexpr std::size_t kOperations = std::size(kOperationNames);
 
@@ -351,19 +356,26 @@ struct SqliteAccountStore::Impl {
     // a failure of the database during `op`, with SQLite's message and extended result code from
     // `c`; returns `status`, the answer the client gets.
     Status failed(Connection& c, Operation op, const Status& status) {
+        count_and_log(op, {{"error", c.error()},
+                           {"code", std::to_string(c.error_code())},
+                           {"status", std::string(status.message())}});
+        return status;
+    }
+    // The same for a failure without a connection (one that could not be opened).
+    void failed(Operation op, std::string_view error, std::string_view status) {
+        count_and_log(op, {{"error", std::string(error)}, {"status", std::string(status)}});
+    }
+    void count_and_log(Operation op, log::Fields details) {
         const auto i = static_cast<std::size_t>(op);
         if (error_counts[i] != nullptr)
             error_counts[i]->inc();
         if (const auto suppressed = error_logs[i]->allow()) {
-            log::Fields fields = {{"operation", kOperationNames[i]},
-                                  {"error", c.error()},
-                                  {"code", std::to_string(c.error_code())},
-                                  {"status", std::string(status.message())}};
+            log::Fields fields = {{"operation", kOperationNames[i]}};
+            fields.insert(fields.end(), details.begin(), details.end());
             if (*suppressed > 0)
                 fields.emplace_back("suppressed", std::to_string(*suppressed));
             log::write(spdlog::level::err, "Database error", fields);
         }
-        return status;
     }
 
     // Empties the -wal file every options.wal_checkpoint_interval_ms. SQLite's automatic
@@ -424,7 +436,9 @@ struct SqliteAccountStore::Impl {
                 lock.unlock();
                 try {
                     return Lease(*this, std::make_unique<Connection>(options));
-                } catch (...) {
+                } catch (const std::exception& e) {
+                    // The request fails with a 500; the reason is counted and logged here.
+                    failed(Operation::open_connection, e.what(), "Internal server error.");
                     lock.lock();
                     --open;
                     throw;
