@@ -653,16 +653,59 @@ std::string read_text(const std::string& path) {
     return text.str();
 }
 
+// The message for an INI line Boost refused. Built here, not from e.what(): Boost 1.74 fills its
+// message template by replacing %name% placeholders until none is left, so a line that itself
+// contains "%invalid_line%" (or another placeholder) makes what() loop forever.
+std::string ini_syntax_message(const std::string& path, const std::string& text,
+                               const po::invalid_config_file_syntax& e) {
+    const std::string bad = e.tokens();
+    // Boost reports the line trimmed and without its comment; find its number the same way.
+    std::size_t number = 0;
+    std::istringstream lines(text);
+    std::string line;
+    for (std::size_t n = 1; std::getline(lines, line); ++n) {
+        if (const auto hash = line.find('#'); hash != std::string::npos)
+            line.erase(hash);
+        const auto first = line.find_first_not_of(" \t\r");
+        const auto last = line.find_last_not_of(" \t\r");
+        if (first != std::string::npos && line.substr(first, last - first + 1) == bad) {
+            number = n;
+            break;
+        }
+    }
+    std::string reason;
+    switch (e.kind()) {
+    case po::invalid_syntax::unrecognized_line:
+        reason = "not a [section] or key = value line";
+        break;
+    case po::invalid_syntax::empty_adjacent_parameter:
+        reason = "a key with no name";
+        break;
+    default:
+        reason = "invalid line";
+        break;
+    }
+    std::string shown;  // printable, one line, bounded
+    for (const char ch : bad.substr(0, 200))
+        shown += (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ? '?' : ch;
+    return "invalid config file " + path + (number > 0 ? ":" + std::to_string(number) : "") +
+           ": " + reason + ": '" + shown + "'";
+}
+
 void apply_ini(Config& config, const std::string& path) {
-    std::istringstream in(read_text(path));
+    const std::string text = read_text(path);
+    std::istringstream in(text);
     const po::options_description desc = file_options();
     po::parsed_options parsed(&desc);
     try {
         parsed = po::parse_config_file(in, desc, false);
     } catch (const po::unknown_option& e) {
         fail("unknown configuration key " + option_name(e) + " in " + path);
-    } catch (const po::error& e) {
-        fail("invalid config file " + path + ": " + e.what());
+    } catch (const po::invalid_config_file_syntax& e) {
+        fail(ini_syntax_message(path, text, e));
+    } catch (const po::error&) {
+        // Never e.what() (see ini_syntax_message).
+        fail("invalid config file " + path + ": not an INI file");
     }
     for (const auto& option : parsed.options)
         apply(config, option.string_key, value_of(option));

@@ -493,6 +493,13 @@ TEST_CASE("unknown keys, stray arguments and unreadable files: exit 2") {
           ">= 1 (got 0)");
     nk::test::write_file(dir / "syntax.ini", "[socket\nport = 1\n");
     fails({"--config", (dir / "syntax.ini").string()}, "syntax.ini");
+    // Boost's own message for these lines never finishes formatting (placeholders in the line).
+    nk::test::write_file(dir / "percent.ini", "[socket]\nport = 1\nfoo %value% bar\n");
+    fails({"--config", (dir / "percent.ini").string()}, "percent.ini:3", "'foo %value% bar'");
+    nk::test::write_file(dir / "percent2.ini", "%invalid_line%\n");
+    fails({"--config", (dir / "percent2.ini").string()}, "percent2.ini:1", "'%invalid_line%'");
+    nk::test::write_file(dir / "percent3.ini", "# c\n\n  %value% # x\n");
+    fails({"--config", (dir / "percent3.ini").string()}, "percent3.ini:3", "invalid config file");
     nk::test::write_file(dir / "config.ini", "config = other.ini\n");
     fails({"--config", (dir / "config.ini").string()}, "config", "unknown");
 }
