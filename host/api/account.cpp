@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "api/account_common.hpp"
+#include "api/account_requests.hpp"
 #include "api/bearer.hpp"
 #include "api/runtime_bridge.hpp"
 #include "api/services.hpp"
@@ -18,32 +19,6 @@ namespace nk::api {
 namespace {
 
 using namespace account_detail;
-
-constexpr const char* kUpdateFields[] = {"username", "display_name", "avatar_url",
-                                         "lang_tag", "location",     "timezone"};
-
-std::optional<std::string>& update_slot(store::AccountUpdate& u, std::size_t i) {
-    std::optional<std::string>* slots[] = {&u.username, &u.display_name, &u.avatar_url,
-                                           &u.lang_tag, &u.location,     &u.timezone};
-    return *slots[i];
-}
-
-Status read_update(std::string_view json, const JsonLimits& limits, store::AccountUpdate& out) {
-    rapidjson::Document doc;
-    if (auto s = parse_object(json, limits, doc); !s)
-        return s;
-    store::AccountUpdate next;
-    for (std::size_t i = 0; i < std::size(kUpdateFields); ++i) {
-        std::string value;
-        bool present = false;
-        if (auto s = read_string(doc, kUpdateFields[i], value, present); !s)
-            return s;
-        if (present)
-            update_slot(next, i) = std::move(value);
-    }
-    out = std::move(next);
-    return Status::ok();
-}
 
 // Characters as the schema's length() counts them: every byte that does not continue a UTF-8
 // sequence.
@@ -74,22 +49,6 @@ Status check_field_lengths(const store::AccountUpdate& u) {
         }
     }
     return Status::ok();
-}
-
-std::string update_json(store::AccountUpdate& u) {
-    std::string out = "{";
-    for (std::size_t i = 0; i < std::size(kUpdateFields); ++i) {
-        const auto& v = update_slot(u, i);
-        if (!v)
-            continue;
-        if (out.size() > 1)
-            out += ',';
-        append_json_string(out, kUpdateFields[i]);
-        out += ':';
-        append_json_string(out, *v);
-    }
-    out += '}';
-    return out;
 }
 
 net::Response get_account(Services& services, const RequestContext& caller) {

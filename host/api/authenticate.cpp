@@ -1,10 +1,9 @@
 // POST /v2/account/authenticate/{device,custom,email}.
-#include <rapidjson/document.h>
-
 #include <optional>
 
 #include "api/account.hpp"
 #include "api/account_common.hpp"
+#include "api/account_requests.hpp"
 #include "api/blocking_work.hpp"
 #include "api/runtime_bridge.hpp"
 #include "api/services.hpp"
@@ -20,18 +19,7 @@ namespace {
 
 using namespace account_detail;
 
-enum class Kind { device, custom, email };
-
-struct AuthenticateRequest {
-    bool has_account = false;
-    std::string id;  // device or custom id
-    std::string email;
-    std::string password;
-    std::map<std::string, std::string> vars;
-    bool has_vars = false;
-    std::optional<bool> create;
-    std::string username;
-};
+using Kind = AuthenticateKind;
 
 std::string_view api_id(Kind kind) {
     switch (kind) {
@@ -43,92 +31,6 @@ std::string_view api_id(Kind kind) {
             return "AuthenticateEmail";
     }
     return "";
-}
-
-Status read_account(const rapidjson::Value& account, Kind kind, AuthenticateRequest& req) {
-    bool present = false;
-    Status s;
-    if (kind == Kind::email) {
-        if (!(s = read_string(account, "email", req.email, present)))
-            return s;
-        if (!(s = read_string(account, "password", req.password, present)))
-            return s;
-    } else {
-        if (!(s = read_string(account, "id", req.id, present)))
-            return s;
-    }
-    return read_vars(account, "vars", req.vars, req.has_vars);
-}
-
-// The request message as hooks see it (Nakama's Authenticate*Request JSON).
-std::string hook_json(const AuthenticateRequest& req, Kind kind) {
-    std::string out = "{";
-    bool first = true;
-    auto key = [&](const char* name) {
-        if (!first)
-            out += ',';
-        first = false;
-        append_json_string(out, name);
-        out += ':';
-    };
-    if (req.has_account) {
-        key("account");
-        out += '{';
-        if (kind == Kind::email) {
-            out += "\"email\":";
-            append_json_string(out, req.email);
-            out += ",\"password\":";
-            append_json_string(out, req.password);
-        } else {
-            out += "\"id\":";
-            append_json_string(out, req.id);
-        }
-        if (req.has_vars) {
-            out += ",\"vars\":";
-            append_vars(out, req.vars);
-        }
-        out += '}';
-    }
-    if (req.create) {
-        key("create");
-        out += *req.create ? "true" : "false";
-    }
-    if (!req.username.empty()) {
-        key("username");
-        append_json_string(out, req.username);
-    }
-    out += '}';
-    return out;
-}
-
-// Reads back a (possibly rewritten) hook message.
-Status from_hook_json(std::string_view json, const JsonLimits& limits, Kind kind,
-                      AuthenticateRequest& req) {
-    rapidjson::Document doc;
-    if (auto s = parse_object(json, limits, doc); !s)
-        return s;
-    AuthenticateRequest next;
-    auto account = doc.FindMember("account");
-    if (account != doc.MemberEnd() && !account->value.IsNull()) {
-        if (!account->value.IsObject()) {
-            return Status::invalid_argument("proto: invalid value for message field account");
-        }
-        next.has_account = true;
-        if (auto s = read_account(account->value, kind, next); !s)
-            return s;
-    }
-    auto create = doc.FindMember("create");
-    if (create != doc.MemberEnd() && !create->value.IsNull()) {
-        if (!create->value.IsBool()) {
-            return Status::invalid_argument("proto: invalid value for bool field create");
-        }
-        next.create = create->value.GetBool();
-    }
-    bool present = false;
-    if (auto s = read_string(doc, "username", next.username, present); !s)
-        return s;
-    req = std::move(next);
-    return Status::ok();
 }
 
 Status validate_username(const std::string& username) {
@@ -233,10 +135,10 @@ net::Response authenticate(Services& services, Kind kind, AuthenticateRequest re
                            const RequestContext& anon, const std::string& login_account) {
     const Hooks hooks(services, api_id(kind));
     if (hooks.has_before()) {
-        std::string in_json = hook_json(req, kind);
+        std::string in_json = authenticate_json(req, kind);
         if (auto s = hooks.before(anon, in_json); !s)
             return error(s);
-        if (auto s = from_hook_json(in_json, services.json, kind, req); !s)
+        if (auto s = read_authenticate_json(in_json, services.json, kind, req); !s)
             return error(s);
     }
     bool username_login = false;
@@ -276,7 +178,7 @@ net::Response authenticate(Services& services, Kind kind, AuthenticateRequest re
         ctx.username = result.username;
         ctx.vars = req.vars;
         ctx.session_expiry = session.session.expires_at;
-        hooks.after(std::move(ctx), body, hook_json(req, kind));
+        hooks.after(std::move(ctx), body, authenticate_json(req, kind));
     }
     return net::Response::json(200, std::move(body));
 }
@@ -285,25 +187,8 @@ void handle(Services& services, Kind kind, net::Request&& request, net::Responde
     if (auto s = require_services(services); !s)
         return respond(error(s));
     AuthenticateRequest req;
-    rapidjson::Document doc;
-    if (auto s = parse_object(request.body, services.json, doc); !s)
+    if (auto s = read_authenticate(request, services.json, kind, req); !s)
         return respond(error(s));
-    if (request.body.find('{') != std::string::npos) {  // an account message was sent
-        req.has_account = true;
-        if (auto s = read_account(doc, kind, req); !s)
-            return respond(error(s));
-    }
-    if (auto create = request.query_param("create")) {
-        bool value = true;
-        if (!parse_bool(*create, value)) {
-            return respond(error(
-                Status::invalid_argument("parsing field \"create\": strconv.ParseBool: parsing \"" +
-                                         std::string(*create) + "\": invalid syntax")));
-        }
-        req.create = value;
-    }
-    if (auto username = request.query_param("username"))
-        req.username = std::string(*username);
     if (auto s = services.tokens->check_server_key(request.header("Authorization")); !s) {
         return respond(error(s));
     }

@@ -1,14 +1,12 @@
 // POST /v2/account/session/refresh and POST /v2/session/logout.
-#include <rapidjson/document.h>
-
 #include "api/account.hpp"
 #include "api/account_common.hpp"
+#include "api/account_requests.hpp"
 #include "api/bearer.hpp"
 #include "api/runtime_bridge.hpp"
 #include "api/services.hpp"
 #include "api/session_vars.hpp"
 #include "auth/tokens.hpp"
-#include "core/json_write.hpp"
 #include "net/router.hpp"
 #include "store/account_store.hpp"
 
@@ -16,46 +14,6 @@ namespace nk::api {
 namespace {
 
 using namespace account_detail;
-
-// Reads a request object into a fresh Request with `read_members`; `r` changes only when the
-// whole object read cleanly.
-template <class Request, class ReadMembers>
-Status read_request(std::string_view json, const JsonLimits& limits, Request& r,
-                    ReadMembers read_members) {
-    rapidjson::Document doc;
-    if (auto s = parse_object(json, limits, doc); !s)
-        return s;
-    Request next;
-    if (auto s = read_members(doc, next); !s)
-        return s;
-    r = std::move(next);
-    return Status::ok();
-}
-
-struct RefreshRequest {
-    std::string token;
-    std::map<std::string, std::string> vars;
-    bool has_vars = false;
-};
-
-std::string refresh_json(const RefreshRequest& r) {
-    std::string out;
-    JsonObjectWriter o(out);
-    o.string_if_set("token", r.token);
-    if (r.has_vars)
-        append_vars(o.key("vars"), r.vars);
-    o.close();
-    return out;
-}
-
-Status read_refresh(std::string_view json, const JsonLimits& limits, RefreshRequest& r) {
-    return read_request(json, limits, r, [](const rapidjson::Value& doc, RefreshRequest& next) {
-        bool present = false;
-        if (auto s = read_string(doc, "token", next.token, present); !s)
-            return s;
-        return read_vars(doc, "vars", next.vars, next.has_vars);
-    });
-}
 
 net::Response refresh(Services& services, RefreshRequest req, const RequestContext& anon) {
     const Hooks hooks(services, "SessionRefresh");
@@ -90,29 +48,6 @@ net::Response refresh(Services& services, RefreshRequest req, const RequestConte
         hooks.after(std::move(ctx), body, refresh_json(req));
     }
     return net::Response::json(200, std::move(body));
-}
-
-struct LogoutRequest {
-    std::string token;
-    std::string refresh_token;
-};
-
-std::string logout_json(const LogoutRequest& r) {
-    std::string out;
-    JsonObjectWriter o(out);
-    o.string_if_set("token", r.token);
-    o.string_if_set("refresh_token", r.refresh_token);
-    o.close();
-    return out;
-}
-
-Status read_logout(std::string_view json, const JsonLimits& limits, LogoutRequest& r) {
-    return read_request(json, limits, r, [](const rapidjson::Value& doc, LogoutRequest& next) {
-        bool present = false;
-        if (auto s = read_string(doc, "token", next.token, present); !s)
-            return s;
-        return read_string(doc, "refresh_token", next.refresh_token, present);
-    });
 }
 
 // Nakama's SessionLogout: named tokens must parse and belong to the caller;
