@@ -45,6 +45,18 @@ std::size_t open_fds(pid_t pid) {
     return n;
 }
 
+// The targets of a process's descriptors, for a failure message.
+std::string fd_list(pid_t pid) {
+    std::string out;
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        std::error_code ignored;
+        out += std::filesystem::read_symlink(it->path(), ignored).string() + " ";
+    }
+    return out;
+}
+
 // The peer was closed or reset: a read returns EOF or an error (what arrived is dropped).
 bool peer_gone(int fd) {
     char buf[4096];
@@ -242,16 +254,19 @@ TEST_CASE("10,000 connections opened and dropped at once: every descriptor comes
     flood.reserve(kConnections);
     for (int i = 0; i < kConnections; ++i) flood.push_back(std::make_unique<RawConnection>(host.port()));
     CHECK(wait_until([&] { return open_connections(host) == kConnections; }, 120s));
-    CHECK(open_fds(pid) >= baseline + static_cast<std::size_t>(kConnections));
+    CHECK(open_fds(pid) >= static_cast<std::size_t>(kConnections));
     for (int i = 0; i < kConnections; i += 2) reset(*flood[i]);  // half reset, half closed
     flood.clear();
 
-    CHECK(wait_until([&] { return open_fds(pid) == baseline; }, 120s));
+    // At most the baseline: descriptors the server holds for a moment of its own (a database
+    // file opened by a pool thread, say) may have come and gone meanwhile.
+    CHECK_MESSAGE(wait_until([&] { return open_fds(pid) <= baseline; }, 60s),
+                  "baseline ", baseline, ", now ", open_fds(pid), ": ", fd_list(pid));
     CHECK(wait_until([&] { return open_connections(host) == 0; }, 120s));
     CHECK(closed(host, "client_closed") - before == kConnections);
 
     auto c = host.client();
-    c->set_bearer_token_auth(token);
+    c->set_bearer_token_auth(host.device_token("net-faults-flood"));
     auto res = c->Get("/v2/account");
     REQUIRE(res);
     CHECK(res->status == 200);
