@@ -56,6 +56,36 @@ int status_slot(int status) {
     return -1;
 }
 
+// Why an HTTP connection ended: the label `reason` of http_connections_closed. Every accepted
+// connection ends with exactly one of these (those refused at accept by socket.max_connections
+// are counted in http_connections_rejected instead).
+enum class CloseReason {
+    client_closed,   // the peer closed or reset the connection (EOF, RST, write error)
+    read_timeout,    // a request (or the TLS handshake, or a first request) not read within socket.read_timeout_ms
+    idle_timeout,    // no next request on a keep-alive connection within socket.idle_timeout_ms
+    write_timeout,   // a response not taken by the peer within socket.write_timeout_ms
+    bad_request,     // malformed HTTP or ambiguous framing: 400 and close
+    limit,           // header or body over its limit: 431 / 413 and close
+    tls_error,       // the TLS layer failed (handshake or record), other than a peer's close
+    not_keep_alive,  // closed after a response sent with Connection: close
+    shutdown,        // closed by the server's shutdown
+    upgraded,        // handed over to a WebSocket handler (no longer an HTTP connection)
+};
+constexpr std::array<std::string_view, 10> kCloseReasonNames = {
+    "client_closed", "read_timeout", "idle_timeout",   "write_timeout", "bad_request",
+    "limit",         "tls_error",    "not_keep_alive", "shutdown",      "upgraded"};
+static_assert(static_cast<std::size_t>(CloseReason::upgraded) + 1 == kCloseReasonNames.size());
+
+// The reason for a connection ended by the error `ec` of a read or write; `timeout` when the
+// operation ran out of time (which of the socket.*_timeout_ms it was depends on the operation).
+CloseReason close_reason_of(const boost::system::error_code& ec, CloseReason timeout) {
+    if (ec == beast::error::timeout) return timeout;
+    if (ec.category() == asio::error::get_ssl_category() && ec != asio::ssl::error::stream_truncated) {
+        return CloseReason::tls_error;
+    }
+    return CloseReason::client_closed;
+}
+
 void append_number(std::string& out, std::uint64_t n) {
     char buf[24];
     auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n);
@@ -128,6 +158,7 @@ struct ServerCore {
     std::unique_ptr<RouteMetrics[]> route_metrics;
     metrics::Gauge* connections_open = nullptr;
     metrics::Counter* connections_rejected = nullptr;
+    std::array<metrics::Counter*, kCloseReasonNames.size()> connections_closed{};
 
     ServerCore(const Options& o, Router& r, metrics::Registry* m) : options(o), router(r), registry(m) {}
 
@@ -173,6 +204,10 @@ struct ServerCore {
     void release_connection() {
         open_connections.fetch_sub(1, std::memory_order_relaxed);
         if (connections_open) connections_open->add(-1);
+    }
+
+    void count_close(CloseReason reason) {
+        if (auto* c = connections_closed[static_cast<std::size_t>(reason)]) c->inc();
     }
 
     void record_request(std::size_t route_id, Method method, int status, Clock::time_point start) {
@@ -247,14 +282,17 @@ public:
 
     void start() {
         id_ = server_.register_connection(this->weak_from_this());
-        if (server_.shutting_down.load()) return close_now();
+        if (server_.shutting_down.load()) return close_now(CloseReason::shutdown);
         if constexpr (std::is_same_v<Stream, TlsStream>) {
             set_busy(true);
             lowest().expires_after(std::chrono::milliseconds(server_.options.read_timeout_ms));
             stream_.async_handshake(ssl::stream_base::server,
                                     [self = this->shared_from_this()](beast::error_code ec) {
                                         if (self->state_ == State::closed) return;
-                                        if (ec) return self->close_now();
+                                        if (ec) {
+                                            return self->close_now(
+                                                close_reason_of(ec, CloseReason::read_timeout));
+                                        }
                                         self->set_busy(false);
                                         self->wait_for_request();
                                     });
@@ -265,11 +303,11 @@ public:
 
     void begin_shutdown() override {
         shutdown_requested_ = true;
-        if (state_ == State::idle) close_now();
+        if (state_ == State::idle) close_now(CloseReason::shutdown);
     }
 
     void force_close() override {
-        if (state_ != State::closed && !detached_) close_now();
+        if (state_ != State::closed && !detached_) close_now(CloseReason::shutdown);
     }
 
     asio::any_io_executor executor() override { return executor_; }
@@ -289,7 +327,7 @@ private:
     // (the read timeout for a connection's first request), so an idle
     // keep-alive connection is told apart from one mid-request.
     void wait_for_request() {
-        if (shutdown_requested_) return close_now();
+        if (shutdown_requested_) return close_now(CloseReason::shutdown);
         parser_.emplace();
         limit_request_parser(*parser_, server_.options);
         if (buffer_.size() > 0) return read_header();
@@ -301,7 +339,11 @@ private:
             buffer_.prepare(4096),
             [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
                 if (self->state_ == State::closed) return;
-                if (ec) return self->close_now();
+                if (ec) {
+                    // The first request of a connection is waited for under the read timeout.
+                    return self->close_now(close_reason_of(
+                        ec, self->first_request_ ? CloseReason::read_timeout : CloseReason::idle_timeout));
+                }
                 self->buffer_.commit(n);
                 self->read_header();
             });
@@ -323,7 +365,7 @@ private:
     void on_header() {
         auto& req = parser_->get();
         if (auto error = framing_error(req)) {
-            return reject(400, Status::invalid_argument(std::string(*error)));
+            return reject(400, Status::invalid_argument(std::string(*error)), CloseReason::bad_request);
         }
         if (!parser_->is_done() && req.version() >= 11) {
             auto expect = req[http::field::expect];
@@ -332,7 +374,10 @@ private:
                 asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
                                   [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                                       if (self->state_ == State::closed) return;
-                                      if (ec) return self->close_now();
+                                      if (ec) {
+                                          return self->close_now(
+                                              close_reason_of(ec, CloseReason::write_timeout));
+                                      }
                                       self->read_body();
                                   });
                 return;
@@ -353,33 +398,43 @@ private:
 
     void on_read_error(beast::error_code ec) {
         if (ec == http::error::header_limit) {
-            return reject(431, Status::invalid_argument("Request header fields too large"));
+            return reject(431, Status::invalid_argument("Request header fields too large"),
+                          CloseReason::limit);
         }
         if (ec == http::error::body_limit) {
-            return reject(413, Status::invalid_argument("Request body too large"));
+            return reject(413, Status::invalid_argument("Request body too large"), CloseReason::limit);
         }
         if (ec == http::error::buffer_overflow) {
             // The read buffer is full (read_buffer_limit): a header section that does not end,
             // or, after it, a chunk-size line or trailer section that does not end.
             if (!parser_->is_header_done()) {
-                return reject(431, Status::invalid_argument("Request header fields too large"));
+                return reject(431, Status::invalid_argument("Request header fields too large"),
+                              CloseReason::limit);
             }
-            return reject(400, Status::invalid_argument("Chunk extension or trailer too large"));
+            return reject(400, Status::invalid_argument("Chunk extension or trailer too large"),
+                          CloseReason::limit);
         }
         if (ec == beast::error::timeout || ec == http::error::end_of_stream ||
             ec == asio::error::eof || ec == asio::error::operation_aborted ||
             ec == asio::error::connection_reset || ec.category() == asio::error::get_ssl_category() ||
             ec == asio::ssl::error::stream_truncated) {
-            return close_now();
+            return close_now(close_reason_of(ec, CloseReason::read_timeout));
+        }
+        if (ec == http::error::partial_message) {
+            // The peer ended its side half-way through a request. It may still read (a
+            // half-close): answer as Go's net/http does, but count the end as the peer's.
+            return reject(400, Status::invalid_argument("Incomplete HTTP request"),
+                          CloseReason::client_closed);
         }
         // Any other parser error is malformed HTTP.
-        reject(400, Status::invalid_argument("Malformed HTTP request"));
+        reject(400, Status::invalid_argument("Malformed HTTP request"), CloseReason::bad_request);
     }
 
     // Answers an unreadable request and closes (after draining what the peer
     // is still sending, so it receives the answer).
-    void reject(int http_status, const Status& status) {
+    void reject(int http_status, const Status& status, CloseReason reason) {
         rejected_ = true;
+        close_reason_ = reason;
         Response r = Response::error(status);
         r.status = http_status;
         method_ = parser_ && parser_->is_header_done() ? method_from_verb(parser_->get().method())
@@ -508,7 +563,9 @@ private:
         state_ = State::writing;
         int status = http_status ? http_status : r.status;
         status_ = status;
-        keep_alive = keep_alive && !shutdown_requested_ && !server_.shutting_down.load();
+        const bool shutting_down = shutdown_requested_ || server_.shutting_down.load();
+        if (!rejected_) close_reason_ = keep_alive ? CloseReason::shutdown : CloseReason::not_keep_alive;
+        keep_alive = keep_alive && !shutting_down;
         close_after_write_ = !keep_alive;
         // gzip when the client accepts it and the body is large enough to gain from it (a
         // HEAD answer keeps the identity length; a handler that encoded its body itself is
@@ -566,7 +623,7 @@ private:
         }
         server_.record_request(route_id_, method_, status_, start_);
         if (state_ == State::closed) return;
-        if (ec) return close_now();
+        if (ec) return close_now(close_reason_of(ec, CloseReason::write_timeout));
         if (close_after_write_) return linger_and_close();
         wait_for_request();
     }
@@ -587,7 +644,7 @@ private:
                     std::min<std::uint32_t>(server_.options.read_timeout_ms, 5000)));
                 stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
                     if (self->state_ == State::closed) return;
-                    self->close_now();
+                    self->close_now(self->close_reason_);
                 });
                 return;
             }
@@ -602,22 +659,24 @@ private:
     }
 
     void drain() {
-        if (drained_ > server_.discard_cap()) return close_now();
+        if (drained_ > server_.discard_cap()) return close_now(close_reason_);
         // Read straight from the socket: under TLS the TLS layer would try to
         // write (alerts) on a half-closed socket; the bytes are dropped anyway.
         lowest().async_read_some(
             asio::buffer(discard_),
             [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
                 if (self->state_ == State::closed) return;
-                if (ec) return self->close_now();
+                if (ec) return self->close_now(self->close_reason_);
                 self->drained_ += n;
                 self->drain();
             });
     }
 
-    void close_now() {
+    // Every end of an HTTP connection comes here (but a handover to an upgrade handler), once.
+    void close_now(CloseReason reason) {
         if (state_ == State::closed || detached_) return;
         state_ = State::closed;
+        server_.count_close(reason);
         client_gone_->store(true, std::memory_order_release);
         set_busy(false);
         boost::system::error_code ignored;
@@ -665,6 +724,8 @@ private:
     bool rejected_ = false;     // answered by reject(): the peer may still be sending
     bool http10_ = false;
     bool close_after_write_ = false;
+    // Why the connection closes once the response being written is out (close_after_write_).
+    CloseReason close_reason_ = CloseReason::not_keep_alive;
     std::uint64_t id_ = 0;
     std::string socket_ip_;
     std::string socket_port_;
@@ -718,6 +779,7 @@ void Connection<Stream>::handle_upgrade(Request&& req) {
         // The connection now belongs to the handler: it is no longer an HTTP request.
         detached_ = true;
         state_ = State::closed;
+        server_.count_close(CloseReason::upgraded);
         set_busy(false);
         if (in_flight_) {
             in_flight_ = false;
@@ -890,6 +952,11 @@ void Server::start() {
         s.connections_open = &s.registry->gauge("http_connections_open", "Open HTTP connections");
         s.connections_rejected = &s.registry->counter(
             "http_connections_rejected", "Connections closed at accept (socket.max_connections)");
+        for (std::size_t i = 0; i < kCloseReasonNames.size(); ++i) {
+            s.connections_closed[i] = &s.registry->counter(
+                "http_connections_closed", "HTTP connections closed, by reason",
+                {{"reason", std::string(kCloseReasonNames[i])}});
+        }
     }
 
     s.started = true;

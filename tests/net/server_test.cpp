@@ -283,6 +283,121 @@ TEST_CASE("server: max_connections closes connections over the limit") {
     CHECK(first.read_response().body() == "id=y");
 }
 
+TEST_CASE("server: every end of a connection is counted once, by reason") {
+    Options o = test_options();
+    o.read_timeout_ms = 300;
+    o.idle_timeout_ms = 300;
+    o.write_timeout_ms = 300;
+    TestServer t(o, [](Router& r) {
+        add_echo_routes(r);
+        // Larger than any socket buffer pair on loopback: a peer that does not read blocks it.
+        r.add(Method::get, "/big", [](Request&&, Responder respond) {
+            Response res;
+            res.content_type = "text/plain";
+            res.body.assign(std::size_t{32} << 20, 'x');
+            respond(std::move(res));
+        });
+        r.add_upgrade("/ws", [](Request&& req, Upgrade& upgrade) {
+            if (req.query.empty()) {
+                UpgradedConnection taken = upgrade.take();  // closed as it goes out of scope
+            } else {
+                upgrade.reject(Response::error(nk::Status::unauthenticated("no")));
+            }
+        });
+    });
+    auto closed = [&](const char* reason) {
+        return t.registry.counter("http_connections_closed", "", {{"reason", reason}}).value();
+    };
+    auto counted = [&](const char* reason, std::uint64_t n) {
+        return wait_until([&] { return closed(reason) == n; });
+    };
+    const auto port = t.server->port();
+    const std::string ws_request =
+        "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    {
+        RawSocket s(port);  // gone half-way through a header
+        s.send("GET /v2/rpc/x HTTP/1.1\r\nHo");
+    }
+    CHECK(counted("client_closed", 1));
+    {
+        RawSocket s(port);  // half-closed half-way through a body: still told why
+        s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf");
+        s.socket.shutdown(tcp::socket::shutdown_send);
+        CHECK(s.read_response().result_int() == 400);
+    }
+    CHECK(counted("client_closed", 2));
+    {
+        RawSocket s(port);  // a header that never ends
+        s.send("GET /v2/rpc/x HTTP/1.1\r\n");
+        CHECK(s.closed_by_peer());
+    }
+    CHECK(counted("read_timeout", 1));
+    {
+        RawSocket s(port);  // keep-alive, then silence
+        s.send("GET /v2/rpc/x HTTP/1.1\r\nHost: x\r\n\r\n");
+        CHECK(s.read_response().result_int() == 200);
+        CHECK(s.closed_by_peer());
+    }
+    CHECK(counted("idle_timeout", 1));
+    {
+        RawSocket s(port);
+        s.send("GET /v2/rpc/x HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n");
+        CHECK(s.read_response().result_int() == 400);
+        CHECK(s.closed_by_peer());
+    }
+    CHECK(counted("bad_request", 1));
+    {
+        RawSocket s(port);
+        s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+        CHECK(s.read_response().result_int() == 413);
+        CHECK(s.closed_by_peer());
+    }
+    CHECK(counted("limit", 1));
+    {
+        RawSocket s(port);
+        s.send("GET /v2/rpc/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        CHECK(s.read_response().result_int() == 200);
+        CHECK(s.closed_by_peer());
+    }
+    CHECK(counted("not_keep_alive", 1));
+    {
+        RawSocket s(port);  // a refused upgrade closes like a Connection: close response
+        s.send("GET /ws?refuse HTTP/1.1\r\n" + ws_request);
+        CHECK(s.read_response().result_int() == 401);
+        CHECK(s.closed_by_peer());
+    }
+    CHECK(counted("not_keep_alive", 2));
+    {
+        RawSocket s(port);
+        s.send("GET /ws HTTP/1.1\r\n" + ws_request);
+        CHECK(s.closed_by_peer());
+    }
+    CHECK(counted("upgraded", 1));
+    {
+        RawSocket s(port);  // asks for a large answer and never reads it
+        int small = 4096;
+        ::setsockopt(s.socket.native_handle(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        s.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+        CHECK(counted("write_timeout", 1));
+    }
+    RawSocket idle(port);
+    idle.send("GET /v2/rpc/x HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(idle.read_response().result_int() == 200);
+    t.server->shutdown(1s);
+    CHECK(closed("shutdown") == 1);
+
+    // Nothing else was counted: one reason per connection.
+    std::uint64_t total = 0;
+    for (const char* reason : {"client_closed", "read_timeout", "idle_timeout", "write_timeout",
+                               "bad_request", "limit", "tls_error", "not_keep_alive", "shutdown",
+                               "upgraded"}) {
+        total += closed(reason);
+    }
+    CHECK(total == 11);
+}
+
 TEST_CASE("server: shutdown lets in-flight requests finish") {
     nk::BlockingPool pool(8);
     TestServer t(test_options(), [&](Router& r) {
