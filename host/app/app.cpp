@@ -26,7 +26,7 @@
 #include "net/server.hpp"
 #include "realtime/realtime.hpp"
 #include "runtime/runtime.hpp"
-#include "store/sqlite_account_store.hpp"
+#include "store/store.hpp"
 
 namespace nk {
 
@@ -71,7 +71,7 @@ struct App::Impl {
     std::unique_ptr<BlockingPool> pool;
     std::unique_ptr<auth::LoginThrottle> login_throttle;
     std::unique_ptr<auth::Tokens> tokens;
-    std::unique_ptr<store::SqliteAccountStore> accounts;
+    std::unique_ptr<store::Store> accounts;
     std::unique_ptr<runtime::Runtime> runtime;
     std::unique_ptr<events::EventPipeline> pipeline;
     std::unique_ptr<realtime::Realtime> realtime;
@@ -102,7 +102,9 @@ void App::start() {
     if (auto st = auth::Tokens::validate(cfg.session); !st.is_ok()) throw std::runtime_error(st.message());
     s.tokens = std::make_unique<auth::Tokens>(cfg.session);
 
-    s.accounts = std::make_unique<store::SqliteAccountStore>(cfg.database, &s.registry);  // throws with the reason
+    s.accounts = store::open_store(cfg.database, &s.registry);  // throws with the reason
+    spdlog::info("Database opened engine={} schema_version={}", s.accounts->engine(),
+                 s.accounts->schema_version());
 
     s.work_metrics = std::make_unique<api::WorkMetrics>(s.registry);
     auto pool_opts = pool_options(cfg.socket);

@@ -265,6 +265,7 @@ struct SqliteAccountStore::Impl {
     std::vector<std::unique_ptr<Connection>> idle;
     std::size_t open = 0;
     int version = 0;
+    int found_version = 0;  // before migrating
 
     detail::ErrorReporter errors;
 
@@ -382,6 +383,7 @@ struct SqliteAccountStore::Impl {
                 throw std::runtime_error(std::string("cannot read schema_version: ") + c.error());
             }
             version = static_cast<int>(s.int64(0));
+            found_version = version;
         }
         if (version > kSchemaVersion) {
             throw std::runtime_error("database schema version " + std::to_string(version) +
@@ -490,7 +492,7 @@ SqliteAccountStore::SqliteAccountStore(Options options, metrics::Registry* metri
         throw std::invalid_argument("database.address must name a SQLite file");
     }
     if (options.max_open_conns == 0)
-        options.max_open_conns = 1;
+        options.max_open_conns = kSqliteMaxOpen;
     // Every connection to ":memory:" is a separate database: keep one.
     if (options.address == ":memory:")
         options.max_open_conns = 1;
@@ -506,6 +508,10 @@ SqliteAccountStore::~SqliteAccountStore() = default;
 
 int SqliteAccountStore::schema_version() const {
     return impl_->version;
+}
+
+int SqliteAccountStore::migrated_from() const {
+    return impl_->found_version;
 }
 
 Status SqliteAccountStore::authenticate_device(std::string_view device_id,
