@@ -26,6 +26,7 @@
 #include "net/server.hpp"
 #include "realtime/realtime.hpp"
 #include "runtime/runtime.hpp"
+#include "store/postgres_revocations.hpp"
 #include "store/store.hpp"
 
 namespace nk {
@@ -76,6 +77,8 @@ struct App::Impl {
     std::unique_ptr<events::EventPipeline> pipeline;
     std::unique_ptr<realtime::Realtime> realtime;
     std::unique_ptr<RealtimeSessionControl> session_control;
+    // PostgreSQL: revocations shared with the other nodes (stopped in shutdown()).
+    std::unique_ptr<store::PostgresRevocations> revocations;
     api::Services services;
     net::Router router;
     std::unique_ptr<net::Server> server;
@@ -152,6 +155,27 @@ void App::start() {
     s.realtime->attach(s.router);
     s.session_control = std::make_unique<RealtimeSessionControl>(*s.realtime);
     s.services.sessions = s.session_control.get();
+    if (s.accounts->engine() == "postgresql") {
+        // Several nodes: another node's logout, account deletion or single_session login is
+        // applied here (and the sockets it concerns closed), and ours are sent to the others.
+        auto* tokens = s.tokens.get();
+        auto* realtime = s.realtime.get();
+        s.revocations = std::make_unique<store::PostgresRevocations>(
+            cfg.database,
+            [tokens, realtime](const store::PostgresRevocations::Record& r) {
+                auth::Revocation rev{static_cast<auth::Revocation::Kind>(r.kind), r.user_id,
+                                     r.token_id, r.at, r.expires_at};
+                tokens->apply(rev);
+                if (rev.kind == auth::Revocation::Kind::session)
+                    realtime->disconnect(rev.user_id, rev.token_id);
+                else if (rev.kind == auth::Revocation::Kind::user)
+                    realtime->disconnect_revoked(rev.user_id);
+            },
+            &s.registry);
+        s.tokens->set_publisher([feed = s.revocations.get()](const auth::Revocation& r) {
+            feed->publish({static_cast<int>(r.kind), r.user_id, r.token_id, r.at, r.expires_at});
+        });
+    }
 
     s.server = std::make_unique<net::Server>(cfg.socket, s.router, &s.registry);
     s.server->start();
@@ -217,6 +241,8 @@ void App::shutdown() {
             s.left_behind = true;
         }
     }
+    // No request runs any more: what this node revoked last is sent, and the feed stops.
+    if (s.revocations) s.revocations->stop();
     if (s.metrics_server) s.metrics_server->shutdown(milliseconds(0));
     spdlog::info("Shutdown complete");
 }
