@@ -26,7 +26,8 @@
 #include "net/server.hpp"
 #include "realtime/realtime.hpp"
 #include "runtime/runtime.hpp"
-#include "store/sqlite_account_store.hpp"
+#include "store/postgres_revocations.hpp"
+#include "store/store.hpp"
 
 namespace nk {
 
@@ -71,11 +72,13 @@ struct App::Impl {
     std::unique_ptr<BlockingPool> pool;
     std::unique_ptr<auth::LoginThrottle> login_throttle;
     std::unique_ptr<auth::Tokens> tokens;
-    std::unique_ptr<store::SqliteAccountStore> accounts;
+    std::unique_ptr<store::Store> accounts;
     std::unique_ptr<runtime::Runtime> runtime;
     std::unique_ptr<events::EventPipeline> pipeline;
     std::unique_ptr<realtime::Realtime> realtime;
     std::unique_ptr<RealtimeSessionControl> session_control;
+    // PostgreSQL: revocations shared with the other nodes (stopped in shutdown()).
+    std::unique_ptr<store::PostgresRevocations> revocations;
     api::Services services;
     net::Router router;
     std::unique_ptr<net::Server> server;
@@ -102,7 +105,9 @@ void App::start() {
     if (auto st = auth::Tokens::validate(cfg.session); !st.is_ok()) throw std::runtime_error(st.message());
     s.tokens = std::make_unique<auth::Tokens>(cfg.session);
 
-    s.accounts = std::make_unique<store::SqliteAccountStore>(cfg.database, &s.registry);  // throws with the reason
+    s.accounts = store::open_store(cfg.database, &s.registry);  // throws with the reason
+    spdlog::info("Database opened engine={} schema_version={}", s.accounts->engine(),
+                 s.accounts->schema_version());
 
     s.work_metrics = std::make_unique<api::WorkMetrics>(s.registry);
     auto pool_opts = pool_options(cfg.socket);
@@ -150,6 +155,27 @@ void App::start() {
     s.realtime->attach(s.router);
     s.session_control = std::make_unique<RealtimeSessionControl>(*s.realtime);
     s.services.sessions = s.session_control.get();
+    if (s.accounts->engine() == "postgresql") {
+        // Several nodes: another node's logout, account deletion or single_session login is
+        // applied here (and the sockets it concerns closed), and ours are sent to the others.
+        auto* tokens = s.tokens.get();
+        auto* realtime = s.realtime.get();
+        s.revocations = std::make_unique<store::PostgresRevocations>(
+            cfg.database,
+            [tokens, realtime](const store::PostgresRevocations::Record& r) {
+                auth::Revocation rev{static_cast<auth::Revocation::Kind>(r.kind), r.user_id,
+                                     r.token_id, r.at, r.expires_at};
+                tokens->apply(rev);
+                if (rev.kind == auth::Revocation::Kind::session)
+                    realtime->disconnect(rev.user_id, rev.token_id);
+                else if (rev.kind == auth::Revocation::Kind::user)
+                    realtime->disconnect_revoked(rev.user_id);
+            },
+            &s.registry);
+        s.tokens->set_publisher([feed = s.revocations.get()](const auth::Revocation& r) {
+            feed->publish({static_cast<int>(r.kind), r.user_id, r.token_id, r.at, r.expires_at});
+        });
+    }
 
     s.server = std::make_unique<net::Server>(cfg.socket, s.router, &s.registry);
     s.server->start();
@@ -215,6 +241,8 @@ void App::shutdown() {
             s.left_behind = true;
         }
     }
+    // No request runs any more: what this node revoked last is sent, and the feed stops.
+    if (s.revocations) s.revocations->stop();
     if (s.metrics_server) s.metrics_server->shutdown(milliseconds(0));
     spdlog::info("Shutdown complete");
 }

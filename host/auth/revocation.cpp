@@ -36,9 +36,17 @@ void RevocationCache::revoke_user(const std::string& user_id, std::int64_t now) 
     std::unique_lock lock(mutex_);
     sweep_locked(now);
     auto& entry = users_[user_id];
+    if (entry.at > now)
+        return;
     // Everything issued until now dies, including tokens minted earlier in this same second.
     entry.issued_at.clear();
     entry.at = now;
+}
+
+bool RevocationCache::invalidated_at(const std::string& user_id, std::int64_t at) const {
+    std::shared_lock lock(mutex_);
+    auto it = users_.find(user_id);
+    return it != users_.end() && it->second.at == at;
 }
 
 void RevocationCache::note_issued(const std::string& user_id, const std::string& tid,

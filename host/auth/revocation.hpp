@@ -16,11 +16,10 @@
 // the number of revocations within one token lifetime. Thread-safe: a
 // shared_mutex keeps the hot path (checks) concurrent.
 //
-// Multi-node deployments: this cache is per process. Several nodes behind a
-// load balancer must share revocations (e.g. a Redis/Postgres table of
-// revoked tids and per-user invalidation times, or a pub/sub fan-out of
-// revoke events) or a logged-out token stays valid on the other nodes until
-// it expires.
+// Multi-node deployments: this cache is per process; Tokens publishes every
+// revocation (auth/tokens.hpp) and applies the other nodes' (on PostgreSQL,
+// store/postgres_revocations.hpp carries them), so a logged-out token is
+// refused everywhere.
 #pragma once
 
 #include <cstdint>
@@ -41,8 +40,12 @@ class RevocationCache {
     void revoke_session(const std::string& tid, std::int64_t expires_at, std::int64_t now);
     void revoke_refresh(const std::string& tid, std::int64_t expires_at, std::int64_t now);
     void restore_session(const std::string& tid);
-    // Every token of `user_id` issued at or before `now` becomes invalid.
+    // Every token of `user_id` issued at or before `now` becomes invalid. An invalidation older
+    // than the one already recorded (another node's, arriving late) changes nothing.
     void revoke_user(const std::string& user_id, std::int64_t now);
+    // Whether `user_id` has an invalidation at second `at` (a token minted in that second then
+    // needs note_issued, on every node).
+    bool invalidated_at(const std::string& user_id, std::int64_t at) const;
     // Records a token minted at `iat` so a same-second invalidation does not hit it.
     void note_issued(const std::string& user_id, const std::string& tid, std::int64_t iat);
 

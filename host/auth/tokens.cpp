@@ -276,8 +276,10 @@ std::string Tokens::sign(const TokenClaims& claims, TokenKind kind) const {
 IssuedSession Tokens::issue(const std::string& user_id, const std::string& username,
                             const std::map<std::string, std::string>& vars) {
     const std::int64_t t = now();
-    if (options_.single_session)
+    if (options_.single_session) {
         revocations_.revoke_user(user_id, t);
+        publish({Revocation::Kind::user, user_id, "", t, 0});
+    }
     TokenClaims c;
     c.token_id = random_uuid_v4();
     c.user_id = user_id;
@@ -285,6 +287,8 @@ IssuedSession Tokens::issue(const std::string& user_id, const std::string& usern
     c.vars = vars;
     c.issued_at = t;
     revocations_.note_issued(user_id, c.token_id, t);
+    if (publisher_ && revocations_.invalidated_at(user_id, t))
+        publish({Revocation::Kind::issued, user_id, c.token_id, t, 0});
     return reissue(c, username, vars);
 }
 
@@ -348,15 +352,46 @@ std::optional<TokenClaims> Tokens::verify_refresh(std::string_view token) const 
 }
 
 void Tokens::revoke_session(const TokenClaims& claims) {
-    revocations_.revoke_session(claims.token_id, claims.expires_at, now());
+    const std::int64_t t = now();
+    revocations_.revoke_session(claims.token_id, claims.expires_at, t);
+    publish({Revocation::Kind::session, claims.user_id, claims.token_id, t, claims.expires_at});
 }
 
 void Tokens::revoke_refresh(const TokenClaims& claims) {
-    revocations_.revoke_refresh(claims.token_id, claims.expires_at, now());
+    const std::int64_t t = now();
+    revocations_.revoke_refresh(claims.token_id, claims.expires_at, t);
+    publish({Revocation::Kind::refresh, claims.user_id, claims.token_id, t, claims.expires_at});
 }
 
 void Tokens::revoke_user(const std::string& user_id) {
-    revocations_.revoke_user(user_id, now());
+    const std::int64_t t = now();
+    revocations_.revoke_user(user_id, t);
+    publish({Revocation::Kind::user, user_id, "", t, 0});
+}
+
+void Tokens::set_publisher(std::function<void(const Revocation&)> publisher) {
+    publisher_ = std::move(publisher);
+}
+
+void Tokens::publish(Revocation r) const {
+    if (!publisher_)
+        return;
+    // User-level entries (and the exemptions from them) matter while any token issued before
+    // them could still be presented.
+    if (r.expires_at == 0)
+        r.expires_at =
+            r.at + std::max(options_.token_expiry_sec, options_.refresh_token_expiry_sec) + 1;
+    publisher_(r);
+}
+
+void Tokens::apply(const Revocation& r) {
+    const std::int64_t t = now();
+    switch (r.kind) {
+        case Revocation::Kind::session: revocations_.revoke_session(r.token_id, r.expires_at, t); break;
+        case Revocation::Kind::refresh: revocations_.revoke_refresh(r.token_id, r.expires_at, t); break;
+        case Revocation::Kind::user: revocations_.revoke_user(r.user_id, r.at); break;
+        case Revocation::Kind::issued: revocations_.note_issued(r.user_id, r.token_id, r.at); break;
+    }
 }
 
 Status Tokens::check_server_key(std::string_view authorization) const {

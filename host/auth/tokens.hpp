@@ -37,6 +37,17 @@ struct TokenClaims {
 
 enum class TokenKind { session, refresh };
 
+// A revocation as it travels between nodes. `issued` records a token minted in the same second
+// as an invalidation of its user (see RevocationCache), so the other nodes do not refuse it.
+struct Revocation {
+    enum class Kind { session = 1, refresh = 2, user = 3, issued = 4 };
+    Kind kind = Kind::user;
+    std::string user_id;
+    std::string token_id;        // session, refresh, issued
+    std::int64_t at = 0;         // unix seconds
+    std::int64_t expires_at = 0;  // when the entry can be forgotten
+};
+
 struct IssuedSession {
     std::string token;
     std::string refresh_token;
@@ -79,6 +90,13 @@ class Tokens {
     void revoke_refresh(const TokenClaims& claims);
     void revoke_user(const std::string& user_id);  // all sessions issued until now
 
+    // Several nodes: every revocation made here (above, and single_session's in issue()) is
+    // also handed to `publisher`, which carries it to the other nodes; they apply() it. Set
+    // before serving; the publisher must not block.
+    void set_publisher(std::function<void(const Revocation&)> publisher);
+    // Another node's revocation.
+    void apply(const Revocation& revocation);
+
     // `Authorization` header value against socket.server_key:
     // empty → 401 "Server key required", anything else wrong → 401 "Server key invalid".
     Status check_server_key(std::string_view authorization) const;
@@ -90,9 +108,12 @@ class Tokens {
   private:
     std::string sign_with(const TokenClaims& claims, const std::string& key) const;
 
+    void publish(Revocation r) const;
+
     Options options_;
     Clock clock_;
     RevocationCache revocations_;
+    std::function<void(const Revocation&)> publisher_;
 };
 
 // Constant-time equality of two byte strings (length is not secret).

@@ -405,17 +405,38 @@ std::vector<Key> build_keys() {
     {
         Key key = string_key(
             "database.address", [](Config & c) -> auto& { return c.database.address; },
-            "SQLite database file (\":memory:\" for a throwaway database).");
-        key.type = "path";
+            "SQLite database file (\":memory:\" for a throwaway database), or a PostgreSQL "
+            "server: Nakama's user:password@host:port/dbname (dbname defaults to nakama) or a "
+            "postgres:// URL (docs/scale-out.md).");
+        key.type = "path or server";
         key.default_text = "<data_dir>/nkhost.db";
         k.push_back(std::move(key));
     }
     k.push_back(integer_key(
         "database.busy_timeout_ms", [](Config & c) -> auto& { return c.database.busy_timeout_ms; },
         0, kMaxU32, "How long SQLite waits for a locked database."));
+    {
+        Key key = integer_key(
+            "database.max_open_conns", [](Config & c) -> auto& { return c.database.max_open_conns; },
+            1, kMaxThreads,
+            "Connections in the pool; calls wait for a free one (PostgreSQL: up to "
+            "database.connect_timeout_ms, then 503).");
+        key.default_text = "8 (SQLite), 100 (PostgreSQL)";
+        k.push_back(std::move(key));
+    }
     k.push_back(integer_key(
-        "database.max_open_conns", [](Config & c) -> auto& { return c.database.max_open_conns; }, 1,
-        kMaxThreads, "SQLite connections in the pool."));
+        "database.max_idle_conns", [](Config & c) -> auto& { return c.database.max_idle_conns; },
+        0, kMaxThreads, "PostgreSQL: connections kept open while idle."));
+    k.push_back(integer_key(
+        "database.conn_max_lifetime_ms",
+        [](Config & c) -> auto& { return c.database.conn_max_lifetime_ms; }, 0, kMaxU32,
+        "PostgreSQL: a connection older than this is closed when it is next returned to the "
+        "pool (0 = no limit)."));
+    k.push_back(integer_key(
+        "database.connect_timeout_ms",
+        [](Config & c) -> auto& { return c.database.connect_timeout_ms; }, 1, kMaxU32,
+        "PostgreSQL: longest wait to open a connection, or for a free one when all are busy, "
+        "before the call is answered 503 (libpq counts whole seconds, at least 2)."));
     k.push_back(integer_key(
         "database.bcrypt_cost", [](Config & c) -> auto& { return c.database.bcrypt_cost; }, 4, 31,
         "bcrypt cost of stored passwords."));
@@ -711,24 +732,6 @@ void apply_ini(Config& config, const std::string& path) {
         apply(config, option.string_key, value_of(option));
 }
 
-// A Nakama database.address entry that names a PostgreSQL/CockroachDB server, not a file.
-bool is_server_dsn(const std::string& address) {
-    if (address == ":memory:")
-        return false;
-    if (address.find("://") != std::string::npos || address.find('@') != std::string::npos) {
-        return true;
-    }
-    // host:port[/db]
-    const auto colon = address.find(':');
-    if (colon == std::string::npos || colon == 0)
-        return false;
-    const auto slash = address.find('/', colon);
-    const std::string port = address.substr(
-        colon + 1, slash == std::string::npos ? std::string::npos : slash - colon - 1);
-    return !port.empty() &&
-           std::all_of(port.begin(), port.end(), [](unsigned char ch) { return std::isdigit(ch); });
-}
-
 struct YamlState {
     std::vector<std::string> unsupported;  // in file order
 };
@@ -755,30 +758,24 @@ void apply_yaml_node(Config& config, const YAML::Node& node, const std::string& 
         if (node.IsSequence()) {
             for (const auto& item : node) {
                 if (!item.IsScalar())
-                    fail("invalid value for database.address: must be a path");
+                    fail("invalid value for database.address: must be a path or a server address");
                 addresses.push_back(item.Scalar());
             }
         } else if (node.IsScalar()) {
             addresses.push_back(node.Scalar());
         } else {
-            fail("invalid value for database.address: must be a path or a list of paths");
+            fail("invalid value for database.address: must be a path, a server address or a list");
         }
-        std::vector<std::string> servers;
-        bool applied = false;
-        for (const auto& address : addresses) {
-            if (is_server_dsn(address)) {
-                servers.push_back(address);
-            } else if (!applied) {
-                apply(config, key->name, address);
-                applied = true;
-            }
-        }
-        if (!servers.empty()) {
-            std::string list;
-            for (const auto& s : servers)
-                list += (list.empty() ? "" : ", ") + s;
-            state.unsupported.push_back("database.address (" + list +
-                                        ": nkhost uses SQLite, not a database server)");
+        // As Nakama: the first address is used (a file path: SQLite; a server: PostgreSQL).
+        if (addresses.empty())
+            fail("invalid value for database.address: the list is empty");
+        apply(config, key->name, addresses.front());
+        if (addresses.size() > 1) {
+            std::string rest;
+            for (std::size_t i = 1; i < addresses.size(); ++i)
+                rest += (rest.empty() ? "" : ", ") + addresses[i];
+            state.unsupported.push_back("database.address (" + rest +
+                                        ": only the first address is used)");
         }
         return;
     }
@@ -859,7 +856,8 @@ void finish(Config& config, const YamlState& yaml) {
     if (config.database.address.empty()) {
         config.database.address = (fs::path(config.data_dir) / "nkhost.db").string();
     } else if (config.database.address != ":memory:" &&
-               config.database.address.rfind("file:", 0) != 0) {
+               config.database.address.rfind("file:", 0) != 0 &&
+               !store::is_server_address(config.database.address)) {
         config.database.address = absolute(config.database.address);
     }
     config.runtime.data_dir = config.data_dir;
@@ -1061,9 +1059,11 @@ std::string markdown_reference() {
            "\n"
            "A `.yml`/`.yaml` file is read as a Nakama configuration file: nested maps become "
            "dotted keys and `runtime.env` is a list of `KEY=VALUE` strings. Nakama keys that "
-           "nkhost does not support (for example `console.*`, or a PostgreSQL/CockroachDB "
-           "`database.address` such as `root@localhost:26257`) are ignored with one startup "
-           "warning that lists them; the SQLite default is kept.\n"
+           "nkhost does not support (for example `console.*`) are ignored with one startup "
+           "warning that lists them. Of a `database.address` list the first entry is used, as in "
+           "Nakama: a file path selects SQLite, a server address PostgreSQL. Nakama's own "
+           "default, `root@localhost:26257`, is CockroachDB, which speaks PostgreSQL's protocol: "
+           "nkhost would connect to it as PostgreSQL, but only PostgreSQL is tested.\n"
            "\n"
            "`runtime.env` is repeatable; entries merge per KEY across all sources, the later "
            "source winning. Any other key given twice keeps the last value.\n"

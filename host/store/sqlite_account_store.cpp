@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <array>
-#include <climits>
 #include <cstdint>
 #include <chrono>
 #include <condition_variable>
@@ -18,21 +17,17 @@
 #include <unordered_map>
 #include <vector>
 
-#include <fmt/format.h>
-#include <openssl/evp.h>
-#include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
-#include "core/json_read.hpp"
 #include "core/uuid.hpp"
 #include "log/log.hpp"
-#include "log/rate_limit.hpp"
 #include "metrics/registry.hpp"
 #include "store/password.hpp"
+#include "store/store_support.hpp"
 
 namespace nk::store {
 namespace {
+
+using namespace detail;
 
 // Each entry migrates the schema from version i to i + 1. Append only.
 const char* const kMigrations[] = {
@@ -89,12 +84,6 @@ CREATE INDEX wallet_ledger_user_idx ON wallet_ledger (user_id, seq);
 )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
-
-std::int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 // Statements are cached per connection; a Stmt borrows one and resets it when done.
 class Stmt {
@@ -249,52 +238,6 @@ bool is_unique_violation(int rc) {
     return rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY;
 }
 
-std::string lower_ascii(std::string_view s) {
-    std::string out(s);
-    for (char& c : out) {
-        if (c >= 'A' && c <= 'Z')
-            c = static_cast<char>(c + ('a' - 'A'));
-    }
-    return out;
-}
-
-const Status kBanned = Status::permission_denied("User account banned.");
-const Status kNotFound = Status::not_found("User account not found.");
-const Status kUsernameTaken = Status::already_exists("Username is already in use.");
-const Status kFindError = Status::internal("Error finding user account.");
-const Status kCreateError = Status::internal("Error finding or creating user account.");
-const Status kBadCredentials = Status::unauthenticated("Invalid credentials.");
-
-// What the store was doing when the database failed: the `operation` of the log line and label
-// of the database_errors metric.
-enum class Operation {
-    authenticate_device,
-    authenticate_custom,
-    authenticate_email,
-    find_user,
-    get_account,
-    update_account,
-    delete_account,
-    set_disabled,
-    wal_checkpoint,
-    storage_write,
-    storage_read,
-    storage_list,
-    storage_delete,
-    wallet_update,
-    wallet_ledger,
-    open_connection,
-};
-constexpr const char* kOperationNames[] = {
-    "authenticate_device", "authenticate_custom", "authenticate_email", "find_user",
-    "get_account",         "update_account",      "delete_account",     "set_disabled",
-    "wal_checkpoint",      "storage_write",       "storage_read",       "storage_list",
-    "storage_delete",      "wallet_update",       "wallet_ledger",      "open_connection",
-};
-constexpr std::size_t kOperations = std::size(kOperationNames);
-
-// At most one log line per operation per interval: a full disk fails every request.
-constexpr auto kErrorLogInterval = std::chrono::seconds(1);
 // The checkpointer waits this long at most for readers and writers, then tries again next
 // interval: TRUNCATE holds the write lock while it waits, so a long wait would stall writers.
 constexpr std::uint32_t kCheckpointBusyTimeoutMs = 100;
@@ -322,25 +265,16 @@ struct SqliteAccountStore::Impl {
     std::vector<std::unique_ptr<Connection>> idle;
     std::size_t open = 0;
     int version = 0;
+    int found_version = 0;  // before migrating
 
-    std::array<std::unique_ptr<log::RateLimit>, kOperations> error_logs;
-    std::array<metrics::Counter*, kOperations> error_counts{};  // null without a registry
+    detail::ErrorReporter errors;
 
     std::thread checkpointer;
     std::mutex checkpointer_mutex;
     std::condition_variable checkpointer_wake;
     bool stopping = false;
 
-    Impl(Options o, metrics::Registry* registry) : options(std::move(o)) {
-        for (std::size_t i = 0; i < kOperations; ++i) {
-            error_logs[i] = std::make_unique<log::RateLimit>(kErrorLogInterval);
-            if (registry != nullptr) {
-                error_counts[i] = &registry->counter(
-                    "database_errors", "Database calls that failed, by operation.",
-                    {{"operation", kOperationNames[i]}});
-            }
-        }
-    }
+    Impl(Options o, metrics::Registry* registry) : options(std::move(o)), errors(registry) {}
 
     ~Impl() {
         {
@@ -356,28 +290,15 @@ struct SqliteAccountStore::Impl {
     // a failure of the database during `op`, with SQLite's message and extended result code from
     // `c`; returns `status`, the answer the client gets.
     Status failed(Connection& c, Operation op, const Status& status) {
-        count_and_log(op, {{"error", c.error()},
+        errors.report(op, {{"error", c.error()},
                            {"code", std::to_string(c.error_code())},
                            {"status", std::string(status.message())}});
         return status;
     }
     // The same for a failure without a connection (one that could not be opened).
     void failed(Operation op, std::string_view error, std::string_view status) {
-        count_and_log(op, {{"error", std::string(error)}, {"status", std::string(status)}});
+        errors.report(op, {{"error", std::string(error)}, {"status", std::string(status)}});
     }
-    void count_and_log(Operation op, log::Fields details) {
-        const auto i = static_cast<std::size_t>(op);
-        if (error_counts[i] != nullptr)
-            error_counts[i]->inc();
-        if (const auto suppressed = error_logs[i]->allow()) {
-            log::Fields fields = {{"operation", kOperationNames[i]}};
-            fields.insert(fields.end(), details.begin(), details.end());
-            if (*suppressed > 0)
-                fields.emplace_back("suppressed", std::to_string(*suppressed));
-            log::write(spdlog::level::err, "Database error", fields);
-        }
-    }
-
     // Empties the -wal file every options.wal_checkpoint_interval_ms. SQLite's automatic
     // checkpoints are PASSIVE, never shrink the file, and readers from the pool can keep them
     // from completing, so under load the WAL grows without bound; TRUNCATE waits for readers
@@ -462,6 +383,7 @@ struct SqliteAccountStore::Impl {
                 throw std::runtime_error(std::string("cannot read schema_version: ") + c.error());
             }
             version = static_cast<int>(s.int64(0));
+            found_version = version;
         }
         if (version > kSchemaVersion) {
             throw std::runtime_error("database schema version " + std::to_string(version) +
@@ -570,7 +492,7 @@ SqliteAccountStore::SqliteAccountStore(Options options, metrics::Registry* metri
         throw std::invalid_argument("database.address must name a SQLite file");
     }
     if (options.max_open_conns == 0)
-        options.max_open_conns = 1;
+        options.max_open_conns = kSqliteMaxOpen;
     // Every connection to ":memory:" is a separate database: keep one.
     if (options.address == ":memory:")
         options.max_open_conns = 1;
@@ -586,6 +508,10 @@ SqliteAccountStore::~SqliteAccountStore() = default;
 
 int SqliteAccountStore::schema_version() const {
     return impl_->version;
+}
+
+int SqliteAccountStore::migrated_from() const {
+    return impl_->found_version;
 }
 
 Status SqliteAccountStore::authenticate_device(std::string_view device_id,
@@ -730,8 +656,7 @@ Status SqliteAccountStore::find_user(std::string_view user_id, UserRef& out) {
 Status SqliteAccountStore::get_account(std::string_view user_id, Account& out) {
     auto c = impl_->acquire();
     const auto error = [&] {
-        return impl_->failed(*c, Operation::get_account,
-                             Status::internal("Error retrieving user account."));
+        return impl_->failed(*c, Operation::get_account, kGetError);
     };
     {
         Stmt s = c->prepare(
@@ -743,7 +668,7 @@ Status SqliteAccountStore::get_account(std::string_view user_id, Account& out) {
         s.bind(1, user_id);
         const int rc = s.step();
         if (rc == SQLITE_DONE)
-            return Status::not_found("Account not found.");
+            return kAccountNotFound;
         if (rc != SQLITE_ROW)
             return error();
         out.id = s.text(0);
@@ -775,7 +700,7 @@ Status SqliteAccountStore::get_account(std::string_view user_id, Account& out) {
 
 Status SqliteAccountStore::update_account(std::string_view user_id, const AccountUpdate& update) {
     if (update.empty())
-        return Status::invalid_argument("No fields to update.");
+        return kNoFields;
     struct Field {
         const char* column;
         const std::optional<std::string>* value;
@@ -794,8 +719,7 @@ Status SqliteAccountStore::update_account(std::string_view user_id, const Accoun
 
     auto c = impl_->acquire();
     const auto error = [&] {
-        return impl_->failed(*c, Operation::update_account,
-                             Status::internal("Error while trying to update account."));
+        return impl_->failed(*c, Operation::update_account, kUpdateError);
     };
     sqlite3_stmt* raw = c->prepare_once(sql);
     if (!raw)
@@ -825,15 +749,14 @@ Status SqliteAccountStore::update_account(std::string_view user_id, const Accoun
     if (rc == SQLITE_CONSTRAINT_UNIQUE)
         return kUsernameTaken;
     if (c->changes() == 0)
-        return Status::not_found("Account not found.");
+        return kAccountNotFound;
     return Status::ok();
 }
 
 Status SqliteAccountStore::delete_account(std::string_view user_id) {
     auto c = impl_->acquire();
     const auto error = [&] {
-        return impl_->failed(*c, Operation::delete_account,
-                             Status::internal("Error deleting user account."));
+        return impl_->failed(*c, Operation::delete_account, kDeleteAccountError);
     };
     WriteTransaction tx(*c);
     if (!tx.begun())
@@ -866,128 +789,6 @@ Status SqliteAccountStore::set_disabled(std::string_view user_id, bool disabled)
 
 // ---- storage objects and wallets ------------------------------------------------------------
 
-namespace {
-
-const Status kWriteRejectedPermission =
-    Status::invalid_argument("Storage write rejected - permission denied.");
-const Status kWriteRejectedVersion =
-    Status::invalid_argument("Storage write rejected - version check failed.");
-const Status kDeleteRejected = Status::invalid_argument(
-    "Storage delete rejected - not found, version check failed, or permission denied.");
-const Status kBadLimit = Status::invalid_argument("Invalid limit - limit must be between 1 and 100.");
-const Status kBadCursor = Status::invalid_argument("Invalid cursor.");
-
-std::string md5_hex(std::string_view data) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(data.data(), data.size(), digest, &len, EVP_md5(), nullptr);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(2 * len);
-    for (unsigned int i = 0; i < len; ++i) {
-        out.push_back(hex[digest[i] >> 4]);
-        out.push_back(hex[digest[i] & 0xF]);
-    }
-    return out;
-}
-
-std::string hex_of(std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(2 * s.size());
-    for (unsigned char c : s) {
-        out.push_back(hex[c >> 4]);
-        out.push_back(hex[c & 0xF]);
-    }
-    return out;
-}
-bool unhex(std::string_view s, std::string& out) {
-    if (s.size() % 2 != 0)
-        return false;
-    out.clear();
-    const auto val = [](char c) -> int {
-        if (c >= '0' && c <= '9')
-            return c - '0';
-        if (c >= 'a' && c <= 'f')
-            return c - 'a' + 10;
-        return -1;
-    };
-    for (std::size_t i = 0; i < s.size(); i += 2) {
-        const int hi = val(s[i]), lo = val(s[i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out.push_back(static_cast<char>(hi * 16 + lo));
-    }
-    return true;
-}
-
-std::size_t utf8_chars(std::string_view s) {
-    std::size_t n = 0;
-    for (unsigned char c : s)
-        n += (c & 0xC0) != 0x80;
-    return n;
-}
-
-// A wallet or changeset: a JSON object of currency -> integer.
-bool parse_wallet(std::string_view text, unsigned max_depth, Wallet& out) {
-    rapidjson::Document d;
-    JsonLimits limits;
-    limits.max_depth = max_depth;
-    if (text.empty()) {
-        out.clear();
-        return true;
-    }
-    if (!parse_json(text, d, limits) || !d.IsObject())
-        return false;
-    out.clear();
-    for (auto m = d.MemberBegin(); m != d.MemberEnd(); ++m) {
-        if (!m->value.IsInt64())
-            return false;
-        out[std::string(m->name.GetString(), m->name.GetStringLength())] = m->value.GetInt64();
-    }
-    return true;
-}
-std::string wallet_json(const Wallet& w) {
-    rapidjson::StringBuffer sb;
-    rapidjson::Writer<rapidjson::StringBuffer> wr(sb);
-    wr.StartObject();
-    for (const auto& [k, v] : w) {
-        wr.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
-        wr.Int64(v);
-    }
-    wr.EndObject();
-    return std::string(sb.GetString(), sb.GetSize());
-}
-bool is_json_object(std::string_view text, unsigned max_depth) {
-    rapidjson::Document d;
-    JsonLimits limits;
-    limits.max_depth = max_depth;
-    return parse_json(text, d, limits) && d.IsObject();
-}
-
-// Checks one write against the limits and Nakama's rules; "" when fine.
-Status check_write(const StorageWrite& w, const StorageLimits& limits) {
-    if (w.collection.empty() || w.key.empty())
-        return Status::invalid_argument("Invalid collection or key value supplied. They must be set.");
-    if (utf8_chars(w.collection) > limits.max_collection_chars ||
-        utf8_chars(w.key) > limits.max_key_chars)
-        return Status::invalid_argument(fmt::format(
-            "Invalid collection or key value supplied. They must be at most {} characters.",
-            std::max(limits.max_collection_chars, limits.max_key_chars)));
-    if (w.permission_read < 0 || w.permission_read > 2)
-        return Status::invalid_argument("Invalid Read permission supplied. It must be either 0, 1 or 2.");
-    if (w.permission_write < 0 || w.permission_write > 1)
-        return Status::invalid_argument("Invalid Write permission supplied. It must be either 0 or 1.");
-    if (w.value.size() > limits.max_value_bytes)
-        return Status::invalid_argument(
-            fmt::format("Value is too large: at most {} bytes.", limits.max_value_bytes));
-    if (!is_json_object(w.value, limits.max_json_depth))
-        return Status::invalid_argument("Value must be a JSON object.");
-    return Status::ok();
-}
-
-}  // namespace
-
 struct SqliteAccountStore::Storage {
     // Writes inside an open transaction; on a rejection returns it (the caller rolls back).
     static Status write_in_tx(Impl& impl, Connection& c, std::string_view caller,
@@ -995,9 +796,7 @@ struct SqliteAccountStore::Storage {
                               std::vector<StorageAck>& acks) {
         const std::int64_t now = unix_now();
         for (const auto& w : writes) {
-            const std::string user_id =
-                !caller.empty() ? std::string(caller)
-                                : (w.user_id.empty() ? std::string(kSystemUserId) : w.user_id);
+            const std::string user_id = owner_of(caller, w.user_id);
             std::string current_version;
             int current_write = 1;
             bool exists = false;
@@ -1053,11 +852,8 @@ struct SqliteAccountStore::Storage {
                                const std::vector<StorageId>& ids) {
         for (const auto& id : ids) {
             if (id.collection.empty() || id.key.empty())
-                return Status::invalid_argument(
-                    "Invalid collection or key value supplied. They must be set.");
-            const std::string user_id =
-                !caller.empty() ? std::string(caller)
-                                : (id.user_id.empty() ? std::string(kSystemUserId) : id.user_id);
+                return kNoCollectionOrKey;
+            const std::string user_id = owner_of(caller, id.user_id);
             // Clients delete only writable objects; a version, when given, must match.
             Stmt s = c.prepare(
                 "DELETE FROM storage WHERE collection = ? AND key = ? AND user_id = ? AND "
@@ -1097,23 +893,14 @@ struct SqliteAccountStore::Storage {
                 if (rc != SQLITE_ROW)
                     return impl.failed(c, Operation::wallet_update, kWalletError);
                 if (!parse_wallet(s.text(0), depth, r.previous))
-                    return Status::internal("Error reading user wallet.");
+                    return kWalletReadError;
             }
             r.updated = r.previous;
-            for (const auto& [currency, delta] : change.changeset) {
-                auto& balance = r.updated[currency];
-                if ((delta > 0 && balance > INT64_MAX - delta) ||
-                    (delta < 0 && balance < INT64_MIN - delta))
-                    return Status::invalid_argument(fmt::format(
-                        "wallet update rejected: value out of range at path '{}'", currency));
-                balance += delta;
-                if (balance < 0)
-                    return Status::invalid_argument(fmt::format(
-                        "wallet update rejected negative value at path '{}'", currency));
-            }
+            if (Status st = apply_changeset(r.updated, change.changeset); !st)
+                return st;
             const std::string metadata = change.metadata.empty() ? "{}" : change.metadata;
             if (!is_json_object(metadata, depth))
-                return Status::invalid_argument("Metadata must be a JSON object.");
+                return kBadMetadata;
             {
                 Stmt s = c.prepare("UPDATE users SET wallet = ?, update_time = ? WHERE id = ?");
                 if (!s)
@@ -1141,27 +928,13 @@ struct SqliteAccountStore::Storage {
         }
         return Status::ok();
     }
-
-    static Status check_batch(std::size_t n, const StorageLimits& limits) {
-        if (n > limits.max_batch)
-            return Status::invalid_argument(
-                fmt::format("Too many objects in one request: at most {}.", limits.max_batch));
-        return Status::ok();
-    }
-
-    static inline const Status kWriteError = Status::internal("Error writing storage objects.");
-    static inline const Status kReadError = Status::internal("Error reading storage objects.");
-    static inline const Status kListError = Status::internal("Error listing storage objects.");
-    static inline const Status kDeleteError = Status::internal("Error deleting storage objects.");
-    static inline const Status kWalletError = Status::internal("Error updating wallets.");
-    static inline const Status kLedgerError = Status::internal("Error reading the wallet ledger.");
 };
 
 Status SqliteAccountStore::storage_write(std::string_view caller,
                                          const std::vector<StorageWrite>& writes,
                                          std::vector<StorageAck>& acks) {
     acks.clear();
-    if (Status st = Storage::check_batch(writes.size(), impl_->options.storage); !st)
+    if (Status st = check_batch(writes.size(), impl_->options.storage); !st)
         return st;
     for (const auto& w : writes)
         if (Status st = check_write(w, impl_->options.storage); !st)
@@ -1171,14 +944,14 @@ Status SqliteAccountStore::storage_write(std::string_view caller,
     auto c = impl_->acquire();
     WriteTransaction tx(*c);
     if (!tx.begun())
-        return impl_->failed(*c, Operation::storage_write, Storage::kWriteError);
+        return impl_->failed(*c, Operation::storage_write, kWriteError);
     if (Status st = Storage::write_in_tx(*impl_, *c, caller, writes, acks); !st) {
         acks.clear();
         return st;
     }
     if (!tx.commit()) {
         acks.clear();
-        return impl_->failed(*c, Operation::storage_write, Storage::kWriteError);
+        return impl_->failed(*c, Operation::storage_write, kWriteError);
     }
     return Status::ok();
 }
@@ -1186,7 +959,7 @@ Status SqliteAccountStore::storage_write(std::string_view caller,
 Status SqliteAccountStore::storage_read(std::string_view caller, const std::vector<StorageId>& ids,
                                         std::vector<StorageObject>& out) {
     out.clear();
-    if (Status st = Storage::check_batch(ids.size(), impl_->options.storage); !st)
+    if (Status st = check_batch(ids.size(), impl_->options.storage); !st)
         return st;
     auto c = impl_->acquire();
     for (const auto& id : ids) {
@@ -1195,13 +968,13 @@ Status SqliteAccountStore::storage_read(std::string_view caller, const std::vect
             "SELECT value, version, read, write, create_time, update_time FROM storage WHERE "
             "collection = ? AND key = ? AND user_id = ?");
         if (!s)
-            return impl_->failed(*c, Operation::storage_read, Storage::kReadError);
+            return impl_->failed(*c, Operation::storage_read, kReadError);
         s.bind(1, id.collection).bind(2, id.key).bind(3, user_id);
         const int rc = s.step();
         if (rc == SQLITE_DONE)
             continue;
         if (rc != SQLITE_ROW)
-            return impl_->failed(*c, Operation::storage_read, Storage::kReadError);
+            return impl_->failed(*c, Operation::storage_read, kReadError);
         StorageObject o;
         o.collection = id.collection;
         o.key = id.key;
@@ -1213,9 +986,7 @@ Status SqliteAccountStore::storage_read(std::string_view caller, const std::vect
         o.create_time = s.int64(4);
         o.update_time = s.int64(5);
         // Clients read their own readable objects and everyone's public ones.
-        const bool visible = caller.empty() || o.permission_read == 2 ||
-                             (o.permission_read == 1 && o.user_id == caller);
-        if (visible)
+        if (readable_by(caller, o))
             out.push_back(std::move(o));
     }
     return Status::ok();
@@ -1225,23 +996,17 @@ Status SqliteAccountStore::storage_list(std::string_view caller, std::string_vie
                                         std::string_view collection, int limit,
                                         std::string_view cursor, StoragePage& out) {
     out = {};
-    if (limit < 1 || limit > 100)
-        return kBadLimit;
+    if (Status st = check_list_limit(limit); !st)
+        return st;
     if (collection.empty())
-        return Status::invalid_argument("Invalid collection value supplied. It must be set.");
+        return kNoCollection;
     // Keyset cursor: the (key, user_id) of the last object of the previous page.
     std::string after_key, after_user;
-    if (!cursor.empty()) {
-        const auto dot = cursor.find('.');
-        if (dot == std::string_view::npos || !unhex(cursor.substr(0, dot), after_key) ||
-            !unhex(cursor.substr(dot + 1), after_user))
-            return kBadCursor;
-    }
+    if (!cursor.empty() && !parse_storage_cursor(cursor, after_key, after_user))
+        return kBadCursor;
     // What the caller may see: the server everything; a client its own readable objects
     // (listing itself) or public ones.
-    int min_read = 0;
-    if (!caller.empty())
-        min_read = (!user_id.empty() && user_id == caller) ? 1 : 2;
+    const int min_read = min_read_for_list(caller, user_id);
     auto c = impl_->acquire();
     Stmt s = user_id.empty()
                  ? c->prepare(
@@ -1253,7 +1018,7 @@ Status SqliteAccountStore::storage_list(std::string_view caller, std::string_vie
                        "FROM storage WHERE collection = ? AND read >= ? AND (? = 0 OR key > ? OR "
                        "(key = ? AND user_id > ?)) AND user_id = ? ORDER BY key, user_id LIMIT ?");
     if (!s)
-        return impl_->failed(*c, Operation::storage_list, Storage::kListError);
+        return impl_->failed(*c, Operation::storage_list, kListError);
     s.bind(1, collection)
         .bind(2, std::int64_t{min_read})
         .bind(3, std::int64_t{cursor.empty() ? 0 : 1})
@@ -1268,7 +1033,7 @@ Status SqliteAccountStore::storage_list(std::string_view caller, std::string_vie
     while ((rc = s.step()) == SQLITE_ROW) {
         if (out.objects.size() == static_cast<std::size_t>(limit)) {
             const auto& last = out.objects.back();
-            out.cursor = hex_of(last.key) + "." + hex_of(last.user_id);
+            out.cursor = storage_cursor(last.key, last.user_id);
             break;
         }
         StorageObject o;
@@ -1284,24 +1049,24 @@ Status SqliteAccountStore::storage_list(std::string_view caller, std::string_vie
         out.objects.push_back(std::move(o));
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return impl_->failed(*c, Operation::storage_list, Storage::kListError);
+        return impl_->failed(*c, Operation::storage_list, kListError);
     return Status::ok();
 }
 
 Status SqliteAccountStore::storage_delete(std::string_view caller,
                                           const std::vector<StorageId>& ids) {
-    if (Status st = Storage::check_batch(ids.size(), impl_->options.storage); !st)
+    if (Status st = check_batch(ids.size(), impl_->options.storage); !st)
         return st;
     if (ids.empty())
         return Status::ok();
     auto c = impl_->acquire();
     WriteTransaction tx(*c);
     if (!tx.begun())
-        return impl_->failed(*c, Operation::storage_delete, Storage::kDeleteError);
+        return impl_->failed(*c, Operation::storage_delete, kDeleteError);
     if (Status st = Storage::delete_in_tx(*impl_, *c, caller, ids); !st)
         return st;
     return tx.commit() ? Status::ok()
-                       : impl_->failed(*c, Operation::storage_delete, Storage::kDeleteError);
+                       : impl_->failed(*c, Operation::storage_delete, kDeleteError);
 }
 
 Status SqliteAccountStore::wallets_update(const std::vector<WalletChange>& changes,
@@ -1318,7 +1083,7 @@ Status SqliteAccountStore::multi_update(const std::vector<StorageWrite>& writes,
     acks.clear();
     wallet_results.clear();
     const auto& limits = impl_->options.storage;
-    if (Status st = Storage::check_batch(writes.size() + deletes.size() + wallets.size(), limits);
+    if (Status st = check_batch(writes.size() + deletes.size() + wallets.size(), limits);
         !st)
         return st;
     for (const auto& w : writes)
@@ -1329,14 +1094,14 @@ Status SqliteAccountStore::multi_update(const std::vector<StorageWrite>& writes,
     auto c = impl_->acquire();
     WriteTransaction tx(*c);
     if (!tx.begun())
-        return impl_->failed(*c, Operation::wallet_update, Storage::kWalletError);
+        return impl_->failed(*c, Operation::wallet_update, kWalletError);
     Status st = Storage::write_in_tx(*impl_, *c, "", writes, acks);
     if (st)
         st = Storage::delete_in_tx(*impl_, *c, "", deletes);
     if (st)
         st = Storage::wallets_in_tx(*impl_, *c, wallets, update_ledger, wallet_results);
     if (st && !tx.commit())
-        st = impl_->failed(*c, Operation::wallet_update, Storage::kWalletError);
+        st = impl_->failed(*c, Operation::wallet_update, kWalletError);
     if (!st) {
         acks.clear();
         wallet_results.clear();
@@ -1347,28 +1112,23 @@ Status SqliteAccountStore::multi_update(const std::vector<StorageWrite>& writes,
 Status SqliteAccountStore::wallet_ledger_list(std::string_view user_id, int limit,
                                               std::string_view cursor, LedgerPage& out) {
     out = {};
-    if (limit < 1 || limit > 100)
-        return kBadLimit;
+    if (Status st = check_list_limit(limit); !st)
+        return st;
     std::int64_t before = INT64_MAX;
-    if (!cursor.empty()) {
-        std::string text;
-        if (!unhex(cursor, text) || text.empty() ||
-            text.find_first_not_of("0123456789") != std::string::npos || text.size() > 18)
-            return kBadCursor;
-        before = std::stoll(text);
-    }
+    if (!cursor.empty() && !parse_ledger_cursor(cursor, before))
+        return kBadCursor;
     auto c = impl_->acquire();
     Stmt s = c->prepare(
         "SELECT seq, id, changeset, metadata, create_time, update_time FROM wallet_ledger "
         "WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?");
     if (!s)
-        return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+        return impl_->failed(*c, Operation::wallet_ledger, kLedgerError);
     s.bind(1, user_id).bind(2, before).bind(3, std::int64_t{limit + 1});
     std::int64_t last_rowid = 0;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) {
         if (out.items.size() == static_cast<std::size_t>(limit)) {
-            out.cursor = hex_of(std::to_string(last_rowid));
+            out.cursor = ledger_cursor(last_rowid);
             break;
         }
         LedgerItem item;
@@ -1382,62 +1142,44 @@ Status SqliteAccountStore::wallet_ledger_list(std::string_view user_id, int limi
         out.items.push_back(std::move(item));
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+        return impl_->failed(*c, Operation::wallet_ledger, kLedgerError);
     return Status::ok();
 }
 
 Status SqliteAccountStore::wallet_ledger_update(std::string_view id, std::string_view metadata,
                                                 LedgerItem& out) {
     const unsigned depth = impl_->options.storage.max_json_depth;
-    rapidjson::Document patch;
-    JsonLimits limits;
-    limits.max_depth = depth;
-    if (!parse_json(metadata, patch, limits) || !patch.IsObject())
-        return Status::invalid_argument("Metadata must be a JSON object.");
+    if (!is_json_object(metadata, depth))
+        return kBadMetadata;
     auto c = impl_->acquire();
     WriteTransaction tx(*c);
     if (!tx.begun())
-        return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+        return impl_->failed(*c, Operation::wallet_ledger, kLedgerError);
     {
         Stmt s = c->prepare(
             "SELECT user_id, changeset, metadata, create_time FROM wallet_ledger WHERE id = ?");
         if (!s)
-            return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+            return impl_->failed(*c, Operation::wallet_ledger, kLedgerError);
         s.bind(1, id);
         const int rc = s.step();
         if (rc == SQLITE_DONE)
-            return Status::not_found("Wallet ledger item not found.");
+            return kLedgerItemNotFound;
         if (rc != SQLITE_ROW)
-            return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+            return impl_->failed(*c, Operation::wallet_ledger, kLedgerError);
         out.id = std::string(id);
         out.user_id = s.text(0);
         parse_wallet(s.text(1), depth, out.changeset);
         out.create_time = s.int64(3);
-        // Merge: the patch's top-level keys replace the stored ones (PostgreSQL's jsonb ||).
-        rapidjson::Document merged;
-        if (!parse_json(s.text(2), merged, limits) || !merged.IsObject())
-            merged.SetObject();
-        for (auto m = patch.MemberBegin(); m != patch.MemberEnd(); ++m) {
-            rapidjson::Value value(m->value, merged.GetAllocator());
-            auto existing = merged.FindMember(m->name);
-            if (existing != merged.MemberEnd())
-                existing->value = value;
-            else
-                merged.AddMember(rapidjson::Value(m->name, merged.GetAllocator()), value,
-                                 merged.GetAllocator());
-        }
-        rapidjson::StringBuffer sb;
-        rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-        merged.Accept(w);  // depth bounded: both documents were parsed with the limit
-        out.metadata = std::string(sb.GetString(), sb.GetSize());
+        if (Status st = merge_object(s.text(2), metadata, depth, out.metadata); !st)
+            return st;
     }
     out.update_time = unix_now();
     Stmt u = c->prepare("UPDATE wallet_ledger SET metadata = ?, update_time = ? WHERE id = ?");
     if (!u)
-        return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+        return impl_->failed(*c, Operation::wallet_ledger, kLedgerError);
     u.bind(1, out.metadata).bind(2, out.update_time).bind(3, id);
     if (u.step() != SQLITE_DONE || !tx.commit())
-        return impl_->failed(*c, Operation::wallet_ledger, Storage::kLedgerError);
+        return impl_->failed(*c, Operation::wallet_ledger, kLedgerError);
     return Status::ok();
 }
 

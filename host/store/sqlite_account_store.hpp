@@ -22,9 +22,8 @@
 
 #include <memory>
 
-#include "store/account_store.hpp"
 #include "store/options.hpp"
-#include "store/storage_store.hpp"
+#include "store/store.hpp"
 
 namespace nk::metrics {
 class Registry;
@@ -33,7 +32,7 @@ class Registry;
 namespace nk::store {
 
 // Also the StorageStore (storage objects and wallets, in the same file and transactions).
-class SqliteAccountStore final : public AccountStore, public StorageStore {
+class SqliteAccountStore final : public Store {
   public:
     // `metrics` (optional) must outlive the store.
     explicit SqliteAccountStore(Options options, metrics::Registry* metrics = nullptr);
@@ -72,7 +71,10 @@ class SqliteAccountStore final : public AccountStore, public StorageStore {
                                 LedgerItem& out) override;
 
     // The schema version the file is at after construction.
-    int schema_version() const;
+    int schema_version() const override;
+    std::string_view engine() const override { return "sqlite"; }
+    // The schema version the file was at before this store migrated it.
+    int migrated_from() const;
 
   private:
     struct Impl;

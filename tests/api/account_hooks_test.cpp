@@ -221,7 +221,7 @@ TEST_CASE("a before-hook may rewrite the input or reject the call") {
         c.Put("/v2/account", bearer(s.token), R"({"display_name":"from client"})", kJson)->status ==
         200);
     store::Account account;
-    REQUIRE(srv.store.get_account(s.user_id, account).is_ok());
+    REQUIRE(srv.store->get_account(s.user_id, account).is_ok());
     CHECK(account.display_name == "chosen by hook");
     CHECK(account.devices == std::vector<std::string>{"rewritten-device"});
 }

@@ -1,5 +1,6 @@
 // A real server for the account endpoint suites: net::Server on 127.0.0.1:0,
-// real Tokens, SqliteAccountStore on a temp file and a BlockingPool.
+// real Tokens, the store on a temp SQLite file (or, built with NK_TEST_POSTGRES, on a fresh
+// database of the suite's PostgreSQL server) and a BlockingPool.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -7,6 +8,7 @@
 #include <rapidjson/document.h>
 
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,14 +22,17 @@
 #include "core/blocking_pool.hpp"
 #include "net/router.hpp"
 #include "net/server.hpp"
-#include "store/sqlite_account_store.hpp"
+#include "store/store.hpp"
 #include "store/temp_dir.hpp"
+#ifdef NK_TEST_POSTGRES
+#include "support/postgres.hpp"
+#endif
 
 namespace nk::test {
 
 struct AccountServerConfig {
     auth::Options auth;
-    std::string db_path;  // empty = a file in `dir`
+    std::string db_path;  // empty = a file in `dir` (PostgreSQL: a fresh database)
     api::RuntimeBridge* runtime = nullptr;
 };
 
@@ -35,12 +40,12 @@ struct AccountServer {
     using Config = AccountServerConfig;
 
     explicit AccountServer(std::shared_ptr<TempDir> directory, Config config = {})
-        : dir(std::move(directory)), tokens(config.auth), store(store_options(config)), pool(4) {
+        : dir(std::move(directory)), tokens(config.auth), store(open_test_store(config)), pool(4) {
         services.tokens = &tokens;
-        services.accounts = &store;
+        services.accounts = store.get();
         services.pool = &pool;
         services.runtime = config.runtime;
-        services.storage = &store;
+        services.storage = store.get();
         api::register_account_routes(router, services);
         api::register_storage_routes(router, services);
         api::register_health_routes(router);
@@ -58,11 +63,26 @@ struct AccountServer {
         server->shutdown(std::chrono::milliseconds(2000));
     }
 
-    store::Options store_options(const Config& c) const {
+    std::unique_ptr<store::Store> open_test_store(const Config& c) const {
         store::Options o;
-        o.address = c.db_path.empty() ? dir->file("accounts.db") : c.db_path;
         o.bcrypt_cost = 4;
-        return o;
+#ifdef NK_TEST_POSTGRES
+        // One database per `dir`, as one SQLite file per `dir`: a server restarted on the same
+        // dir finds its accounts.
+        o.address = c.db_path;
+        if (o.address.empty()) {
+            const std::string marker = dir->file("postgres-address");
+            std::ifstream in(marker);
+            if (!std::getline(in, o.address)) {
+                o.address = PostgresServer::shared().create_database();
+                std::ofstream(marker) << o.address << "\n";
+            }
+        }
+        store::migrate_up(o);
+#else
+        o.address = c.db_path.empty() ? dir->file("accounts.db") : c.db_path;
+#endif
+        return store::open_store(o);
     }
 
     httplib::Client client() const {
@@ -75,7 +95,7 @@ struct AccountServer {
 
     std::shared_ptr<TempDir> dir;
     auth::Tokens tokens;
-    store::SqliteAccountStore store;
+    std::unique_ptr<store::Store> store;
     BlockingPool pool;
     api::Services services;
     net::Router router;

@@ -384,8 +384,8 @@ TEST_CASE("Nakama YAML file: nested keys, env list, unsupported keys, DSN addres
     CHECK(c.events.queue_size == 1024);
     CHECK(c.runtime.env == std::map<std::string, std::string>{
                                {"example_apikey", "example_apivalue"}, {"region", "us"}});
-    // DSN: warned about, SQLite default kept.
-    CHECK(c.database.address == (fs::current_path() / "yaml-data" / "nkhost.db").string());
+    // A server address selects PostgreSQL, kept as written.
+    CHECK(c.database.address == "root@localhost:26257");
 
     std::vector<std::string> unsupported;
     for (const auto& w : c.warnings) {
@@ -396,10 +396,11 @@ TEST_CASE("Nakama YAML file: nested keys, env list, unsupported keys, DSN addres
     const std::string& w = unsupported[0];
     for (const char* key :
          {"logger.stdout", "runtime.js_entrypoint", "console.port", "console.username",
-          "social.steam.app_id", "match.labels", "database.address", "root@localhost:26257"}) {
+          "social.steam.app_id", "match.labels"}) {
         CHECK_MESSAGE(w.find(key) != std::string::npos, key << " missing from: " << w);
     }
     CHECK(w.find("socket.port") == std::string::npos);
+    CHECK(w.find("database.address") == std::string::npos);
 
     // database.address as a plain scalar path, and as a list holding a path.
     nk::test::write_file(dir / "db.yaml", "database:\n  address: /var/lib/nk/game.db\n");
@@ -411,8 +412,17 @@ TEST_CASE("Nakama YAML file: nested keys, env list, unsupported keys, DSN addres
     nk::test::write_file(dir / "db3.yaml",
                          "database:\n  address: \"postgresql://user:pw@db:5432/nakama\"\n");
     const Config db3 = ok({"--config", (dir / "db3.yaml").string()});
-    CHECK(db3.database.address.ends_with("/data/nkhost.db"));
-    CHECK(has_warning_containing(db3, "postgresql://user:pw@db:5432/nakama"));
+    CHECK(db3.database.address == "postgresql://user:pw@db:5432/nakama");
+    CHECK(!has_warning_containing(db3, "database.address"));
+    // As Nakama, the first of several addresses is used; the others are warned about.
+    nk::test::write_file(dir / "db4.yaml",
+                         "database:\n  address:\n    - root@db1:26257\n    - root@db2:26257\n");
+    const Config db4 = ok({"--config", (dir / "db4.yaml").string()});
+    CHECK(db4.database.address == "root@db1:26257");
+    CHECK(has_warning_containing(db4, "root@db2:26257: only the first address is used"));
+    // A server address on the command line is not made a path.
+    CHECK(ok({"--database.address", "nk:pw@127.0.0.1:5432/game"}).database.address ==
+          "nk:pw@127.0.0.1:5432/game");
 
     // A known key with an invalid value is an error in YAML too.
     nk::test::write_file(dir / "bad.yml", "runtime:\n  event_queue_workers: 0\n");

@@ -3,7 +3,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Client } = require('@heroiclabs/nakama-js');
-const { startServer } = require('./harness');
+const { startServer, rejectsEventually } = require('./harness');
 
 const SERVER_KEY = 'defaultkey';
 
@@ -50,7 +50,7 @@ test('authenticate, account and session calls succeed; accounts persist across a
     assert.equal(refreshed.vars.mood, 'happy');
 
     assert.equal(await c.sessionLogout(refreshed, refreshed.token, refreshed.refresh_token), true);
-    await assert.rejects(c.getAccount(refreshed));
+    await rejectsEventually(() => c.getAccount(refreshed));
 
     await server.stop();
     server = await startServer({ dataDir: server.dataDir });

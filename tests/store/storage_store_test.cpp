@@ -1,4 +1,4 @@
-// Storage objects and wallets on a real SQLite file: conditional writes under concurrency,
+// Storage objects and wallets on either engine (test_database.hpp): conditional writes under concurrency,
 // atomic batches, the permissions matrix, list order and cursors, limits, wallets under
 // concurrency and their ledger.
 #include <doctest/doctest.h>
@@ -10,8 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "store/sqlite_account_store.hpp"
-#include "temp_dir.hpp"
+#include "test_database.hpp"
 
 using namespace nk;
 using namespace nk::store;
@@ -20,19 +19,16 @@ namespace {
 
 struct Fixture {
     Fixture() {
-        Options o;
-        o.address = dir.file("game.db");
-        o.bcrypt_cost = 4;
-        o.max_open_conns = 8;
-        store = std::make_unique<SqliteAccountStore>(o);
+        db.options.max_open_conns = 8;
+        store = db.open();
     }
     std::string user(const std::string& device) {
         AuthResult r;
         REQUIRE(store->authenticate_device(device, generate_username(), true, r).is_ok());
         return r.user_id;
     }
-    test::TempDir dir;
-    std::unique_ptr<SqliteAccountStore> store;
+    test::TestDatabase db;
+    std::unique_ptr<Store> store;
 };
 
 StorageWrite write_of(std::string collection, std::string key, std::string value,
@@ -49,7 +45,7 @@ StorageWrite write_of(std::string collection, std::string key, std::string value
     return w;
 }
 
-std::vector<StorageObject> read_one(SqliteAccountStore& s, std::string_view caller,
+std::vector<StorageObject> read_one(Store& s, std::string_view caller,
                                     const std::string& collection, const std::string& key,
                                     const std::string& owner) {
     std::vector<StorageObject> out;
@@ -262,12 +258,11 @@ TEST_CASE("list: by key then user, public-only for others, stable cursors across
 }
 
 TEST_CASE("storage limits and validation, with Nakama's messages") {
-    Options o;
-    test::TempDir dir;
-    o.address = dir.file("limits.db");
-    o.storage.max_value_bytes = 64;
-    o.storage.max_batch = 3;
-    SqliteAccountStore store(o);
+    test::TestDatabase db;
+    db.options.storage.max_value_bytes = 64;
+    db.options.storage.max_batch = 3;
+    auto owned = db.open();
+    Store& store = *owned;
     std::vector<StorageAck> acks;
     const std::string u = "user-1";
     CHECK(store.storage_write(u, {write_of("", "k", "{}")}, acks).message() ==
@@ -289,9 +284,9 @@ TEST_CASE("storage limits and validation, with Nakama's messages") {
     for (int i = 0; i < 70; ++i)
         deep += "{\"a\":";
     deep += "1" + std::string(70, '}');
-    o.storage.max_value_bytes = 65536;
-    SqliteAccountStore big(o);  // same file: a second store on it
-    CHECK(big.storage_write(u, {write_of("c", "k", deep)}, acks).message() ==
+    db.options.storage.max_value_bytes = 65536;
+    auto big = db.open();  // same database: a second store on it
+    CHECK(big->storage_write(u, {write_of("c", "k", deep)}, acks).message() ==
           "Value must be a JSON object.");  // deeper than the nesting limit
     std::vector<StorageWrite> four(4, write_of("c", "k", "{}"));
     CHECK(store.storage_write(u, four, acks).message() == "Too many objects in one request: at most 3.");
