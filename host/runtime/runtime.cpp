@@ -472,7 +472,7 @@ std::uint64_t Runtime::module_generation(std::string_view name) const {
 
 std::size_t Runtime::retiring() const {
     std::lock_guard lock(retire_mutex_);
-    return retiring_;
+    return retiring_ + pending_retirements_.load();
 }
 
 std::shared_ptr<ModuleGeneration> Runtime::current_of(const fs::path& file) const {
@@ -578,6 +578,7 @@ void Runtime::finish_reloads(std::vector<Retiring> retire) {
         return;
     {
         std::lock_guard lock(retire_mutex_);
+        const std::size_t n = retire.size();
         for (auto& r : retire) {
             const auto successor = r.replaced ? current_of(r.generation->source()) : nullptr;
             if (successor) {
@@ -588,6 +589,7 @@ void Runtime::finish_reloads(std::vector<Retiring> retire) {
             retire_queue_.push_back(std::move(r));
             ++retiring_;
         }
+        pending_retirements_.fetch_sub(n);
         show_retiring();
     }
     retire_cv_.notify_all();
@@ -610,7 +612,7 @@ ReloadResult Runtime::reload(const fs::path& file) {
         std::lock_guard lock(control_mutex_);
         r = reload_locked(file, false, retire);
         if (r == ReloadResult::loaded || r == ReloadResult::unloaded)
-            publish_loaded();
+            publish_loaded(retire.size());
     }
     finish_reloads(std::move(retire));
     return r;
@@ -645,7 +647,7 @@ std::vector<std::pair<fs::path, ReloadResult>> Runtime::rescan() {
                 out.emplace_back(file, r);
         }
         if (changed)
-            publish_loaded();
+            publish_loaded(retire.size());
     }
     finish_reloads(std::move(retire));
     spdlog::info("Module rescan of {}: {} file(s) changed", root.string(), out.size());
@@ -812,7 +814,7 @@ void Runtime::reloader_loop(std::shared_ptr<Watcher> watcher) {
                     files.erase(path);
             }
             if (changed)
-                publish_loaded();
+                publish_loaded(retire.size());
         }
         finish_reloads(std::move(retire));
     }
@@ -998,7 +1000,10 @@ void Runtime::after(const Pin& pin, std::string_view api_id, const RequestContex
                      err.text);
 }
 
-void Runtime::publish_loaded() {
+void Runtime::publish_loaded(std::size_t retiring) {
+    // The generations this publication replaces count as retiring from this moment: whoever
+    // sees the new snapshot (and waits for retiring() == 0) also sees them until they are gone.
+    pending_retirements_.fetch_add(retiring);
     std::vector<std::shared_ptr<ModuleGeneration>> modules;
     modules.reserve(loaded_.size());
     for (const auto& [file, entry] : loaded_)  // lexical file order, as at startup

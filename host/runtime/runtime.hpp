@@ -201,7 +201,7 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
 
     std::shared_ptr<const Snapshot> snapshot() const;
     // Publishes loaded_ (lexical file order) as the new snapshot. Caller holds control_mutex_.
-    void publish_loaded();
+    void publish_loaded(std::size_t retiring = 0);
     // Reload steps; the caller holds control_mutex_. `created` = the file was (re)created since
     // its last load (an incomplete ELF is then pending rather than refused).
     ReloadResult reload_locked(const std::filesystem::path& file, bool created,
@@ -253,6 +253,9 @@ class Runtime final : public events::HandlerSource, public api::RuntimeBridge {
     std::condition_variable retire_cv_;
     std::deque<Retiring> retire_queue_;
     std::size_t retiring_ = 0;  // queued + in progress
+    // Replaced by a published snapshot, not yet queued (finish_reloads runs after the control
+    // lock is released).
+    std::atomic<std::size_t> pending_retirements_{0};
     bool retirer_stop_ = false;
     std::thread retirer_;
 };
