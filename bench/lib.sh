@@ -20,3 +20,34 @@ to_ms() {
         else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
         else printf "%s", v }'
 }
+
+# start_postgres: a PostgreSQL server for this run in a temp dir on a free loopback port (as the
+# postgres user when running as root: initdb refuses root), stopped when the script exits.
+# Sets PG_ADDRESS_PREFIX (nkhost@127.0.0.1:<port>/); create_database <name> prints the address
+# of a new database.
+start_postgres() {
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [[ -x $bin/initdb ]] || { echo "PostgreSQL not installed (scripts/bootstrap)" >&2; exit 1; }
+    PG_DIR=$(mktemp -d /tmp/nkhost-bench-pg-XXXXXX)
+    PG_PORT=$(free_port)
+    PG_AS=()
+    if [[ $(id -u) == 0 ]]; then chown postgres "$PG_DIR"; PG_AS=(runuser -u postgres --); fi
+    "${PG_AS[@]}" "$bin/initdb" -D "$PG_DIR/data" -U nkhost -A trust -E UTF8 --locale=C --no-sync \
+        --no-instructions >/dev/null
+    "${PG_AS[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -o \
+        "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400" start >/dev/null
+    PG_BIN=$bin
+    PG_ADDRESS_PREFIX="nkhost@127.0.0.1:$PG_PORT/"
+    trap stop_postgres EXIT
+}
+stop_postgres() {
+    [[ -n ${PG_DIR:-} ]] || return 0
+    "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+    PG_DIR=
+}
+create_database() {
+    "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U nkhost -d postgres -c "CREATE DATABASE $1" >/dev/null
+    echo "${PG_ADDRESS_PREFIX}$1"
+}

@@ -34,7 +34,7 @@
 #include "core/blocking_pool.hpp"
 #include "net/router.hpp"
 #include "net/server.hpp"
-#include "store/sqlite_account_store.hpp"
+#include "store/store.hpp"
 
 namespace {
 
@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
     double seconds = 3;
     int threads = 4;
     int cost = 10;
+    std::string database;  // "" = a SQLite file in a temp dir
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i];
         if (a == "--seconds")
@@ -94,6 +95,8 @@ int main(int argc, char** argv) {
             threads = std::atoi(argv[i + 1]);
         else if (a == "--bcrypt-cost")
             cost = std::atoi(argv[i + 1]);
+        else if (a == "--database")
+            database = argv[i + 1];
     }
 
     const auto dir = std::filesystem::temp_directory_path() /
@@ -102,9 +105,12 @@ int main(int argc, char** argv) {
     {
         nk::auth::Tokens tokens{nk::auth::Options{}};
         nk::store::Options so;
-        so.address = (dir / "bench.db").string();
+        so.address = database.empty() ? (dir / "bench.db").string() : database;
         so.bcrypt_cost = cost;
-        nk::store::SqliteAccountStore store(so);
+        if (nk::store::is_server_address(so.address))
+            nk::store::migrate_up(so);
+        const auto owned = nk::store::open_store(so);
+        nk::store::Store& store = *owned;
         nk::BlockingPool pool(std::max(4u, 2 * std::thread::hardware_concurrency()));
         nk::api::Services services;
         services.tokens = &tokens;
@@ -145,8 +151,9 @@ int main(int argc, char** argv) {
         }
 
         std::printf(
-            "bench_auth: %d client threads, %.1f s per case, %zu io threads, bcrypt cost %d\n",
-            threads, seconds, server.io_thread_count(), cost);
+            "bench_auth: %s store, %d client threads, %.1f s per case, %zu io threads, bcrypt cost "
+            "%d\n",
+            std::string(store.engine()).c_str(), threads, seconds, server.io_thread_count(), cost);
         std::printf("%-18s %12s %10s %8s\n", "case", "req/s", "x baseline", "errors");
         const Result base =
             measure(port, threads, seconds, [](httplib::Client& c, int, std::uint64_t) {
@@ -186,6 +193,13 @@ int main(int argc, char** argv) {
                 auto r = c.Get("/v2/account", {{"Authorization", "Bearer " + session_tokens[t]}});
                 return r && r->status == 200;
             }));
+        report("account update",
+               measure(port, threads, seconds, [&](httplib::Client& c, int t, std::uint64_t i) {
+                   auto r = c.Put("/v2/account",
+                                  {{"Authorization", "Bearer " + session_tokens[t]}},
+                                  "{\"display_name\":\"bench " + std::to_string(i) + "\"}", json);
+                   return r && r->status == 200;
+               }));
         report("email (found)",
                measure(port, threads, seconds, [&](httplib::Client& c, int t, std::uint64_t) {
                    auto r = c.Post("/v2/account/authenticate/email", basic,
