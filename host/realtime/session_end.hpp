@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -22,15 +23,22 @@ enum class EndReason : std::uint8_t {
     pong_timeout,       // no traffic within pong_wait_ms
     write_timeout,      // a write took longer than write_wait_ms
     message_too_big,    // inbound message over max_message_size_bytes (close 1009)
-    malformed_payload,  // bad JSON, bad envelope or a binary frame
+    malformed_payload,  // bad JSON, bad envelope or invalid UTF-8 text (close 1007)
     error_processing,   // an envelope the pipeline refuses (e.g. empty)
     queue_full,         // outgoing queue over outgoing_queue_size
     kicked,             // single_socket or a server-side disconnect
     server_shutdown,    // Realtime::shutdown (close 1001)
+    unexpected_message_type,  // a binary frame on a format=json socket
+    protocol_error,     // a frame RFC 6455 forbids: unmasked, reserved bits, bad opcode, ... (close 1002)
 };
+
+// The number of EndReason values (none included).
+inline constexpr std::size_t kEndReasonCount = static_cast<std::size_t>(EndReason::protocol_error) + 1;
 
 // The session_end "reason" property for a cause (Nakama's texts).
 std::string end_reason_text(EndReason reason, std::uint16_t close_code = 0);
+// A cause's short name, the `reason` label of the socket_ws_closed metric ("pong_timeout").
+const char* end_reason_label(EndReason reason);
 
 class SessionEnding {
 public:

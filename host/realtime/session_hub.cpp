@@ -12,7 +12,12 @@ SessionHub::SessionHub(const Options& options, events::EventSink* sink,
     json_ = counted_json_limits(options.max_json_depth, metrics);
     if (metrics) {
         opened_ = &metrics->counter("socket_ws_opened", "Number of opened WebSocket connections");
-        closed_ = &metrics->counter("socket_ws_closed", "Number of closed WebSocket connections");
+        // Every cause but none (an end always has one) gets its series up front.
+        for (std::size_t i = 1; i < kEndReasonCount; ++i) {
+            closed_[i] = &metrics->counter(
+                "socket_ws_closed", "Number of closed WebSocket connections, by session_end cause",
+                {{"reason", end_reason_label(static_cast<EndReason>(i))}});
+        }
         open_ = &metrics->gauge("sockets_open", "Number of WebSocket connections currently open");
     }
 }
@@ -70,7 +75,7 @@ void SessionHub::end(Session& session) {
     if (!session.ending().claim_end()) return;
     // An end without a recorded cause is a socket that vanished.
     session.ending().record(EndReason::connection_lost);
-    if (closed_) closed_->inc();
+    if (auto* closed = closed_[static_cast<std::size_t>(session.ending().reason())]) closed->inc();
     if (open_) open_->add(-1);
     if (sink_) {
         auto result = sink_->submit(make_event(events::Kind::session_end, session));

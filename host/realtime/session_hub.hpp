@@ -7,6 +7,7 @@
 // Thread-safe.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
 
@@ -66,7 +67,8 @@ private:
     ValidityCheck still_valid_;
     SessionRegistry registry_;
     metrics::Counter* opened_ = nullptr;
-    metrics::Counter* closed_ = nullptr;
+    // socket_ws_closed{reason}, one series per EndReason (indexed by its value).
+    std::array<metrics::Counter*, kEndReasonCount> closed_{};
     metrics::Gauge* open_ = nullptr;
     JsonLimits json_;
 };

@@ -103,11 +103,17 @@ void WsSession<Stream>::on_read(beast::error_code ec) {
                 ending().record(EndReason::client_close, code);
             }
         } else if (ec == websocket::error::message_too_big) {
-            // Beast has already sent close 1009 (too big).
+            // Beast has already sent close 1009 (too big), for a single frame or for the
+            // fragments of one message adding up past read_message_max.
             ending().record(EndReason::message_too_big);
-        } else if (ec.category() == websocket::make_error_code(websocket::error::closed).category()) {
-            // A WebSocket protocol violation (bad frame, invalid UTF-8 text, ...).
+        } else if (ec == websocket::error::bad_frame_payload) {
+            // A text frame that is not UTF-8 (Beast sent close 1007): it cannot hold an envelope.
             ending().record(EndReason::malformed_payload);
+        } else if (ec == websocket::condition::protocol_violation) {
+            // A frame RFC 6455 forbids: unmasked, reserved bits, unknown opcode, a control frame
+            // over 125 bytes or fragmented, a stray continuation, a bad close frame. Beast has
+            // sent close 1002.
+            ending().record(EndReason::protocol_error);
         } else {
             ending().record(EndReason::connection_lost);
         }
@@ -119,7 +125,9 @@ void WsSession<Stream>::on_read(beast::error_code ec) {
     ++messages_in_period_;
     if (state_ == State::open) {
         if (!ws_.got_text()) {
-            begin_close(EndReason::malformed_payload);
+            // Like Nakama: a frame type other than the socket's format disconnects (close 1000
+            // with the reason as its text).
+            begin_close(EndReason::unexpected_message_type);
         } else {
             auto data = read_buf_.cdata();
             handle_text(std::string_view(static_cast<const char*>(data.data()), data.size()));

@@ -459,7 +459,7 @@ TEST_CASE("session_start then session_end carry the session context") {
     h.check_pairs();
     CHECK(h.metrics().gauge("sockets_open", "").value() == 0);
     CHECK(h.metrics().counter("socket_ws_opened", "").value() == 1);
-    CHECK(h.metrics().counter("socket_ws_closed", "").value() == 1);
+    CHECK(h.metrics().counter("socket_ws_closed", "", {{"reason", "normal"}}).value() == 1);
 }
 
 TEST_CASE("ping envelope answered with pong echoing cid; unsupported kind gets an error and the socket stays open") {
@@ -569,7 +569,8 @@ TEST_CASE("oversize message closes with 1009 and message too big") {
     h.check_pairs();
 }
 
-TEST_CASE("malformed JSON and binary frames close with received malformed payload") {
+TEST_CASE("malformed JSON closes with received malformed payload, a binary frame with received "
+          "unexpected WebSocket message type") {
     Harness h;
     auto a = connect_user(h, "malformed");
     REQUIRE(!a.client->send_text("{not json"));
@@ -580,7 +581,9 @@ TEST_CASE("malformed JSON and binary frames close with received malformed payloa
     auto b = connect_user(h, "binary");
     REQUIRE(!b.client->send_binary(R"({"cid":"1","ping":{}})"));
     CHECK(b.client->read_until_closed() == websocket::error::closed);
-    CHECK(end_reason(h, b.session_id()) == "received malformed payload");
+    CHECK(b.client->close_reason().code == websocket::close_code::normal);
+    CHECK(b.client->close_reason().reason == "received unexpected WebSocket message type");
+    CHECK(end_reason(h, b.session_id()) == "received unexpected WebSocket message type");
     h.stop();
     h.check_pairs();
 }

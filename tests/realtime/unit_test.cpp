@@ -91,6 +91,10 @@ TEST_CASE("end reasons use Nakama's texts") {
     CHECK(end_reason_text(EndReason::kicked) == "server-side session disconnect");
     CHECK(end_reason_text(EndReason::server_shutdown) == "server shutdown");
     CHECK(end_reason_text(EndReason::client_close, 4000) == "websocket: close 4000");
+    CHECK(end_reason_text(EndReason::unexpected_message_type) ==
+          "received unexpected WebSocket message type");
+    CHECK(end_reason_text(EndReason::protocol_error) == "websocket protocol error");
+    CHECK(std::string(end_reason_label(EndReason::protocol_error)) == "protocol_error");
 }
 
 TEST_CASE("SessionEnding keeps the first cause and grants the end once under races") {

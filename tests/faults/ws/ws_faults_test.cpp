@@ -1,0 +1,378 @@
+// Hostile and broken realtime clients against the real server: messages over
+// socket.max_message_size_bytes (one frame, or fragments adding up), frames RFC 6455 forbids, a
+// binary frame on a format=json socket, text that is not UTF-8 or not an envelope, and a client
+// that never answers pings. Each gets its documented close code and session_end reason (read
+// from the event archive plugin, a session_end handler), is counted in
+// socket_ws_closed{reason}, and the server keeps serving sockets and REST requests.
+// Fragmented messages within the limit are reassembled and answered.
+#include <doctest/doctest.h>
+#include <poll.h>
+#include <rapidjson/document.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "security_support.hpp"
+#include "support/wait.hpp"
+
+using namespace nk::test;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr auto kSafety = 20s;  // safety net only; nothing here measures time
+constexpr std::size_t kMaxMessage = 1024;
+
+// Frame bits.
+constexpr unsigned char kFin = 0x80, kRsv1 = 0x40;
+constexpr unsigned char kContinuation = 0x0, kText = 0x1, kBinary = 0x2, kClose = 0x8,
+                        kPing = 0x9, kPong = 0xA;
+
+// One frame as a client writes it: `first` is FIN/RSV/opcode; masked unless told otherwise.
+std::string frame(unsigned char first, const std::string& payload, bool masked = true) {
+    std::string out(1, static_cast<char>(first));
+    const unsigned char mask_bit = masked ? 0x80 : 0x00;
+    const std::uint64_t n = payload.size();
+    if (n < 126) {
+        out += static_cast<char>(mask_bit | n);
+    } else if (n <= 0xffff) {
+        out += static_cast<char>(mask_bit | 126);
+        out += static_cast<char>(n >> 8);
+        out += static_cast<char>(n & 0xff);
+    } else {
+        out += static_cast<char>(mask_bit | 127);
+        for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((n >> shift) & 0xff);
+    }
+    if (!masked) return out + payload;
+    const char key[4] = {0x37, 0x5a, 0x11, 0x6c};
+    out.append(key, 4);
+    for (std::size_t i = 0; i < payload.size(); ++i) out += static_cast<char>(payload[i] ^ key[i % 4]);
+    return out;
+}
+
+struct Frame {
+    int opcode = -1;  // -1: the connection ended (or the safety net ran out) first
+    std::string payload;
+};
+
+struct Close {
+    int code = 0;  // 1005 when the close frame carried no code
+    std::string reason;
+};
+
+// A WebSocket client over a raw connection: writes exactly the frames given, reads the server's
+// (unmasked) frames. It answers nothing on its own, server pings included.
+class WsClient {
+public:
+    WsClient(std::uint16_t port, const std::string& token) : conn_(port) {
+        REQUIRE(conn_.send("GET /ws?format=json&token=" + token +
+                           " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n"));
+        const auto deadline = std::chrono::steady_clock::now() + kSafety;
+        std::size_t end = std::string::npos;
+        while ((end = in_.find("\r\n\r\n")) == std::string::npos && fill(deadline)) {
+        }
+        REQUIRE_MESSAGE(end != std::string::npos, "no upgrade answer: " << in_);
+        REQUIRE_MESSAGE(in_.compare(0, 12, "HTTP/1.1 101") == 0, in_);
+        in_.erase(0, end + 4);
+    }
+
+    // False when the server had already closed or reset the connection.
+    bool send(const std::string& bytes) { return conn_.send(bytes); }
+    void send_text(const std::string& text) { REQUIRE(send(frame(kFin | kText, text))); }
+
+    // The next data or close frame; server pings are skipped (and not answered) unless wanted.
+    Frame next(bool want_pings = false) {
+        const auto deadline = std::chrono::steady_clock::now() + kSafety;
+        for (;;) {
+            if (auto f = parse()) {
+                if (!want_pings && (f->opcode == kPing || f->opcode == kPong)) continue;
+                return *f;
+            }
+            if (!fill(deadline)) return {};
+        }
+    }
+
+    // A ping envelope answered with its pong.
+    bool answers_ping(const std::string& cid) {
+        send_text(R"({"cid":")" + cid + R"(","ping":{}})");
+        const Frame f = next();
+        return f.opcode == kText && f.payload == R"({"cid":")" + cid + R"(","pong":{}})";
+    }
+
+    // Reads to the server's close frame (data frames before it are skipped), then answers it as
+    // a client must and closes its side. nullopt when the connection ended without one.
+    std::optional<Close> close_frame() {
+        for (;;) {
+            const Frame f = next();
+            if (f.opcode == -1) return std::nullopt;
+            if (f.opcode != kClose) continue;
+            Close c;
+            if (f.payload.size() < 2) {
+                c.code = 1005;
+            } else {
+                c.code = (static_cast<unsigned char>(f.payload[0]) << 8) |
+                         static_cast<unsigned char>(f.payload[1]);
+                c.reason = f.payload.substr(2);
+            }
+            (void)send(frame(kFin | kClose, f.payload.substr(0, 2)));
+            conn_.shutdown_write();
+            return c;
+        }
+    }
+
+    // True once the server has closed the TCP connection.
+    bool closed_by_server() {
+        const auto deadline = std::chrono::steady_clock::now() + kSafety;
+        while (fill(deadline)) in_.clear();
+        return std::chrono::steady_clock::now() < deadline;
+    }
+
+private:
+    bool fill(std::chrono::steady_clock::time_point deadline) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return false;
+        pollfd p{conn_.fd(), POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+        char buf[4096];
+        const ssize_t n = ::recv(conn_.fd(), buf, sizeof buf, 0);
+        if (n <= 0) return false;
+        in_.append(buf, static_cast<std::size_t>(n));
+        return true;
+    }
+
+    std::optional<Frame> parse() {
+        if (in_.size() < 2) return std::nullopt;
+        const auto b0 = static_cast<unsigned char>(in_[0]);
+        const auto b1 = static_cast<unsigned char>(in_[1]);
+        REQUIRE_MESSAGE((b1 & 0x80) == 0, "the server masked a frame");
+        std::size_t header = 2;
+        std::size_t len = b1 & 0x7F;
+        if (len == 126) {
+            if (in_.size() < 4) return std::nullopt;
+            len = (static_cast<unsigned char>(in_[2]) << 8) | static_cast<unsigned char>(in_[3]);
+            header = 4;
+        } else if (len == 127) {
+            FAIL("unexpectedly large frame");
+        }
+        if (in_.size() < header + len) return std::nullopt;
+        Frame f{b0 & 0x0F, in_.substr(header, len)};
+        in_.erase(0, header + len);
+        return f;
+    }
+
+    RawConnection conn_;
+    std::string in_;
+};
+
+// A server with the event archive recording every session_end to a file.
+class Server {
+public:
+    explicit Server(std::vector<std::string> extra = {}) : host_(args(dir_, std::move(extra))) {}
+
+    Nkhost& host() { return host_; }
+
+    // A new user's session token and user id.
+    std::pair<std::string, std::string> user(const std::string& device) {
+        const std::string token = host_.device_token(device);
+        auto c = host_.client();
+        c->set_bearer_token_auth(token);
+        auto res = c->Get("/v2/account");
+        REQUIRE(res);
+        REQUIRE(res->status == 200);
+        rapidjson::Document d;
+        d.Parse(res->body.c_str());
+        REQUIRE((d.IsObject() && d.HasMember("user") && d["user"]["id"].IsString()));
+        return {token, d["user"]["id"].GetString()};
+    }
+
+    // The reason of the user's session_end once the archive has it; nullopt if it never came.
+    std::optional<std::string> session_end_reason(const std::string& user_id) {
+        std::optional<std::string> reason;
+        wait_until([&] { return (reason = find_session_end(user_id)).has_value(); }, kSafety);
+        return reason;
+    }
+
+    double closed(const std::string& label) {
+        return host_.metric("nkhost_socket_ws_closed", {"reason=\"" + label + "\""});
+    }
+
+    // A fresh socket answers a ping envelope and a REST request answers 200.
+    bool still_serves(const std::string& token) {
+        WsClient healthy(host_.port(), token);
+        if (!healthy.answers_ping("alive")) return false;
+        auto c = host_.client();
+        c->set_bearer_token_auth(token);
+        auto res = c->Get("/v2/account");
+        return res && res->status == 200;
+    }
+
+private:
+    static std::vector<std::string> args(const TempDir& dir, std::vector<std::string> extra) {
+        const fs::path modules = dir.path() / "modules";
+        fs::create_directories(modules);
+        fs::copy_file(build_dir() / "plugins" / "event_archive.so", modules / "event_archive.so");
+        std::vector<std::string> out = {
+            "--runtime.path", modules.string(), "--runtime.env",
+            "EVENT_ARCHIVE_PATH=" + (dir.path() / "events.jsonl").string(),
+            "--socket.max_message_size_bytes", std::to_string(kMaxMessage)};
+        out.insert(out.end(), extra.begin(), extra.end());
+        return out;
+    }
+
+    std::optional<std::string> find_session_end(const std::string& user_id) {
+        const fs::path file = dir_.path() / "events.jsonl";
+        std::error_code ec;
+        if (!fs::exists(file, ec)) return std::nullopt;
+        const std::string text = read_file(file);
+        std::string::size_type start = 0;
+        for (auto end = text.find('\n'); end != std::string::npos;
+             start = end + 1, end = text.find('\n', start)) {
+            rapidjson::Document d;
+            d.Parse(text.data() + start, end - start);
+            if (d.HasParseError() || !d.IsObject() || !d["name"].IsString() ||
+                std::string(d["name"].GetString()) != "session_end" || !d["user_id"].IsString() ||
+                user_id != d["user_id"].GetString())
+                continue;
+            const auto& props = d["properties"];
+            if (props.IsObject() && props.HasMember("reason") && props["reason"].IsString())
+                return std::string(props["reason"].GetString());
+        }
+        return std::nullopt;
+    }
+
+    TempDir dir_;
+    Nkhost host_;
+};
+
+struct Expected {
+    int code;                // the close code the client reads
+    std::string close_text;  // the close frame's reason text
+    std::string reason;      // session_end's reason
+    std::string label;       // socket_ws_closed{reason}
+};
+
+// Opens a socket for a new user, sends `bytes`, and checks the close, session_end, the metric,
+// and that the server still serves others.
+void check_fault(Server& s, const std::string& name, const std::string& bytes, const Expected& e) {
+    CAPTURE(name);
+    auto [token, user_id] = s.user("ws-fault-" + name);
+    const double before = s.closed(e.label);
+    {
+        WsClient c(s.host().port(), token);
+        REQUIRE(c.answers_ping("before"));
+        (void)c.send(bytes);  // the server may close before it has read everything
+        const auto close = c.close_frame();
+        REQUIRE_MESSAGE(close.has_value(), "no close frame");
+        CHECK(close->code == e.code);
+        CHECK(close->reason == e.close_text);
+        CHECK(c.closed_by_server());
+    }
+    CHECK(s.session_end_reason(user_id) == e.reason);
+    CHECK(wait_until([&] { return s.closed(e.label) == before + 1; }, kSafety));
+    CHECK(s.still_serves(token));
+}
+
+}  // namespace
+
+TEST_CASE("hostile frames get their close code and session_end reason; the server keeps serving") {
+    Server s;
+    const Expected too_big{1009, "", "message too big", "message_too_big"};
+    const Expected protocol{1002, "", "websocket protocol error", "protocol_error"};
+    const Expected malformed{1000, "received malformed payload", "received malformed payload",
+                             "malformed_payload"};
+    const std::string ping = R"({"cid":"1","ping":{}})";
+    const std::string half(kMaxMessage / 2 + 100, 'a');
+    struct Case {
+        std::string name, bytes;
+        Expected expected;
+    };
+    const std::vector<Case> cases = {
+        // One frame over socket.max_message_size_bytes.
+        {"big-frame",
+         frame(kFin | kText, R"({"cid":")" + std::string(kMaxMessage, 'a') + R"(","ping":{}})"),
+         too_big},
+        // Fragments that add up to more than socket.max_message_size_bytes.
+        {"big-fragments",
+         frame(kText, R"({"cid":")" + half) + frame(kContinuation, half) +
+             frame(kFin | kContinuation, R"(","ping":{}})"),
+         too_big},
+        // A binary frame on a format=json socket (Nakama disconnects with this reason).
+        {"binary", frame(kFin | kBinary, ping),
+         {1000, "received unexpected WebSocket message type",
+          "received unexpected WebSocket message type", "unexpected_message_type"}},
+        // Frames RFC 6455 forbids.
+        {"unmasked", frame(kFin | kText, ping, false), protocol},
+        {"reserved-bit", frame(kFin | kRsv1 | kText, ping), protocol},
+        {"unknown-opcode", frame(kFin | 0x3, "x"), protocol},
+        {"big-control-frame", frame(kFin | kPing, std::string(126, 'p')), protocol},
+        {"fragmented-control-frame", frame(kPing, "p"), protocol},
+        {"stray-continuation", frame(kFin | kContinuation, "x"), protocol},
+        {"text-then-text", frame(kText, "{") + frame(kFin | kText, "}"), protocol},
+        // Text that is not UTF-8: the WebSocket layer closes with 1007.
+        {"not-utf8", frame(kFin | kText, "{\"cid\":\"\xff\xfe\",\"ping\":{}}"),
+         {1007, "", "received malformed payload", "malformed_payload"}},
+        // UTF-8 text that is not an envelope: closed like Nakama, 1000 with the reason as text.
+        {"not-json", frame(kFin | kText, "{not json"), malformed},
+        {"wrong-shape", frame(kFin | kText, R"({"cid":"1","ping":1})"), malformed},
+    };
+    for (const auto& c : cases) check_fault(s, c.name, c.bytes, c.expected);
+}
+
+TEST_CASE("fragmented messages within the limit are reassembled and answered") {
+    Server s;
+    auto [token, user_id] = s.user("ws-fragments");
+    WsClient c(s.host().port(), token);
+    // Three fragments, with a ping control frame between two of them (RFC 6455 allows it).
+    REQUIRE(c.send(frame(kText, R"({"cid":)") + frame(kContinuation, R"("frag",)") +
+                   frame(kFin | kPing, "hello") + frame(kFin | kContinuation, R"("ping":{}})")));
+    Frame pong = c.next(true);
+    CHECK(pong.opcode == kPong);
+    CHECK(pong.payload == "hello");
+    Frame answer = c.next();
+    CHECK(answer.opcode == kText);
+    CHECK(answer.payload == R"({"cid":"frag","pong":{}})");
+
+    // A message of exactly socket.max_message_size_bytes, in fragments, is answered too.
+    const std::string head = R"({"cid":")", tail = R"(","ping":{}})";
+    const std::string cid(kMaxMessage - head.size() - tail.size(), 'c');
+    REQUIRE(c.send(frame(kText, head) + frame(kContinuation, cid.substr(0, cid.size() / 2)) +
+                   frame(kFin | kContinuation, cid.substr(cid.size() / 2) + tail)));
+    answer = c.next();
+    CHECK(answer.opcode == kText);
+    CHECK(answer.payload == R"({"cid":")" + cid + R"(","pong":{}})");
+    CHECK(c.answers_ping("still-open"));
+    CHECK(s.closed("message_too_big") == 0);
+    CHECK(s.still_serves(token));
+}
+
+TEST_CASE("a client that never answers pings is closed with pong timeout") {
+    // The server pings every 200 ms and waits 1 s for any traffic; the silent client answers
+    // neither the pings nor the close frame, so the connection is dropped after close_ack_wait_ms.
+    Server s({"--socket.ping_period_ms", "200", "--socket.pong_wait_ms", "1000",
+              "--socket.write_wait_ms", "1000", "--socket.close_ack_wait_ms", "500"});
+    auto [token, user_id] = s.user("ws-silent-client");
+    const double before = s.closed("pong_timeout");
+    WsClient silent(s.host().port(), token);
+    bool pinged = false;
+    Frame f;
+    while ((f = silent.next(true)).opcode == kPing) pinged = true;
+    CHECK(pinged);
+    REQUIRE(f.opcode == kClose);
+    REQUIRE(f.payload.size() >= 2);
+    CHECK(((static_cast<unsigned char>(f.payload[0]) << 8) | static_cast<unsigned char>(f.payload[1])) ==
+          1000);
+    CHECK(f.payload.substr(2) == "pong timeout");
+    CHECK(silent.closed_by_server());
+    CHECK(s.session_end_reason(user_id) == "pong timeout");
+    CHECK(wait_until([&] { return s.closed("pong_timeout") == before + 1; }, kSafety));
+    CHECK(s.still_serves(token));
+}
