@@ -118,6 +118,60 @@ class NatsServer {
     pid_t pid_ = -1;
 };
 
+// A program run in the background with stdout and stderr in files of its own.
+class Program {
+  public:
+    explicit Program(std::vector<std::string> args) {
+        const std::string out = (dir_.path() / "stdout").string();
+        const std::string err = (dir_.path() / "stderr").string();
+        std::vector<char*> argv;
+        for (auto& a : args)
+            argv.push_back(a.data());
+        argv.push_back(nullptr);
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                         0644);
+        posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                         0644);
+        const int rc = posix_spawn(&pid_, args[0].c_str(), &actions, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&actions);
+        if (rc != 0)
+            throw std::runtime_error("cannot start " + args[0]);
+    }
+    ~Program() {
+        if (pid_ > 0)
+            stop(SIGKILL);
+    }
+    Program(const Program&) = delete;
+    Program& operator=(const Program&) = delete;
+
+    std::string out() const { return read_file(dir_.path() / "stdout"); }
+    std::string err() const { return read_file(dir_.path() / "stderr"); }
+    // Sends `signal` and waits (bounded); the exit status, 128+signal when killed by one, -1
+    // when it did not exit in time.
+    int stop(int signal) {
+        if (pid_ <= 0)
+            return -1;
+        ::kill(pid_, signal);
+        int status = 0;
+        const bool exited = wait_until(
+            [&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, std::chrono::seconds(30));
+        if (!exited) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, &status, 0);
+        }
+        pid_ = -1;
+        if (!exited)
+            return -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+
+  private:
+    TempDir dir_;
+    pid_t pid_ = -1;
+};
+
 // One message read from the stream.
 struct StreamMessage {
     std::string subject;
