@@ -68,6 +68,7 @@ constexpr auto kIdle = std::chrono::milliseconds(100);  // the publisher's longe
 constexpr auto kStreamRetry = std::chrono::seconds(1);
 constexpr auto kLogInterval = std::chrono::seconds(10);
 constexpr auto kCloseWait = std::chrono::seconds(2);
+constexpr int kMaxRejections = 5;
 
 nk::Error read_positive(const nk::Context& ctx, const char* key, std::uint64_t& out,
                         std::uint64_t max = INT32_MAX) {
@@ -161,8 +162,17 @@ nk::Error read_config(const nk::Context& ctx, Config& c) {
 // ---- subjects --------------------------------------------------------------------------------
 
 // An event name as one subject token: '.', '*', '>', whitespace and control characters become
-// '_' (a '.' would split the token, '*' and '>' are wildcards); an empty name is "_".
+// '_' (a '.' would split the token, '*' and '>' are wildcards); an empty name is "_"; a name
+// longer than kMaxTokenBytes is cut there (at a UTF-8 character boundary): NATS refuses a
+// protocol line over 4 KiB, and one too long would close the connection.
+constexpr std::size_t kMaxTokenBytes = 256;
 std::string subject_token(std::string_view name) {
+    if (name.size() > kMaxTokenBytes) {
+        std::size_t cut = kMaxTokenBytes;
+        while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80)
+            --cut;  // name[cut] continues a character: cut before it
+        name = name.substr(0, cut);
+    }
     std::string out(name);
     for (char& c : out) {
         const auto u = static_cast<unsigned char>(c);
@@ -304,6 +314,7 @@ class Publisher {
             left = queue_.size() + inflight_.size();
             queue_.clear();
             inflight_.clear();
+            rejections_.clear();
         }
         report();
         if (left > 0) {
@@ -322,6 +333,18 @@ class Publisher {
     // nats_Close()). Waits, bounded, for libnats' closed callback so none of our callbacks runs
     // after this returns.
     void destroy_connection() {
+        if (js_ != nullptr) {
+            // libnats calls the ack handler only for publishes it still tracks: take them all
+            // back (they were counted above), then wait until handlers already running
+            // returned (libnats counts a publish as pending until its handler returned).
+            natsMsgList pending{};
+            if (js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK)
+                natsMsgList_Destroy(&pending);
+            jsPubOptions po;
+            jsPubOptions_Init(&po);
+            po.MaxWait = std::chrono::milliseconds(kCloseWait).count();
+            js_PublishAsyncComplete(js_, &po);
+        }
         if (conn_ != nullptr) {
             natsConnection_Close(conn_);
             std::unique_lock lock(mutex_);
@@ -402,6 +425,8 @@ class Publisher {
             report();
             if (!connected())
                 continue;  // libnats reconnects; events wait in the queue
+            if (recheck_stream_.exchange(false))
+                stream_ready_ = false;
             if (!stream_ready_) {
                 const auto now = Clock::now();
                 if (now < next_stream_try)
@@ -454,6 +479,14 @@ class Publisher {
             if (s == NATS_OK)
                 s = js_PublishMsgAsync(js_, &msg, nullptr);
             natsMsg_Destroy(msg);  // no-op when libnats took it
+            if (s == NATS_MAX_PAYLOAD) {
+                // Larger than the server's max_payload: it can never be sent. Dropped, counted.
+                std::lock_guard lock(mutex_);
+                inflight_.erase(item.id);
+                dropped_rejected_.fetch_add(1, std::memory_order_relaxed);
+                last_nack_ = "payload larger than the NATS server's max_payload";
+                continue;
+            }
             if (s != NATS_OK) {
                 // Not sent (disconnected meanwhile, reconnect buffer full): this and the rest
                 // of the batch go back to the front of the queue, in order.
@@ -554,6 +587,13 @@ class Publisher {
             (void)n;
             logger_.Info("jetstream: reconnected to NATS");
         }
+        if (const auto n = dropped_rejected_.exchange(0, std::memory_order_relaxed)) {
+            nk_.MetricsCounterAdd("jetstream_events_dropped", {{"reason", "rejected"}},
+                                  static_cast<std::int64_t>(n));
+            logger_.Error("jetstream: %llu events dropped, refused by NATS %d times (last: %s)",
+                          static_cast<unsigned long long>(n), kMaxRejections,
+                          last_nack_text().c_str());
+        }
         const auto dropped = dropped_full_.exchange(0, std::memory_order_relaxed);
         if (dropped > 0) {
             nk_.MetricsCounterAdd("jetstream_events_dropped", {{"reason", "buffer_full"}},
@@ -609,19 +649,37 @@ class Publisher {
                 // comes from the earlier copy, and the queued one is stored once (same id).
                 if (self->inflight_.erase(item.id) > 0) {
                     if (pa != nullptr) {
+                        self->rejections_.erase(item.id);
                         self->acked_.fetch_add(1, std::memory_order_relaxed);
                     } else {
                         if (pae != nullptr && pae->ErrText != nullptr)
                             self->last_nack_ = pae->ErrText;
-                        self->queue_.push_front(std::move(item));
-                        self->nacks_.fetch_add(1, std::memory_order_relaxed);
-                        self->backoff_.store(true);
+                        self->nack(std::move(item), pae);
                     }
                 }
             }
             self->wake_.notify_one();
         }
         natsMsg_Destroy(msg);
+    }
+
+    // A refused publish (under mutex_). No responders (JetStream restarting) and timeouts are
+    // retried for ever; an error JetStream answered with (a message over the stream's size
+    // limit, a missing stream) kMaxRejections times for the same event drops it, counted: it
+    // would otherwise hold the queue for good.
+    void nack(Item item, const jsPubAckErr* pae) {
+        backoff_.store(true);
+        // No responders: JetStream is not up yet, or no stream takes the subject (deleted under
+        // us); a missing stream is created again.
+        if (pae != nullptr && (pae->ErrCode == JSStreamNotFoundErr || pae->Err == NATS_NO_RESPONDERS))
+            recheck_stream_.store(true);
+        if (pae != nullptr && pae->ErrCode != 0 && ++rejections_[item.id] >= kMaxRejections) {
+            rejections_.erase(item.id);
+            dropped_rejected_.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        queue_.push_front(std::move(item));
+        nacks_.fetch_add(1, std::memory_order_relaxed);
     }
 
     static void on_disconnected(natsConnection*, void* closure) {
@@ -666,13 +724,16 @@ class Publisher {
     std::condition_variable wake_;
     std::deque<Item> queue_;  // to send, retries first
     std::unordered_map<std::string, Clock::time_point> inflight_;  // id -> when sent
+    std::unordered_map<std::string, int> rejections_;              // id -> JetStream errors
     bool stopping_ = false;
     bool closed_ = false;
     Clock::time_point drain_deadline_{};
     std::string last_nack_;
 
     std::atomic<std::uint64_t> acked_{0}, retries_{0}, nacks_{0}, publish_errors_{0};
-    std::atomic<std::uint64_t> dropped_full_{0}, disconnects_{0}, reconnects_{0};
+    std::atomic<std::uint64_t> dropped_full_{0}, dropped_rejected_{0}, disconnects_{0},
+        reconnects_{0};
+    std::atomic<bool> recheck_stream_{false};
     std::atomic<Clock::rep> last_reconnect_{0};
     std::atomic<bool> backoff_{false};
     std::atomic<bool> callbacks_open_{true};
