@@ -236,7 +236,10 @@ class Publisher {
         if (s == NATS_OK)
             s = natsOptions_SetTimeout(opts_, 2000);
         if (s == NATS_OK)
-            s = natsOptions_SetRetryOnFailedConnect(opts_, true, nullptr, nullptr);
+            // With a connected callback the first connect is asynchronous: InitModule never
+            // waits for a server that is down (without one, libnats would block here until the
+            // server comes up).
+            s = natsOptions_SetRetryOnFailedConnect(opts_, true, &Publisher::on_reconnected, this);
         if (s == NATS_OK)
             s = natsOptions_SetDisconnectedCB(opts_, &Publisher::on_disconnected, this);
         if (s == NATS_OK)
@@ -338,7 +341,8 @@ class Publisher {
             // back (they were counted above), then wait until handlers already running
             // returned (libnats counts a publish as pending until its handler returned).
             natsMsgList pending{};
-            if (js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK)
+            // (libnats 3.4 crashes on a context that never published asynchronously.)
+            if (published_any_ && js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK)
                 natsMsgList_Destroy(&pending);
             jsPubOptions po;
             jsPubOptions_Init(&po);
@@ -476,8 +480,10 @@ class Publisher {
                                           static_cast<int>(item.payload.size()));
             if (s == NATS_OK)
                 s = natsMsgHeader_Set(msg, "Nats-Msg-Id", item.id.c_str());
-            if (s == NATS_OK)
+            if (s == NATS_OK) {
+                published_any_ = true;
                 s = js_PublishMsgAsync(js_, &msg, nullptr);
+            }
             natsMsg_Destroy(msg);  // no-op when libnats took it
             if (s == NATS_MAX_PAYLOAD) {
                 // Larger than the server's max_payload: it can never be sent. Dropped, counted.
@@ -718,6 +724,7 @@ class Publisher {
     natsConnection* conn_ = nullptr;
     jsCtx* js_ = nullptr;
     bool stream_ready_ = false;  // publisher thread (and connect(), before it starts)
+    bool published_any_ = false;  // publisher thread; read after it was joined
     std::thread thread_;
 
     std::mutex mutex_;  // guards everything below up to the atomics

@@ -33,7 +33,8 @@ const std::string kDropped = "studio_custom_jetstream_events_dropped";
 fs::path modules_dir(const TempDir& dir, bool with_archive) {
     const fs::path modules = dir.path() / "modules-under-test";
     fs::create_directories(modules);
-    fs::copy_file(build_dir() / "plugins" / "jetstream.so", modules / "jetstream.so");
+    fs::copy_file(build_dir() / "plugins" / "jetstream.so", modules / "jetstream.so",
+                  fs::copy_options::overwrite_existing);
     if (with_archive)
         fs::copy_file(build_dir() / "plugins" / "event_archive.so", modules / "event_archive.so");
     return modules;
@@ -265,4 +266,84 @@ TEST_CASE("a hot reload of jetstream.so keeps publishing, nothing lost or duplic
     CHECK(r.ns == acked);
     CHECK(server.output().find("generation 1 retired") != std::string::npos);
     CHECK(server.process().stop(SIGTERM) == 0);
+}
+
+TEST_CASE("NATS down at startup: the server starts, events wait in the buffer and arrive later") {
+    NatsServer nats(false);
+    TempDir dir;
+    Nkhost server({"--runtime.path", modules_dir(dir, false).string(), "--runtime.env",
+                   "JETSTREAM_URL=" + nats.url(), "--metrics.prefix", "studio"});
+    CHECK(server.output().find("not reachable yet") != std::string::npos);
+    const std::string token = server.device_token("jetstream-device-0004");
+    const int total = 50;
+    for (int i = 0; i < total; ++i)
+        REQUIRE(post_event(server, token, "\"load\"", i) == 200);
+    CHECK(wait_until([&] { return server.metric("studio_custom_jetstream_events_buffered") == total; },
+                     60s));
+    CHECK(server.metric(kPublished) == 0);
+
+    nats.start();  // the stream does not exist yet: the plugin creates it once connected
+    CHECK(wait_until([&] { return server.metric(kPublished) == total; }, 60s));
+    CHECK(server.metric(kDropped) == 0);
+    NatsClient client(nats.url());
+    const Read r = read_stream(client, "late-reader");
+    CHECK(r.all_valid);
+    CHECK(r.ns.size() == static_cast<std::size_t>(total));
+    CHECK(server.process().stop(SIGTERM) == 0);
+}
+
+TEST_CASE("an event JetStream keeps refusing is dropped and counted, and does not block the rest") {
+    NatsServer nats;
+    {
+        // A stream made by the operator, with a small maximum message size.
+        NatsClient admin(nats.url());
+        const char* subjects[] = {"nkhost.events.>"};
+        jsStreamConfig cfg;
+        jsStreamConfig_Init(&cfg);
+        cfg.Name = "NKHOST_EVENTS";
+        cfg.Subjects = subjects;
+        cfg.SubjectsLen = 1;
+        cfg.MaxMsgSize = 1024;
+        jsStreamInfo* si = nullptr;
+        REQUIRE(js_AddStream(&si, admin.js(), &cfg, nullptr, nullptr) == NATS_OK);
+        jsStreamInfo_Destroy(si);
+    }
+    TempDir dir;
+    Nkhost server({"--runtime.path", modules_dir(dir, false).string(), "--runtime.env",
+                   "JETSTREAM_URL=" + nats.url(), "--metrics.prefix", "studio"});
+    const std::string token = server.device_token("jetstream-device-0005");
+    auto c = server.client();
+    c->set_bearer_token_auth(token);
+    const std::string big(4000, 'x');
+    REQUIRE(c->Post("/v2/event", "{\"name\":\"load\",\"properties\":{\"n\":\"1000\",\"pad\":\"" +
+                                     big + "\"}}",
+                    "application/json")
+                ->status == 200);
+    const int small = 20;
+    for (int i = 0; i < small; ++i)
+        REQUIRE(post_event(server, token, "\"load\"", i) == 200);
+
+    CHECK(wait_until([&] { return server.metric(kPublished) + server.metric(kDropped) == small + 1; },
+                     60s));
+    CHECK(server.metric(kPublished) == small);
+    CHECK(server.metric(kDropped, {"reason=\"rejected\""}) == 1);
+    CHECK(server.process().wait_for_output("refused by NATS", 30s));
+    NatsClient client(nats.url());
+    const Read r = read_stream(client, "small-reader");
+    CHECK(r.ns.size() == static_cast<std::size_t>(small));
+    CHECK(r.ns.count(1000) == 0);
+    CHECK(server.process().stop(SIGTERM) == 0);
+}
+
+TEST_CASE("a bad setting refuses the module, naming the key") {
+    TempDir dir;
+    const auto res = run_nkhost({"check", "--runtime.path", modules_dir(dir, false).string(),
+                                 "--runtime.env", "JETSTREAM_RETENTION=forever"});
+    CHECK(res.exit_code != 0);
+    CHECK(res.output.find("JETSTREAM_RETENTION must be limits, workqueue or interest") !=
+          std::string::npos);
+    const auto prefix = run_nkhost({"check", "--runtime.path", modules_dir(dir, false).string(),
+                                    "--runtime.env", "JETSTREAM_SUBJECT_PREFIX=game.*"});
+    CHECK(prefix.exit_code != 0);
+    CHECK(prefix.output.find("JETSTREAM_SUBJECT_PREFIX") != std::string::npos);
 }

@@ -39,7 +39,11 @@ inline std::string nats_server_binary() {
 // port and the storage (a restart).
 class NatsServer {
   public:
-    NatsServer() : port_(free_port()) { start(); }
+    // Started unless `start_now` is false (then start() later: a server that comes up late).
+    explicit NatsServer(bool start_now = true) : port_(free_port()) {
+        if (start_now)
+            start();
+    }
     ~NatsServer() { stop(); }
     NatsServer(const NatsServer&) = delete;
     NatsServer& operator=(const NatsServer&) = delete;
