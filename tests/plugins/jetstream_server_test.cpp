@@ -265,6 +265,21 @@ TEST_CASE("a hot reload of jetstream.so keeps publishing, nothing lost or duplic
     CHECK(r.copies_by_id.size() == acked.size());
     CHECK(r.ns == acked);
     CHECK(server.output().find("generation 1 retired") != std::string::npos);
+
+    // Removed (unloaded: no generation of the plugin left, libnats stays loaded with its
+    // threads), then put back: the new generation connects and publishes with the same libnats.
+    fs::remove(modules / "jetstream.so");
+    CHECK(wait_until([&] { return server.metric(generation, jetstream) == 0; }, 60s));
+    CHECK(wait_until([&] { return server.metric("studio_module_generations_retiring") == 0; },
+                     60s));
+    CHECK(server.client()->Get("/healthcheck")->status == 200);
+    rename_over(modules / "jetstream.so", original);
+    CHECK(wait_until([&] { return server.metric(generation, jetstream) > 0; }, 60s));
+    const std::string token = server.device_token("jetstream-device-0006");
+    for (int i = 0; i < 20; ++i)
+        REQUIRE(post_event(server, token, "\"load\"", 100000 + i) == 200);
+    CHECK(wait_until([&] { return server.metric(kPublished) == acked.size() + 20; }, 60s));
+    CHECK(client.stream_messages("NKHOST_EVENTS") == acked.size() + 20);
     CHECK(server.process().stop(SIGTERM) == 0);
 }
 
