@@ -251,9 +251,10 @@ class Publisher {
 
         s = natsConnection_Connect(&conn_, opts_);
         if (s == NATS_NOT_YET_CONNECTED) {
-            logger_.Warn("jetstream: NATS at %s not reachable yet; retrying in the background, "
-                         "events are buffered meanwhile",
-                         config_.servers.front().c_str());
+            logger_.Warn(
+                "jetstream: NATS at %s not reachable yet; retrying in the background, "
+                "events are buffered meanwhile",
+                config_.servers.front().c_str());
         } else if (s != NATS_OK) {
             return nk::Error::Internal("jetstream: cannot connect to " + config_.servers.front() +
                                        ": " + status_text(s));
@@ -281,7 +282,6 @@ class Publisher {
     void start() {
         thread_ = std::thread([this] { run(); });
     }
-
 
     // Called by the event handlers, on any worker. Never waits for NATS.
     void add(const nk::Context& ctx, const nk::Event& evt) {
@@ -323,10 +323,11 @@ class Publisher {
         if (left > 0) {
             nk_.MetricsCounterAdd("jetstream_events_dropped", {{"reason", "shutdown"}},
                                   static_cast<std::int64_t>(left));
-            logger_.Warn("jetstream: %llu events not acknowledged within JETSTREAM_DRAIN_MS "
-                         "(%llu ms) at shutdown, counted as dropped",
-                         static_cast<unsigned long long>(left),
-                         static_cast<unsigned long long>(config_.drain_ms));
+            logger_.Warn(
+                "jetstream: %llu events not acknowledged within JETSTREAM_DRAIN_MS "
+                "(%llu ms) at shutdown, counted as dropped",
+                static_cast<unsigned long long>(left),
+                static_cast<unsigned long long>(config_.drain_ms));
         }
         destroy_connection();
     }
@@ -561,8 +562,8 @@ class Publisher {
         ++errors_since_log_;
         if (last_error_log_ != Clock::time_point{} && now - last_error_log_ < kLogInterval)
             return;
-        logger_.Warn("jetstream: %s (%llu errors since the last report); retrying",
-                     what.c_str(), static_cast<unsigned long long>(errors_since_log_));
+        logger_.Warn("jetstream: %s (%llu errors since the last report); retrying", what.c_str(),
+                     static_cast<unsigned long long>(errors_since_log_));
         last_error_log_ = now;
         errors_since_log_ = 0;
     }
@@ -585,9 +586,10 @@ class Publisher {
             nk_.MetricsCounterAdd("jetstream_publish_errors", {}, static_cast<std::int64_t>(n));
         if (const auto n = disconnects_.exchange(0, std::memory_order_relaxed)) {
             nk_.MetricsCounterAdd("jetstream_disconnects", {}, static_cast<std::int64_t>(n));
-            logger_.Warn("jetstream: disconnected from NATS; reconnecting, events are buffered "
-                         "(JETSTREAM_BUFFER %llu)",
-                         static_cast<unsigned long long>(config_.buffer));
+            logger_.Warn(
+                "jetstream: disconnected from NATS; reconnecting, events are buffered "
+                "(JETSTREAM_BUFFER %llu)",
+                static_cast<unsigned long long>(config_.buffer));
         }
         if (const auto n = reconnects_.exchange(0, std::memory_order_relaxed)) {
             (void)n;
@@ -607,10 +609,11 @@ class Publisher {
             dropped_since_log_ += dropped;
             const auto now = Clock::now();
             if (last_drop_log_ == Clock::time_point{} || now - last_drop_log_ >= kLogInterval) {
-                logger_.Warn("jetstream: %llu events dropped, the buffer (JETSTREAM_BUFFER %llu) "
-                             "was full",
-                             static_cast<unsigned long long>(dropped_since_log_),
-                             static_cast<unsigned long long>(config_.buffer));
+                logger_.Warn(
+                    "jetstream: %llu events dropped, the buffer (JETSTREAM_BUFFER %llu) "
+                    "was full",
+                    static_cast<unsigned long long>(dropped_since_log_),
+                    static_cast<unsigned long long>(config_.buffer));
                 last_drop_log_ = now;
                 dropped_since_log_ = 0;
             }
@@ -677,7 +680,8 @@ class Publisher {
         backoff_.store(true);
         // No responders: JetStream is not up yet, or no stream takes the subject (deleted under
         // us); a missing stream is created again.
-        if (pae != nullptr && (pae->ErrCode == JSStreamNotFoundErr || pae->Err == NATS_NO_RESPONDERS))
+        if (pae != nullptr &&
+            (pae->ErrCode == JSStreamNotFoundErr || pae->Err == NATS_NO_RESPONDERS))
             recheck_stream_.store(true);
         if (pae != nullptr && pae->ErrCode != 0 && ++rejections_[item.id] >= kMaxRejections) {
             rejections_.erase(item.id);
@@ -723,13 +727,13 @@ class Publisher {
     natsOptions* opts_ = nullptr;
     natsConnection* conn_ = nullptr;
     jsCtx* js_ = nullptr;
-    bool stream_ready_ = false;  // publisher thread (and connect(), before it starts)
+    bool stream_ready_ = false;   // publisher thread (and connect(), before it starts)
     bool published_any_ = false;  // publisher thread; read after it was joined
     std::thread thread_;
 
     std::mutex mutex_;  // guards everything below up to the atomics
     std::condition_variable wake_;
-    std::deque<Item> queue_;  // to send, retries first
+    std::deque<Item> queue_;                                       // to send, retries first
     std::unordered_map<std::string, Clock::time_point> inflight_;  // id -> when sent
     std::unordered_map<std::string, int> rejections_;              // id -> JetStream errors
     bool stopping_ = false;

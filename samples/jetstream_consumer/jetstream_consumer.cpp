@@ -73,7 +73,9 @@ bool parse(int argc, char** argv, Options& o) {
 }
 
 std::atomic<bool> stop_requested{false};
-void on_signal(int) { stop_requested.store(true); }
+void on_signal(int) {
+    stop_requested.store(true);
+}
 
 int fail(const char* what, natsStatus s) {
     std::fprintf(stderr, "jetstream_consumer: %s: %s (%s)\n", what, natsStatus_GetText(s),
@@ -146,8 +148,8 @@ int main(int argc, char** argv) {
             if (o.count_only) {
                 ++processed;
             } else {
-                std::fwrite(natsMsg_GetData(m), 1, static_cast<std::size_t>(natsMsg_GetDataLength(m)),
-                            stdout);
+                std::fwrite(natsMsg_GetData(m), 1,
+                            static_cast<std::size_t>(natsMsg_GetDataLength(m)), stdout);
                 std::fputc('\n', stdout);
                 ++processed;
             }

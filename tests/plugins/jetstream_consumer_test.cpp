@@ -24,7 +24,9 @@ namespace {
 
 const std::string kPublished = "studio_custom_jetstream_events_published";
 
-std::string consumer_binary() { return (build_dir() / "bin" / "jetstream_consumer").string(); }
+std::string consumer_binary() {
+    return (build_dir() / "bin" / "jetstream_consumer").string();
+}
 
 // The ids of the JSON lines a consumer printed, with how often each was printed.
 std::map<std::string, int> printed_ids(const std::string& out) {
@@ -65,10 +67,9 @@ void post_events(const Nkhost& server, const std::string& token, int count) {
     auto c = server.client();
     c->set_bearer_token_auth(token);
     for (int i = 0; i < count; ++i) {
-        auto res = c->Post("/v2/event",
-                           "{\"name\":\"work\",\"properties\":{\"n\":\"" + std::to_string(i) +
-                               "\"}}",
-                           "application/json");
+        auto res = c->Post(
+            "/v2/event", "{\"name\":\"work\",\"properties\":{\"n\":\"" + std::to_string(i) + "\"}}",
+            "application/json");
         REQUIRE(res);
         REQUIRE(res->status == 200);
     }
@@ -85,8 +86,8 @@ TEST_CASE("two consumers with one durable name see every event once between them
     Nkhost server({"--runtime.path", modules.string(), "--runtime.env",
                    "JETSTREAM_URL=" + nats.url(), "--metrics.prefix", "studio"});
 
-    const std::vector<std::string> args = {consumer_binary(), "workers", "--url", nats.url(),
-                                           "--batch", "10"};
+    const std::vector<std::string> args = {consumer_binary(), "workers", "--url",
+                                           nats.url(),        "--batch", "10"};
     Program a(args);
     CHECK(wait_until([&] { return a.err().find("ready") != std::string::npos; }, 60s));
     Program b(args);

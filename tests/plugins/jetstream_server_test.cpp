@@ -44,10 +44,10 @@ int post_event(const Nkhost& server, const std::string& token, const std::string
                int n) {
     auto c = server.client();
     c->set_bearer_token_auth(token);
-    auto res = c->Post("/v2/event",
-                       "{\"name\":" + name_json + ",\"properties\":{\"n\":\"" +
-                           std::to_string(n) + "\"}}",
-                       "application/json");
+    auto res =
+        c->Post("/v2/event",
+                "{\"name\":" + name_json + ",\"properties\":{\"n\":\"" + std::to_string(n) + "\"}}",
+                "application/json");
     return res ? res->status : 0;
 }
 
@@ -115,8 +115,9 @@ Read read_stream(NatsClient& nats, const std::string& durable) {
 
 }  // namespace
 
-TEST_CASE("every acknowledged event is in the stream once, on its subject, with the archive's "
-          "JSON") {
+TEST_CASE(
+    "every acknowledged event is in the stream once, on its subject, with the archive's "
+    "JSON") {
     NatsServer nats;
     TempDir dir;
     const fs::path archive = dir.path() / "events.jsonl";
@@ -188,15 +189,15 @@ TEST_CASE("every acknowledged event is in the stream once, on its subject, with 
     CHECK(server.process().stop(SIGTERM) == 0);
 }
 
-TEST_CASE("a nats-server restart under load loses nothing beyond what the plugin counts as "
-          "dropped") {
+TEST_CASE(
+    "a nats-server restart under load loses nothing beyond what the plugin counts as "
+    "dropped") {
     NatsServer nats;
     TempDir dir;
     // A small buffer, so the outage overflows it and drops are counted.
     Nkhost server({"--runtime.path", modules_dir(dir, false).string(), "--runtime.env",
                    "JETSTREAM_URL=" + nats.url(), "--runtime.env", "JETSTREAM_BUFFER=100",
-                   "--runtime.env", "JETSTREAM_ACK_TIMEOUT_MS=1000", "--metrics.prefix",
-                   "studio"});
+                   "--runtime.env", "JETSTREAM_ACK_TIMEOUT_MS=1000", "--metrics.prefix", "studio"});
     Poster poster(server, server.device_token("jetstream-device-0002"));
 
     CHECK(wait_until([&] { return server.metric(kPublished) >= 100; }, 60s));
@@ -211,8 +212,7 @@ TEST_CASE("a nats-server restart under load loses nothing beyond what the plugin
 
     const auto acked = poster.acked_set();
     CHECK(wait_until(
-        [&] { return server.metric(kPublished) + server.metric(kDropped) == acked.size(); },
-        60s));
+        [&] { return server.metric(kPublished) + server.metric(kDropped) == acked.size(); }, 60s));
     const auto published = static_cast<std::size_t>(server.metric(kPublished));
     const auto dropped = static_cast<std::size_t>(server.metric(kDropped));
     CHECK(server.metric(kDropped, {"reason=\"buffer_full\""}) == dropped);
@@ -249,8 +249,8 @@ TEST_CASE("a hot reload of jetstream.so keeps publishing, nothing lost or duplic
         // New content (bytes after the ELF image change the file's hash, not its code).
         rename_over(modules / "jetstream.so", original + std::string(reload, '\0'));
         CHECK(wait_until([&] { return server.metric(generation, jetstream) == 1 + reload; }, 60s));
-        CHECK(wait_until(
-            [&] { return server.metric("studio_module_generations_retiring") == 0; }, 60s));
+        CHECK(wait_until([&] { return server.metric("studio_module_generations_retiring") == 0; },
+                         60s));
         const double at = server.metric(kPublished);
         CHECK(wait_until([&] { return server.metric(kPublished) >= at + 50; }, 60s));
     }
@@ -270,8 +270,8 @@ TEST_CASE("a hot reload of jetstream.so keeps publishing, nothing lost or duplic
     // threads), then put back: the new generation connects and publishes with the same libnats.
     fs::remove(modules / "jetstream.so");
     CHECK(wait_until([&] { return server.metric(generation, jetstream) == 0; }, 60s));
-    CHECK(wait_until([&] { return server.metric("studio_module_generations_retiring") == 0; },
-                     60s));
+    CHECK(
+        wait_until([&] { return server.metric("studio_module_generations_retiring") == 0; }, 60s));
     CHECK(server.client()->Get("/healthcheck")->status == 200);
     rename_over(modules / "jetstream.so", original);
     CHECK(wait_until([&] { return server.metric(generation, jetstream) > 0; }, 60s));
@@ -293,8 +293,8 @@ TEST_CASE("NATS down at startup: the server starts, events wait in the buffer an
     const int total = 50;
     for (int i = 0; i < total; ++i)
         REQUIRE(post_event(server, token, "\"load\"", i) == 200);
-    CHECK(wait_until([&] { return server.metric("studio_custom_jetstream_events_buffered") == total; },
-                     60s));
+    CHECK(wait_until(
+        [&] { return server.metric("studio_custom_jetstream_events_buffered") == total; }, 60s));
     CHECK(server.metric(kPublished) == 0);
 
     nats.start();  // the stream does not exist yet: the plugin creates it once connected
@@ -330,16 +330,16 @@ TEST_CASE("an event JetStream keeps refusing is dropped and counted, and does no
     auto c = server.client();
     c->set_bearer_token_auth(token);
     const std::string big(4000, 'x');
-    REQUIRE(c->Post("/v2/event", "{\"name\":\"load\",\"properties\":{\"n\":\"1000\",\"pad\":\"" +
-                                     big + "\"}}",
+    REQUIRE(c->Post("/v2/event",
+                    "{\"name\":\"load\",\"properties\":{\"n\":\"1000\",\"pad\":\"" + big + "\"}}",
                     "application/json")
                 ->status == 200);
     const int small = 20;
     for (int i = 0; i < small; ++i)
         REQUIRE(post_event(server, token, "\"load\"", i) == 200);
 
-    CHECK(wait_until([&] { return server.metric(kPublished) + server.metric(kDropped) == small + 1; },
-                     60s));
+    CHECK(wait_until(
+        [&] { return server.metric(kPublished) + server.metric(kDropped) == small + 1; }, 60s));
     CHECK(server.metric(kPublished) == small);
     CHECK(server.metric(kDropped, {"reason=\"rejected\""}) == 1);
     CHECK(server.process().wait_for_output("refused by NATS", 30s));

@@ -59,8 +59,8 @@ class NatsServer {
         const std::string port = std::to_string(port_);
         const std::string store = (dir_.path() / "store").string();
         const std::string logfile = (dir_.path() / "nats.log").string();
-        std::vector<std::string> args = {bin, "-js", "-a", "127.0.0.1", "-p", port,
-                                         "-sd", store, "-l", logfile};
+        std::vector<std::string> args = {bin,  "-js", "-a",  "127.0.0.1", "-p",
+                                         port, "-sd", store, "-l",        logfile};
         std::vector<char*> argv;
         for (auto& a : args)
             argv.push_back(a.data());
@@ -107,8 +107,8 @@ class NatsServer {
             return;
         ::kill(pid_, SIGTERM);
         int status = 0;
-        const bool exited = wait_until(
-            [&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, std::chrono::seconds(30));
+        const bool exited = wait_until([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; },
+                                       std::chrono::seconds(30));
         if (!exited) {
             ::kill(pid_, SIGKILL);
             ::waitpid(pid_, &status, 0);
@@ -159,8 +159,8 @@ class Program {
             return -1;
         ::kill(pid_, signal);
         int status = 0;
-        const bool exited = wait_until(
-            [&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, std::chrono::seconds(30));
+        const bool exited = wait_until([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; },
+                                       std::chrono::seconds(30));
         if (!exited) {
             ::kill(pid_, SIGKILL);
             ::waitpid(pid_, &status, 0);
