@@ -206,7 +206,7 @@ class Publisher {
         : config_(std::move(config)), logger_(logger), nk_(nk) {}
     ~Publisher() {
         if (thread_.joinable())
-            stop();
+            stop(false);
         destroy_connection();  // a module refused in InitModule: only the connection to undo
     }
     Publisher(const Publisher&) = delete;
@@ -300,7 +300,11 @@ class Publisher {
 
     // Drains (bounded by JETSTREAM_DRAIN_MS), counts what is left as dropped, joins the thread.
     // Idempotent.
-    void stop() {
+    // Drains (bounded by JETSTREAM_DRAIN_MS), joins the thread and destroys the connection.
+    // What is left (buffered, or sent without an ack) is kept for save_handoff() when
+    // `hand_over` (a hot reload replacing this generation), else counted as dropped.
+    // Idempotent.
+    void stop(bool hand_over) {
         {
             std::lock_guard lock(mutex_);
             if (stopping_)
@@ -311,45 +315,125 @@ class Publisher {
         wake_.notify_one();
         if (thread_.joinable())
             thread_.join();
-        std::uint64_t left = 0;
+        std::vector<Item> left = take_back_pending();  // sent first: older than the queue
         {
             std::lock_guard lock(mutex_);
-            left = queue_.size() + inflight_.size();
+            for (auto& item : queue_)
+                left.push_back(std::move(item));
             queue_.clear();
             inflight_.clear();
             rejections_.clear();
         }
         report();
-        if (left > 0) {
+        if (hand_over) {
+            if (!left.empty())
+                logger_.Info("jetstream: %llu unpublished events go to the next generation",
+                             static_cast<unsigned long long>(left.size()));
+            std::lock_guard lock(mutex_);
+            leftover_ = std::move(left);
+        } else if (!left.empty()) {
             nk_.MetricsCounterAdd("jetstream_events_dropped", {{"reason", "shutdown"}},
-                                  static_cast<std::int64_t>(left));
+                                  static_cast<std::int64_t>(left.size()));
             logger_.Warn(
                 "jetstream: %llu events not acknowledged within JETSTREAM_DRAIN_MS "
                 "(%llu ms) at shutdown, counted as dropped",
-                static_cast<unsigned long long>(left),
+                static_cast<unsigned long long>(left.size()),
                 static_cast<unsigned long long>(config_.drain_ms));
         }
         destroy_connection();
+    }
+
+    // The events stop(true) kept, as a version-1 blob: per event, id, subject and payload, each
+    // a 4-byte little-endian length and its bytes.
+    std::string save_handoff() {
+        std::lock_guard lock(mutex_);
+        std::string blob;
+        auto put = [&blob](const std::string& field) {
+            const auto n = static_cast<std::uint32_t>(field.size());
+            for (int shift = 0; shift < 32; shift += 8)
+                blob.push_back(static_cast<char>((n >> shift) & 0xFF));
+            blob += field;
+        };
+        for (const Item& item : leftover_) {
+            put(item.id);
+            put(item.subject);
+            put(item.payload);
+        }
+        leftover_.clear();
+        return blob;
+    }
+
+    // Takes a version-1 blob from the generation this one replaced: its events go to the front
+    // of the queue (they are older), within JETSTREAM_BUFFER (the rest is dropped, counted).
+    nk::Error load_handoff(const std::string& blob) {
+        std::vector<Item> items;
+        std::size_t at = 0;
+        auto get = [&](std::string& out) {
+            if (blob.size() - at < 4)
+                return false;
+            std::uint32_t n = 0;
+            for (int i = 0; i < 4; ++i)
+                n |= static_cast<std::uint32_t>(static_cast<unsigned char>(blob[at + i]))
+                     << (8 * i);
+            at += 4;
+            if (blob.size() - at < n)
+                return false;
+            out.assign(blob, at, n);
+            at += n;
+            return true;
+        };
+        while (at < blob.size()) {
+            Item item;
+            if (!get(item.id) || !get(item.subject) || !get(item.payload))
+                return nk::Error::InvalidArgument("jetstream: truncated handoff");
+            items.push_back(std::move(item));
+        }
+        std::size_t dropped = 0;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto it = items.rbegin(); it != items.rend(); ++it) {
+                if (queue_.size() >= config_.buffer) {
+                    ++dropped;
+                    continue;
+                }
+                queue_.push_front(std::move(*it));
+            }
+        }
+        dropped_full_.fetch_add(dropped, std::memory_order_relaxed);
+        wake_.notify_one();
+        if (!items.empty())
+            logger_.Info("jetstream: %llu unpublished events taken from the previous generation",
+                         static_cast<unsigned long long>(items.size() - dropped));
+        return {};
     }
 
   private:
     // Closes and destroys this generation's connection, JetStream context and options (never
     // nats_Close()). Waits, bounded, for libnats' closed callback so none of our callbacks runs
     // after this returns.
-    void destroy_connection() {
-        if (js_ != nullptr) {
-            // libnats calls the ack handler only for publishes it still tracks: take them all
-            // back (they were counted above), then wait until handlers already running
-            // returned (libnats counts a publish as pending until its handler returned).
-            natsMsgList pending{};
-            // (libnats 3.4 crashes on a context that never published asynchronously.)
-            if (published_any_ && js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK)
-                natsMsgList_Destroy(&pending);
-            jsPubOptions po;
-            jsPubOptions_Init(&po);
-            po.MaxWait = std::chrono::milliseconds(kCloseWait).count();
-            js_PublishAsyncComplete(js_, &po);
+    // Takes back every publish libnats still tracks (sent, no ack yet), then waits until ack
+    // handlers already running returned (libnats counts a publish as pending until its handler
+    // returned): afterwards libnats calls no ack handler of ours. Publisher thread stopped.
+    std::vector<Item> take_back_pending() {
+        std::vector<Item> items;
+        if (js_ == nullptr)
+            return items;
+        natsMsgList pending{};
+        // (libnats 3.4 crashes on a context that never published asynchronously.)
+        if (published_any_ && js_PublishAsyncGetPendingList(&pending, js_) == NATS_OK) {
+            for (int i = 0; i < pending.Count; ++i)
+                items.push_back(to_item(pending.Msgs[i]));
+            natsMsgList_Destroy(&pending);
         }
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = std::chrono::milliseconds(kCloseWait).count();
+        js_PublishAsyncComplete(js_, &po);
+        return items;
+    }
+
+    void destroy_connection() {
+        take_back_pending();  // none left after stop(); needed when InitModule failed
         if (conn_ != nullptr) {
             natsConnection_Close(conn_);
             std::unique_lock lock(mutex_);
@@ -740,6 +824,7 @@ class Publisher {
     bool closed_ = false;
     Clock::time_point drain_deadline_{};
     std::string last_nack_;
+    std::vector<Item> leftover_;  // kept by stop(true) for save_handoff()
 
     std::atomic<std::uint64_t> acked_{0}, retries_{0}, nacks_{0}, publish_errors_{0};
     std::atomic<std::uint64_t> dropped_full_{0}, dropped_rejected_{0}, disconnects_{0},
@@ -794,10 +879,30 @@ NK_INIT_MODULE(ctx, logger, nk, initializer) {
         return err;
     if (auto err = initializer.RegisterEventSessionEnd(publish))
         return err;
-    if (auto err = initializer.RegisterShutdown(
-            [publisher](const nk::Context&, nk::Logger&, nk::Module&, std::int64_t) {
-                publisher->stop();  // drains (bounded), then destroys the connection
-            }))
+    // Unpublished events survive a hot reload (ABI 1.1; an older host has no reloads with
+    // shutdown handlers, so nothing is lost without it).
+    const nk::Error handoff = initializer.RegisterHandoff(
+        [publisher](const nk::Context&, nk::Logger&, nk::Module&, std::string& blob) {
+            blob = publisher->save_handoff();
+            return std::uint32_t{1};
+        },
+        [publisher](const nk::Context&, nk::Logger&, nk::Module&, std::uint32_t version,
+                    const std::string& blob) -> nk::Error {
+            if (version != 1)
+                return nk::Error::InvalidArgument("jetstream: unknown handoff version " +
+                                                  std::to_string(version));
+            return publisher->load_handoff(blob);
+        });
+    if (handoff && handoff.code() != NK_UNIMPLEMENTED)
+        return handoff;
+    const bool can_hand_over = !handoff;
+    if (auto err = initializer.RegisterShutdown([publisher, can_hand_over](const nk::Context& c,
+                                                                           nk::Logger&, nk::Module&,
+                                                                           std::int64_t) {
+            // Drains (bounded), then destroys the connection. A hot reload replacing this
+            // generation ("reload") hands what is left to the next one.
+            publisher->stop(can_hand_over && c.execution_mode == "reload");
+        }))
         return err;
     publisher->start();  // last: a failed registration above leaves no thread behind
     logger.Info("jetstream: publishing events to stream %s, subjects %s.<event name>, via %s",

@@ -362,3 +362,45 @@ TEST_CASE("a bad setting refuses the module, naming the key") {
     CHECK(prefix.exit_code != 0);
     CHECK(prefix.output.find("JETSTREAM_SUBJECT_PREFIX") != std::string::npos);
 }
+
+TEST_CASE("a hot reload while NATS is away hands the unpublished events to the new generation") {
+    NatsServer nats;
+    TempDir dir;
+    const fs::path modules = modules_dir(dir, false);
+    Nkhost server({"--runtime.path", modules.string(), "--runtime.hot_reload", "true",
+                   "--runtime.hot_reload_debounce_ms", "100", "--runtime.env",
+                   "JETSTREAM_URL=" + nats.url(), "--runtime.env", "JETSTREAM_DRAIN_MS=500",
+                   "--metrics.prefix", "studio"});
+    const std::string token = server.device_token("jetstream-device-0007");
+    const int before = 20, during = 30;
+    for (int i = 0; i < before; ++i)
+        REQUIRE(post_event(server, token, "\"load\"", i) == 200);
+    CHECK(wait_until([&] { return server.metric(kPublished) == before; }, 60s));
+
+    nats.stop();
+    CHECK(server.process().wait_for_output("jetstream: disconnected from NATS", 60s));
+    for (int i = before; i < before + during; ++i)
+        REQUIRE(post_event(server, token, "\"load\"", i) == 200);
+    CHECK(wait_until(
+        [&] { return server.metric("studio_custom_jetstream_events_buffered") == during; }, 60s));
+
+    rename_over(modules / "jetstream.so",
+                bytes_of(modules / "jetstream.so") + std::string(1, '\0'));
+    CHECK(wait_until(
+        [&] { return server.metric("studio_module_generation", {"module=\"jetstream\""}) == 2; },
+        60s));
+    CHECK(
+        wait_until([&] { return server.metric("studio_module_generations_retiring") == 0; }, 60s));
+    CHECK(server.output().find("30 unpublished events taken from the previous generation") !=
+          std::string::npos);
+
+    nats.start();
+    CHECK(wait_until([&] { return server.metric(kPublished) == before + during; }, 60s));
+    CHECK(server.metric(kDropped) == 0);
+    NatsClient client(nats.url());
+    const Read r = read_stream(client, "handoff-reader");
+    CHECK(r.all_valid);
+    CHECK(r.copies_by_id.size() == static_cast<std::size_t>(before + during));
+    CHECK(r.ns.size() == static_cast<std::size_t>(before + during));
+    CHECK(server.process().stop(SIGTERM) == 0);
+}
