@@ -17,8 +17,9 @@
 //    connected is taken back from libnats and sent again (same Nats-Msg-Id);
 //  - reconnection is libnats' (infinite attempts, a reconnect buffer); while disconnected the
 //    thread publishes nothing and events wait in the queue (JETSTREAM_BUFFER events).
-// Shutdown (server stop or hot reload) drains for at most JETSTREAM_DRAIN_MS, counts what is
-// left as dropped, and destroys only this generation's connection, context and options: never
+// Shutdown (server stop or hot reload) drains for at most JETSTREAM_DRAIN_MS; what is left goes
+// to the next generation at a hot reload (state handoff) and is counted as dropped otherwise.
+// It destroys only this generation's connection, context and options: never
 // nats_Close(), which would tear libnats down for the whole process. libnats itself is pinned
 // in memory (RTLD_NODELETE) so that unloading this plugin never unmaps the library its threads
 // run in.
