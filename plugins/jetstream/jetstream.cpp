@@ -240,7 +240,7 @@ class Publisher {
             // With a connected callback the first connect is asynchronous: InitModule never
             // waits for a server that is down (without one, libnats would block here until the
             // server comes up).
-            s = natsOptions_SetRetryOnFailedConnect(opts_, true, &Publisher::on_reconnected, this);
+            s = natsOptions_SetRetryOnFailedConnect(opts_, true, &Publisher::on_connected, this);
         if (s == NATS_OK)
             s = natsOptions_SetDisconnectedCB(opts_, &Publisher::on_disconnected, this);
         if (s == NATS_OK)
@@ -512,7 +512,10 @@ class Publisher {
                 if (stopping && ((queue_.empty() && inflight_.empty()) || Clock::now() >= deadline))
                     break;
             }
-            report();
+            if (const auto now = Clock::now(); now - last_report_ >= kIdle) {
+                report();
+                last_report_ = now;
+            }
             if (!connected())
                 continue;  // libnats reconnects; events wait in the queue
             if (recheck_stream_.exchange(false))
@@ -676,6 +679,8 @@ class Publisher {
                 "(JETSTREAM_BUFFER %llu)",
                 static_cast<unsigned long long>(config_.buffer));
         }
+        if (connects_.exchange(0, std::memory_order_relaxed) > 0)
+            logger_.Info("jetstream: connected to NATS");
         if (const auto n = reconnects_.exchange(0, std::memory_order_relaxed)) {
             (void)n;
             logger_.Info("jetstream: reconnected to NATS");
@@ -736,14 +741,19 @@ class Publisher {
         auto* self = static_cast<Publisher*>(closure);
         CallbackScope scope(self);
         if (scope.ok) {
-            Item item = to_item(msg);
+            const char* raw_id = nullptr;
+            natsMsgHeader_Get(msg, "Nats-Msg-Id", &raw_id);
+            const std::string id = raw_id != nullptr ? raw_id : "";
+            Item item;
+            if (pa == nullptr)
+                item = to_item(msg);  // refused: it goes back to the queue
             {
                 std::lock_guard lock(self->mutex_);
-                // Not in flight any more: taken back by a timeout and queued again; this ack
-                // comes from the earlier copy, and the queued one is stored once (same id).
-                if (self->inflight_.erase(item.id) > 0) {
+                // Only what is in flight counts (libnats calls this once per publish it still
+                // tracks; what a timeout took back is not tracked any more).
+                if (self->inflight_.erase(id) > 0) {
                     if (pa != nullptr) {
-                        self->rejections_.erase(item.id);
+                        self->rejections_.erase(id);
                         self->acked_.fetch_add(1, std::memory_order_relaxed);
                     } else {
                         if (pae != nullptr && pae->ErrText != nullptr)
@@ -794,6 +804,16 @@ class Publisher {
         }
     }
 
+    static void on_connected(natsConnection*, void* closure) {  // the first connect, late
+        auto* self = static_cast<Publisher*>(closure);
+        CallbackScope scope(self);
+        if (scope.ok) {
+            self->last_reconnect_.store(Clock::now().time_since_epoch().count());
+            self->connects_.fetch_add(1);
+            self->wake_.notify_one();
+        }
+    }
+
     static void on_closed(natsConnection*, void* closure) {
         auto* self = static_cast<Publisher*>(closure);
         CallbackScope scope(self);
@@ -829,7 +849,7 @@ class Publisher {
 
     std::atomic<std::uint64_t> acked_{0}, retries_{0}, nacks_{0}, publish_errors_{0};
     std::atomic<std::uint64_t> dropped_full_{0}, dropped_rejected_{0}, disconnects_{0},
-        reconnects_{0};
+        reconnects_{0}, connects_{0};
     std::atomic<bool> recheck_stream_{false};
     std::atomic<Clock::rep> last_reconnect_{0};
     std::atomic<bool> backoff_{false};
@@ -837,7 +857,7 @@ class Publisher {
     std::atomic<int> callbacks_running_{0};
 
     // publisher thread only
-    Clock::time_point last_error_log_{}, last_drop_log_{};
+    Clock::time_point last_error_log_{}, last_drop_log_{}, last_report_{};
     std::uint64_t errors_since_log_ = 0, dropped_since_log_ = 0;
 };
 
