@@ -311,6 +311,7 @@ class Publisher {
             if (stopping_)
                 return;
             stopping_ = true;
+            ++nudges_;
             drain_deadline_ = Clock::now() + std::chrono::milliseconds(config_.drain_ms);
         }
         wake_.notify_one();
@@ -499,17 +500,25 @@ class Publisher {
         Clock::time_point next_stream_try{};
         Clock::time_point last_stream_log{};
         std::vector<Item> batch;
+        // Idle: nothing can be sent now (disconnected, no stream, JetStream refusing); wait for
+        // kIdle or a nudge (a (re)connect, stop()) rather than for queued events, which would
+        // spin while they cannot go anywhere.
+        bool idle = false;
+        std::uint64_t seen_nudges = 0;
         for (;;) {
-            bool stopping = false;
-            Clock::time_point deadline;
             {
                 std::unique_lock lock(mutex_);
-                wake_.wait_for(lock, kIdle, [this] {
-                    return stopping_ || (!queue_.empty() && inflight_.size() < config_.max_pending);
-                });
-                stopping = stopping_;
-                deadline = drain_deadline_;
-                if (stopping && ((queue_.empty() && inflight_.empty()) || Clock::now() >= deadline))
+                if (idle)
+                    wake_.wait_for(lock, kIdle, [&] { return nudges_ != seen_nudges; });
+                else
+                    wake_.wait_for(lock, kIdle, [this] {
+                        return (!queue_.empty() && inflight_.size() < config_.max_pending) ||
+                               (stopping_ && queue_.empty() && inflight_.empty());
+                    });
+                seen_nudges = nudges_;
+                idle = true;  // unless it gets to publish below
+                if (stopping_ &&
+                    ((queue_.empty() && inflight_.empty()) || Clock::now() >= drain_deadline_))
                     break;
             }
             if (const auto now = Clock::now(); now - last_report_ >= kIdle) {
@@ -535,21 +544,18 @@ class Publisher {
                     continue;
                 }
             }
-            if (backoff_.exchange(false)) {
-                // JetStream refused publishes (typically no responders while it starts up after
-                // a restart): give it a moment rather than resending in a tight loop.
-                std::unique_lock lock(mutex_);
-                wake_.wait_for(lock, kIdle, [this] { return stopping_; });
-                continue;
-            }
+            if (backoff_.exchange(false))
+                continue;  // JetStream refused publishes (typically no responders while it
+                           // starts up after a restart): give it kIdle, no tight resend loop
             retry_timed_out();
-            publish_some(batch);
+            idle = !publish_some(batch);
         }
         report();
     }
 
-    // Sends queued events while fewer than JETSTREAM_MAX_PENDING are in flight.
-    void publish_some(std::vector<Item>& batch) {
+    // Sends queued events while fewer than JETSTREAM_MAX_PENDING are in flight. False when
+    // libnats could not send (the rest waits).
+    bool publish_some(std::vector<Item>& batch) {
         batch.clear();
         const auto now = Clock::now();
         {
@@ -592,9 +598,10 @@ class Publisher {
                 }
                 publish_errors_.fetch_add(1, std::memory_order_relaxed);
                 note_error("publish failed: " + status_text(s));
-                return;
+                return false;
             }
         }
+        return true;
     }
 
     // Publishes not acknowledged within JETSTREAM_ACK_TIMEOUT_MS of being sent (and of the
@@ -800,6 +807,10 @@ class Publisher {
         if (scope.ok) {
             self->last_reconnect_.store(Clock::now().time_since_epoch().count());
             self->reconnects_.fetch_add(1);
+            {
+                std::lock_guard lock(self->mutex_);
+                ++self->nudges_;
+            }
             self->wake_.notify_one();
         }
     }
@@ -810,6 +821,10 @@ class Publisher {
         if (scope.ok) {
             self->last_reconnect_.store(Clock::now().time_since_epoch().count());
             self->connects_.fetch_add(1);
+            {
+                std::lock_guard lock(self->mutex_);
+                ++self->nudges_;
+            }
             self->wake_.notify_one();
         }
     }
@@ -843,6 +858,7 @@ class Publisher {
     std::unordered_map<std::string, int> rejections_;              // id -> JetStream errors
     bool stopping_ = false;
     bool closed_ = false;
+    std::uint64_t nudges_ = 0;  // (re)connects and stop(): wake an idle publisher
     Clock::time_point drain_deadline_{};
     std::string last_nack_;
     std::vector<Item> leftover_;  // kept by stop(true) for save_handoff()
