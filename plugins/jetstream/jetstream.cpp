@@ -68,7 +68,11 @@ struct Config {
 constexpr auto kIdle = std::chrono::milliseconds(100);  // the publisher's longest sleep
 constexpr auto kStreamRetry = std::chrono::seconds(1);
 constexpr auto kLogInterval = std::chrono::seconds(10);
-constexpr auto kCloseWait = std::chrono::seconds(2);
+// After the drain: how long to wait for running ack handlers, then for libnats' closed
+// callback. Both are normally immediate; JETSTREAM_DRAIN_MS plus these stay within the default
+// runtime.hot_reload_grace_ms (5 s).
+constexpr auto kAckHandlersWait = std::chrono::milliseconds(500);
+constexpr auto kCloseWait = std::chrono::seconds(1);
 constexpr int kMaxRejections = 5;
 
 nk::Error read_positive(const nk::Context& ctx, const char* key, std::uint64_t& out,
@@ -429,7 +433,7 @@ class Publisher {
         }
         jsPubOptions po;
         jsPubOptions_Init(&po);
-        po.MaxWait = std::chrono::milliseconds(kCloseWait).count();
+        po.MaxWait = kAckHandlersWait.count();
         js_PublishAsyncComplete(js_, &po);
         return items;
     }

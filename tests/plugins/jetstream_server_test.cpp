@@ -391,8 +391,11 @@ TEST_CASE("a hot reload while NATS is away hands the unpublished events to the n
         60s));
     CHECK(
         wait_until([&] { return server.metric("studio_module_generations_retiring") == 0; }, 60s));
-    CHECK(server.output().find("30 unpublished events taken from the previous generation") !=
-          std::string::npos);
+    const bool handed = server.process().wait_for_output(
+        "30 unpublished events taken from the previous generation", 30s);
+    if (!handed)
+        MESSAGE(server.output());
+    CHECK(handed);
 
     nats.start();
     CHECK(wait_until([&] { return server.metric(kPublished) == before + during; }, 60s));
