@@ -32,7 +32,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,6 +39,7 @@
 #include <thread>
 
 #include <nk/sdk.hpp>
+#include <nk_plugins/event_json.hpp>
 
 namespace {
 
@@ -76,118 +76,9 @@ nk::Error read_positive(const nk::Context& ctx, const char* key, std::uint64_t& 
 
 // ---- one line of JSON ------------------------------------------------------------------------
 
-// Event properties may come from plugins (nk.Event), which the host does not check for UTF-8:
-// replace what is not valid UTF-8 with U+FFFD so every line stays valid JSON.
-std::string valid_utf8(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const unsigned char c = p[i];
-        std::size_t more = c < 0x80             ? 0
-                           : (c & 0xE0) == 0xC0 ? 1
-                           : (c & 0xF0) == 0xE0 ? 2
-                           : (c & 0xF8) == 0xF0 ? 3
-                                                : 4;
-        std::uint32_t cp = more == 0   ? c
-                           : more == 1 ? (c & 0x1F)
-                           : more == 2 ? (c & 0x0F)
-                                       : (c & 0x07);
-        bool ok = more < 4 && s.size() - i > more;
-        for (std::size_t k = 1; ok && k <= more; ++k) {
-            ok = (p[i + k] & 0xC0) == 0x80;
-            cp = (cp << 6) | (p[i + k] & 0x3F);
-        }
-        static constexpr std::uint32_t smallest[] = {0, 0x80, 0x800, 0x10000};
-        ok = ok && cp >= smallest[more] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-        if (ok) {
-            out.append(s.data() + i, more + 1);
-            i += more + 1;
-        } else {
-            out += "\xEF\xBF\xBD";
-            ++i;
-        }
-    }
-    return out;
-}
-
-// "2026-12-04T21:10:45.123Z": RFC 3339, UTC, always milliseconds.
-std::string rfc3339_millis(std::chrono::system_clock::time_point t) {
-    const auto ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-    std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    long millis = static_cast<long>(ms % 1000);
-    if (millis < 0) {
-        millis += 1000;
-        secs -= 1;
-    }
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[80];  // room for any int the compiler cannot rule out
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-    return buf;
-}
-
-using JsonWriter =
-    rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
-                      rapidjson::CrtAllocator, rapidjson::kWriteValidateEncodingFlag>;
-
-// Writes `s`, or null when empty (a context key that is not set). False on invalid UTF-8.
-bool write_string_or_null(JsonWriter& w, const std::string& s, bool lossy) {
-    if (s.empty())
-        return w.Null();
-    if (!lossy)
-        return w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-    const std::string clean = valid_utf8(s);
-    return w.String(clean.data(), static_cast<rapidjson::SizeType>(clean.size()));
-}
-bool write_string(JsonWriter& w, const std::string& s, bool lossy) {
-    if (!lossy)
-        return w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-    const std::string clean = valid_utf8(s);
-    return w.String(clean.data(), static_cast<rapidjson::SizeType>(clean.size()));
-}
-
-bool write_line(JsonWriter& w, const nk::Context& ctx, const nk::Event& evt, bool lossy) {
-    bool ok = w.StartObject();
-    ok = ok && w.Key("id") && write_string(w, evt.id, lossy);
-    ok = ok && w.Key("name") && write_string(w, evt.name, lossy);
-    ok = ok && w.Key("properties") && w.StartObject();
-    for (const auto& [key, value] : evt.properties)
-        ok = ok && write_string(w, key, lossy) && write_string(w, value, lossy);
-    ok = ok && w.EndObject();
-    ok = ok && w.Key("external") && w.Bool(evt.external);
-    ok = ok && w.Key("timestamp");
-    if (evt.has_timestamp) {
-        const std::string ts = nk::json::format_rfc3339(evt.timestamp_seconds, evt.timestamp_nanos);
-        ok = ok && w.String(ts.data(), static_cast<rapidjson::SizeType>(ts.size()));
-    } else {
-        ok = ok && w.Null();
-    }
-    ok = ok && w.Key("user_id") && write_string_or_null(w, ctx.user_id, lossy);
-    ok = ok && w.Key("username") && write_string_or_null(w, ctx.username, lossy);
-    ok = ok && w.Key("session_id") && write_string_or_null(w, ctx.session_id, lossy);
-    ok = ok && w.Key("node") && write_string_or_null(w, ctx.node, lossy);
-    const std::string received = rfc3339_millis(evt.received_at);
-    ok = ok && w.Key("received_at") &&
-         w.String(received.data(), static_cast<rapidjson::SizeType>(received.size()));
-    return ok && w.EndObject();
-}
-
-// The event as one line of JSON, '\n' included.
+// The event as one line of JSON (the form jetstream publishes too), '\n' included.
 std::string format_line(const nk::Context& ctx, const nk::Event& evt) {
-    rapidjson::StringBuffer buffer;
-    {
-        JsonWriter w(buffer);
-        if (!write_line(w, ctx, evt, false)) {  // rare: a string that is not UTF-8
-            buffer.Clear();
-            JsonWriter again(buffer);
-            write_line(again, ctx, evt, true);
-        }
-    }
-    std::string line(buffer.GetString(), buffer.GetSize());
+    std::string line = nk_plugins::event_json::format(ctx, evt);
     line.push_back('\n');
     return line;
 }
