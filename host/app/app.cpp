@@ -163,6 +163,10 @@ void App::start() {
         s.revocations = std::make_unique<store::PostgresRevocations>(
             cfg.database,
             [tokens, realtime](const store::PostgresRevocations::Record& r) {
+                if (r.kind == store::PostgresRevocations::kSocketOpened) {
+                    realtime->disconnect(r.user_id);  // single_socket: the newest is elsewhere
+                    return;
+                }
                 auth::Revocation rev{static_cast<auth::Revocation::Kind>(r.kind), r.user_id,
                                      r.token_id, r.at, r.expires_at};
                 tokens->apply(rev);
@@ -175,6 +179,18 @@ void App::start() {
         s.tokens->set_publisher([feed = s.revocations.get()](const auth::Revocation& r) {
             feed->publish({static_cast<int>(r.kind), r.user_id, r.token_id, r.at, r.expires_at});
         });
+        if (cfg.realtime.single_socket) {
+            s.realtime->set_on_single_socket(
+                [feed = s.revocations.get()](const std::string& user_id,
+                                             const std::string& session_id) {
+                    const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                                 std::chrono::system_clock::now().time_since_epoch())
+                                                 .count();
+                    // Only the nodes running now care: the row can go after a minute.
+                    feed->publish({store::PostgresRevocations::kSocketOpened, user_id, session_id,
+                                   now, now + 60});
+                });
+        }
     }
 
     s.server = std::make_unique<net::Server>(cfg.socket, s.router, &s.registry);

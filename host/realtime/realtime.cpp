@@ -168,6 +168,13 @@ std::size_t Realtime::disconnect(const std::string& user_id, const std::string& 
     return n;
 }
 
+void Realtime::set_on_single_socket(
+    std::function<void(const std::string& user_id, const std::string& session_id)> callback) {
+    hub_->set_on_single_socket([callback = std::move(callback)](const SessionInfo& info) {
+        callback(info.user_id, info.session_id);
+    });
+}
+
 std::size_t Realtime::disconnect_revoked(const std::string& user_id) {
     std::size_t n = 0;
     for (auto& s : hub_->registry().for_user(user_id)) {

@@ -129,6 +129,12 @@ public:
     // Returns the number told to close; none without a validity check.
     std::size_t disconnect_revoked(const std::string& user_id);
 
+    // Several nodes with session.single_socket: `callback(user_id, session_id)` runs for each
+    // socket opened here, so that the other nodes close the user's sockets they hold (they call
+    // disconnect(user_id)). Set before serving; must not block.
+    void set_on_single_socket(
+        std::function<void(const std::string& user_id, const std::string& session_id)> callback);
+
     SessionRegistry& sessions() { return hub_->registry(); }
     const Options& options() const { return hub_->options(); }
 

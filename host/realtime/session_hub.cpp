@@ -67,6 +67,7 @@ bool SessionHub::start(const std::shared_ptr<Session>& session) {
         return false;
     }
     for (auto& older : same_user) older->close(EndReason::kicked);
+    if (options_.single_socket && on_single_socket_) on_single_socket_(session->info());
     if (still_valid_ && !still_valid_(session->info())) session->close(EndReason::kicked);
     return true;
 }

@@ -50,6 +50,13 @@ public:
     // ended already ("server shutdown") and the caller must drop the socket.
     bool start(const std::shared_ptr<Session>& session);
 
+    // Several nodes: called (on an io thread) for each session started while single_socket is
+    // on, after this node closed the user's older sockets, so that the other nodes close theirs.
+    // Set before serving; must not block.
+    void set_on_single_socket(std::function<void(const SessionInfo&)> callback) {
+        on_single_socket_ = std::move(callback);
+    }
+
     // True while the token that opened the session still authenticates (always true without a
     // validity check).
     bool still_valid(const SessionInfo& info) const { return !still_valid_ || still_valid_(info); }
@@ -65,6 +72,7 @@ private:
     Options options_;
     events::EventSink* sink_;
     ValidityCheck still_valid_;
+    std::function<void(const SessionInfo&)> on_single_socket_;
     SessionRegistry registry_;
     metrics::Counter* opened_ = nullptr;
     // socket_ws_closed{reason}, one series per EndReason (indexed by its value).

@@ -33,8 +33,12 @@ namespace nk::store {
 
 class PostgresRevocations {
   public:
+    // Besides revocations (kinds 1-4, auth::Revocation::Kind), the feed carries this: a socket
+    // opened on a node with session.single_socket, whose user's sockets the other nodes close.
+    static constexpr int kSocketOpened = 5;
+
     struct Record {
-        int kind = 0;  // auth::Revocation::Kind
+        int kind = 0;  // auth::Revocation::Kind, or kSocketOpened
         std::string user_id;
         std::string token_id;
         std::int64_t at = 0;

@@ -146,3 +146,25 @@ TEST_CASE("single_session across nodes: a login on one node ends the earlier ses
     CHECK(account_status(b, second.token) == 200);
     CHECK(account_status(b, first.token) == 401);
 }
+
+TEST_CASE("single_socket across nodes: a socket opened on one node closes the user's socket on "
+          "the other") {
+    Cluster cluster;
+    auto args = cluster.args();
+    args.insert(args.end(), {"--session.single_socket", "true"});
+    Nkhost a(args);
+    Nkhost b(args);
+    const Session s = authenticate(a, "cluster-socket-0001");
+    const std::string upgrade = "GET /ws?format=json&token=" + s.token +
+                                " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                                "Connection: Upgrade\r\nSec-WebSocket-Key: "
+                                "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    RawConnection first(a.port());
+    REQUIRE(first.send(upgrade));
+    CHECK_FALSE(first.closed_by_peer(std::chrono::milliseconds(500)));
+    RawConnection second(b.port());
+    REQUIRE(second.send(upgrade));
+    CHECK(first.closed_by_peer(std::chrono::seconds(20)));
+    CHECK_FALSE(second.closed_by_peer(std::chrono::milliseconds(500)));
+    CHECK(a.metric("nkhost_socket_ws_closed", {"reason=\"kicked\""}) == 1);
+}
