@@ -181,7 +181,6 @@ void Stats::RecordSessionStart(const std::string& session_id, std::int64_t at_ms
 }
 
 void Stats::RecordSessionEnd(const std::string& session_id, std::int64_t at_ms) {
-    sessions_ended_.fetch_add(1, std::memory_order_relaxed);
     std::int64_t started = -1;
     {
         SessionShard& shard = session_shards_[shard_of(session_id, kShards)];
@@ -196,17 +195,20 @@ void Stats::RecordSessionEnd(const std::string& session_id, std::int64_t at_ms) 
     if (started >= 0) {
         sessions_active_.fetch_sub(1, std::memory_order_relaxed);
         AddLength(std::max<std::int64_t>(at_ms - started, 0));
-        return;
+    } else {
+        // Not remembered: one of the sessions started beyond the limit, or one that started
+        // before this plugin was loaded (it was never counted as active).
+        std::int64_t open = sessions_open_untracked_.load(std::memory_order_relaxed);
+        while (open > 0 && !sessions_open_untracked_.compare_exchange_weak(open, open - 1)) {
+        }
+        if (open > 0)
+            sessions_active_.fetch_sub(1, std::memory_order_relaxed);
+        else
+            sessions_unmatched_.fetch_add(1, std::memory_order_relaxed);
     }
-    // Not remembered: one of the sessions started beyond the limit, or one that started before
-    // this plugin was loaded (it was never counted as active).
-    std::int64_t open = sessions_open_untracked_.load(std::memory_order_relaxed);
-    while (open > 0 && !sessions_open_untracked_.compare_exchange_weak(open, open - 1)) {
-    }
-    if (open > 0)
-        sessions_active_.fetch_sub(1, std::memory_order_relaxed);
-    else
-        sessions_unmatched_.fetch_add(1, std::memory_order_relaxed);
+    // Counted last, with release: a reader that sees this end counted (the stats RPC reads
+    // `ended` before the lengths) also sees its length and the active count it changed.
+    sessions_ended_.fetch_add(1, std::memory_order_release);
 }
 
 void Stats::AddLength(std::int64_t length_ms) {
@@ -321,6 +323,9 @@ void Stats::WriteJson(JsonWriter& w, std::int64_t at_ms) const {
     }
     w.EndArray();
 
+    // `ended` first (acquire): every end it counts has its active count and length in what is
+    // read after it (RecordSessionEnd counts the end last).
+    const std::int64_t ended = sessions_ended_.load(std::memory_order_acquire);
     w.Key("sessions");
     w.StartObject();
     w.Key("active");
@@ -328,7 +333,7 @@ void Stats::WriteJson(JsonWriter& w, std::int64_t at_ms) const {
     w.Key("started");
     w.Int64(sessions_started_.load());
     w.Key("ended");
-    w.Int64(sessions_ended_.load());
+    w.Int64(ended);
     w.Key("untracked");
     w.Int64(sessions_untracked_.load());
     w.Key("unmatched_ends");
