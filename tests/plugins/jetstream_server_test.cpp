@@ -6,14 +6,11 @@
 
 #include <rapidjson/document.h>
 
-#include <atomic>
 #include <csignal>
 #include <filesystem>
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "nats_support.hpp"
@@ -39,54 +36,6 @@ fs::path modules_dir(const TempDir& dir, bool with_archive) {
         fs::copy_file(build_dir() / "plugins" / "event_archive.so", modules / "event_archive.so");
     return modules;
 }
-
-int post_event(const Nkhost& server, const std::string& token, const std::string& name_json,
-               int n) {
-    auto c = server.client();
-    c->set_bearer_token_auth(token);
-    auto res =
-        c->Post("/v2/event",
-                "{\"name\":" + name_json + ",\"properties\":{\"n\":\"" + std::to_string(n) + "\"}}",
-                "application/json");
-    return res ? res->status : 0;
-}
-
-// Posts events with properties {"n": i}, i = 0, 1, ..., from a thread until stopped; remembers
-// which were acknowledged (200).
-class Poster {
-  public:
-    Poster(const Nkhost& server, std::string token) : server_(server), token_(std::move(token)) {
-        thread_ = std::thread([this] {
-            for (int i = 0; !stop_.load(); ++i)
-                if (post_event(server_, token_, "\"load\"", i) == 200) {
-                    std::lock_guard lock(mutex_);
-                    acked_.insert(i);
-                }
-        });
-    }
-    ~Poster() { stop(); }
-    void stop() {
-        stop_.store(true);
-        if (thread_.joinable())
-            thread_.join();
-    }
-    std::size_t acked() {
-        std::lock_guard lock(mutex_);
-        return acked_.size();
-    }
-    std::set<int> acked_set() {
-        std::lock_guard lock(mutex_);
-        return acked_;
-    }
-
-  private:
-    const Nkhost& server_;
-    std::string token_;
-    std::atomic<bool> stop_{false};
-    std::mutex mutex_;
-    std::set<int> acked_;
-    std::thread thread_;
-};
 
 struct Read {
     std::map<std::string, int> copies_by_id;     // how many stream messages carry each id

@@ -1,6 +1,6 @@
 // Test support for the jetstream plugin: a real nats-server with JetStream on a free loopback
-// port and its own storage directory, and a libnats pull consumer that reads a stream.
-// Header-only.
+// port and its own storage directory, a libnats pull consumer that reads a stream, and a
+// poster that sends events to a real nkhost process under load. Header-only.
 #pragma once
 
 #include <fcntl.h>
@@ -11,15 +11,19 @@
 
 #include <nats/nats.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "security_support.hpp"
 #include "support/process.hpp"
 #include "support/wait.hpp"
 
@@ -256,6 +260,59 @@ class NatsClient {
     natsOptions* opts_ = nullptr;
     natsConnection* nc_ = nullptr;
     jsCtx* js_ = nullptr;
+};
+
+// POST /v2/event {"name": <name_json>, "properties": {"n": "<n>"}}; the status (0: no answer).
+inline int post_event(const Nkhost& server, const std::string& token, const std::string& name_json,
+                      int n) {
+    auto c = server.client();
+    c->set_bearer_token_auth(token);
+    auto res =
+        c->Post("/v2/event",
+                "{\"name\":" + name_json + ",\"properties\":{\"n\":\"" + std::to_string(n) + "\"}}",
+                "application/json");
+    return res ? res->status : 0;
+}
+
+// Posts events named `name_json` with properties {"n": i}, i = 0, 1, ..., from a thread until
+// stopped; remembers which were acknowledged (200).
+class Poster {
+  public:
+    Poster(const Nkhost& server, std::string token, std::string name_json = "\"load\"")
+        : server_(server), token_(std::move(token)), name_json_(std::move(name_json)) {
+        thread_ = std::thread([this] {
+            for (int i = 0; !stop_.load(); ++i)
+                if (post_event(server_, token_, name_json_, i) == 200) {
+                    std::lock_guard lock(mutex_);
+                    acked_.insert(i);
+                }
+        });
+    }
+    ~Poster() { stop(); }
+    Poster(const Poster&) = delete;
+    Poster& operator=(const Poster&) = delete;
+    void stop() {
+        stop_.store(true);
+        if (thread_.joinable())
+            thread_.join();
+    }
+    std::size_t acked() {
+        std::lock_guard lock(mutex_);
+        return acked_.size();
+    }
+    std::set<int> acked_set() {
+        std::lock_guard lock(mutex_);
+        return acked_;
+    }
+
+  private:
+    const Nkhost& server_;
+    std::string token_;
+    std::string name_json_;
+    std::atomic<bool> stop_{false};
+    std::mutex mutex_;
+    std::set<int> acked_;
+    std::thread thread_;
 };
 
 }  // namespace nk::test
