@@ -1,6 +1,7 @@
 // samples/inventory in the real server process: items in storage and gold in the wallet change
 // together (nk.MultiUpdate), concurrent purchases never overspend, and clients can read their
-// inventory but not write it.
+// inventory but not write it. Built twice: on the SQLite default (test_inventory_sample) and on a
+// PostgreSQL server the test starts (test_inventory_sample_postgres, NK_TEST_POSTGRES).
 #include <doctest/doctest.h>
 
 #include <httplib.h>
@@ -13,6 +14,9 @@
 #include <vector>
 
 #include "security_support.hpp"
+#ifdef NK_TEST_POSTGRES
+#include "support/postgres.hpp"
+#endif
 
 using namespace nk::test;
 
@@ -24,10 +28,18 @@ std::string sample_bytes(const std::string& name) {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-std::vector<std::string> modules_args() {
+// The plugin directory, and on PostgreSQL a fresh migrated database.
+std::vector<std::string> server_args() {
     static TempDir modules;
     write_file(modules.path() / "inventory.so", sample_bytes("inventory"));
-    return {"--runtime.path", modules.path().string()};
+    std::vector<std::string> args = {"--runtime.path", modules.path().string()};
+#ifdef NK_TEST_POSTGRES
+    const std::string address = PostgresServer::shared().create_database();
+    const auto migrated = run_nkhost({"migrate", "up", "--database.address", address});
+    REQUIRE(migrated.exit_code == 0);
+    args.insert(args.end(), {"--database.address", address});
+#endif
+    return args;
 }
 
 // POST /v2/rpc/<id> with a JSON-string body; the status and the unwrapped payload (or body).
@@ -66,7 +78,7 @@ std::string wallet_of(httplib::Client& c, const std::string& token) {
 }  // namespace
 
 TEST_CASE("inventory sample: buy items with gold, in one transaction each") {
-    Nkhost host(modules_args());
+    Nkhost host(server_args());
     auto c = host.client();
     const std::string token = host.device_token("inventory-player-0001");
     CHECK(rpc(*c, token, "buy_item", R"({"item":"sword"})").first == 400);  // no gold yet
@@ -103,7 +115,7 @@ TEST_CASE("inventory sample: buy items with gold, in one transaction each") {
 }
 
 TEST_CASE("inventory sample: concurrent purchases never overspend and never lose an item") {
-    Nkhost host(modules_args());
+    Nkhost host(server_args());
     const std::string token = host.device_token("inventory-racer-0001");
     {
         auto c = host.client();
