@@ -89,8 +89,8 @@ Status validate(Kind kind, AuthenticateRequest& req, bool& username_login) {
         if (req.password.size() < 8) {
             return Status::invalid_argument("Password must be at least 8 characters long.");
         }
-        if (req.password.size() > store::kMaxPasswordBytes)
-            return Status::invalid_argument(store::kPasswordTooLong);
+        if (Status st = store::check_password(req.password); !st)
+            return st;
         if (req.username.empty() && username_login) {
             return Status::invalid_argument(
                 "Username is required when email address is not supplied.");

@@ -27,6 +27,14 @@ bool usable(std::string_view password) {
 
 }  // namespace
 
+Status check_password(std::string_view password) {
+    if (password.size() > kMaxPasswordBytes)
+        return Status::invalid_argument(kPasswordTooLong);
+    if (password.find('\0') != std::string_view::npos)
+        return Status::invalid_argument(kPasswordNul);
+    return Status::ok();
+}
+
 std::optional<std::string> bcrypt_hash(std::string_view password, int cost) {
     if (!usable(password))
         return std::nullopt;

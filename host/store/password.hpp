@@ -9,12 +9,19 @@
 #include <string>
 #include <string_view>
 
+#include "core/status.hpp"
+
 namespace nk::store {
 
 // bcrypt uses only the first 72 bytes of a password; longer ones are refused (as Go's bcrypt
 // does) rather than silently shortened, so passwords sharing 72 bytes cannot stand for each other.
 constexpr std::size_t kMaxPasswordBytes = 72;
 inline constexpr const char* kPasswordTooLong = "Password must be at most 72 bytes.";
+inline constexpr const char* kPasswordNul = "Password must not contain NUL characters.";
+
+// Why bcrypt cannot take `password` as it is (longer than kMaxPasswordBytes, or a NUL byte,
+// where crypt() would cut a C string), as an invalid_argument status; ok otherwise.
+Status check_password(std::string_view password);
 
 // "$2b$<cost>$..." for `password`, or nullopt when libxcrypt fails or the password is longer
 // than kMaxPasswordBytes or holds a NUL byte.

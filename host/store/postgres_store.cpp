@@ -375,8 +375,8 @@ struct PostgresStore::Impl {
     Status delete_in_tx(Connection& c, std::string_view caller, const std::vector<StorageId>& ids) {
         const std::int64_t client = caller.empty() ? 0 : 1;
         for (const auto& id : ids) {
-            if (id.collection.empty() || id.key.empty())
-                return kNoCollectionOrKey;
+            if (Status st = check_id(id); !st)
+                return st;
             const std::string user_id = owner_of(caller, id.user_id);
             // Clients delete only writable objects; a version, when given, must match.
             Result r = c.exec(
@@ -545,8 +545,8 @@ Status PostgresStore::authenticate_email(std::string_view email, std::string_vie
                                          AuthResult& out) {
     constexpr auto op = Operation::authenticate_email;
     // bcrypt reads only the first 72 bytes: a longer password would be shortened silently.
-    if (password.size() > kMaxPasswordBytes)
-        return Status::invalid_argument(kPasswordTooLong);
+    if (Status st = check_password(password); !st)
+        return st;
     if (email.empty()) {
         // Username + password login; never creates.
         std::string hash;
@@ -690,8 +690,8 @@ Status PostgresStore::get_account(std::string_view user_id, Account& out) {
 }
 
 Status PostgresStore::update_account(std::string_view user_id, const AccountUpdate& update) {
-    if (update.empty())
-        return kNoFields;
+    if (Status st = check_update(update); !st)
+        return st;
     struct Field {
         const char* column;
         const std::optional<std::string>* value;
@@ -787,7 +787,7 @@ Status PostgresStore::storage_write(std::string_view caller,
 Status PostgresStore::storage_read(std::string_view caller, const std::vector<StorageId>& ids,
                                    std::vector<StorageObject>& out) {
     out.clear();
-    if (Status st = check_batch(ids.size(), impl_->options.storage); !st)
+    if (Status st = check_reads(ids, impl_->options.storage); !st)
         return st;
     if (ids.empty())
         return Status::ok();
@@ -826,8 +826,8 @@ Status PostgresStore::storage_list(std::string_view caller, std::string_view use
     out = {};
     if (Status st = check_list_limit(limit); !st)
         return st;
-    if (collection.empty())
-        return kNoCollection;
+    if (Status st = check_collection(collection); !st)
+        return st;
     std::string after_key, after_user;
     if (!cursor.empty() && !parse_storage_cursor(cursor, after_key, after_user))
         return kBadCursor;

@@ -554,8 +554,8 @@ Status SqliteAccountStore::authenticate_email(std::string_view email, std::strin
                                               AuthResult& out) {
     constexpr auto op = Operation::authenticate_email;
     // bcrypt reads only the first 72 bytes: a longer password would be shortened silently.
-    if (password.size() > kMaxPasswordBytes)
-        return Status::invalid_argument(kPasswordTooLong);
+    if (Status st = check_password(password); !st)
+        return st;
     if (email.empty()) {
         // Username + password login; never creates.
         std::string hash;
@@ -699,8 +699,8 @@ Status SqliteAccountStore::get_account(std::string_view user_id, Account& out) {
 }
 
 Status SqliteAccountStore::update_account(std::string_view user_id, const AccountUpdate& update) {
-    if (update.empty())
-        return kNoFields;
+    if (Status st = check_update(update); !st)
+        return st;
     struct Field {
         const char* column;
         const std::optional<std::string>* value;
@@ -851,8 +851,8 @@ struct SqliteAccountStore::Storage {
     static Status delete_in_tx(Impl& impl, Connection& c, std::string_view caller,
                                const std::vector<StorageId>& ids) {
         for (const auto& id : ids) {
-            if (id.collection.empty() || id.key.empty())
-                return kNoCollectionOrKey;
+            if (Status st = check_id(id); !st)
+                return st;
             const std::string user_id = owner_of(caller, id.user_id);
             // Clients delete only writable objects; a version, when given, must match.
             Stmt s = c.prepare(
@@ -959,7 +959,7 @@ Status SqliteAccountStore::storage_write(std::string_view caller,
 Status SqliteAccountStore::storage_read(std::string_view caller, const std::vector<StorageId>& ids,
                                         std::vector<StorageObject>& out) {
     out.clear();
-    if (Status st = check_batch(ids.size(), impl_->options.storage); !st)
+    if (Status st = check_reads(ids, impl_->options.storage); !st)
         return st;
     auto c = impl_->acquire();
     for (const auto& id : ids) {
@@ -998,8 +998,8 @@ Status SqliteAccountStore::storage_list(std::string_view caller, std::string_vie
     out = {};
     if (Status st = check_list_limit(limit); !st)
         return st;
-    if (collection.empty())
-        return kNoCollection;
+    if (Status st = check_collection(collection); !st)
+        return st;
     // Keyset cursor: the (key, user_id) of the last object of the previous page.
     std::string after_key, after_user;
     if (!cursor.empty() && !parse_storage_cursor(cursor, after_key, after_user))

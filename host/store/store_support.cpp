@@ -185,9 +185,59 @@ Status merge_object(std::string_view stored, std::string_view patch_text, unsign
     return Status::ok();
 }
 
+namespace {
+
+bool has_nul(std::string_view s) {
+    return s.find('\0') != std::string_view::npos;
+}
+
+}  // namespace
+
+Status check_id(const StorageId& id) {
+    if (id.collection.empty() || id.key.empty())
+        return kNoCollectionOrKey;
+    if (has_nul(id.collection) || has_nul(id.key) || has_nul(id.user_id) || has_nul(id.version))
+        return kNulInCollectionOrKey;
+    return Status::ok();
+}
+
+Status check_reads(const std::vector<StorageId>& ids, const StorageLimits& limits) {
+    if (Status st = check_batch(ids.size(), limits); !st)
+        return st;
+    for (const auto& id : ids)
+        if (Status st = check_id(id); !st)
+            return st;
+    return Status::ok();
+}
+
+Status check_collection(std::string_view collection) {
+    if (collection.empty())
+        return kNoCollection;
+    if (has_nul(collection))
+        return kNulInCollectionOrKey;
+    return Status::ok();
+}
+
+Status check_update(const AccountUpdate& update) {
+    if (update.empty())
+        return kNoFields;
+    const std::pair<const char*, const std::optional<std::string>*> fields[] = {
+        {"username", &update.username},     {"display_name", &update.display_name},
+        {"avatar_url", &update.avatar_url}, {"lang_tag", &update.lang_tag},
+        {"location", &update.location},     {"timezone", &update.timezone},
+        {"metadata", &update.metadata}};
+    for (const auto& [name, value] : fields)
+        if (*value && has_nul(**value))
+            return Status::invalid_argument(
+                fmt::format("Invalid {} value supplied. It must not contain NUL characters.", name));
+    return Status::ok();
+}
+
 Status check_write(const StorageWrite& w, const StorageLimits& limits) {
     if (w.collection.empty() || w.key.empty())
         return kNoCollectionOrKey;
+    if (has_nul(w.collection) || has_nul(w.key) || has_nul(w.user_id) || has_nul(w.version))
+        return kNulInCollectionOrKey;
     if (utf8_chars(w.collection) > limits.max_collection_chars ||
         utf8_chars(w.key) > limits.max_key_chars)
         return Status::invalid_argument(fmt::format(

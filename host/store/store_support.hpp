@@ -9,10 +9,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/status.hpp"
 #include "log/log.hpp"
 #include "log/rate_limit.hpp"
+#include "store/account_store.hpp"
 #include "store/storage_store.hpp"
 
 namespace nk::metrics {
@@ -48,6 +50,10 @@ inline const Status kNoCollection =
 inline const Status kNoCollectionOrKey =
     Status::invalid_argument("Invalid collection or key value supplied. They must be set.");
 inline const Status kBadMetadata = Status::invalid_argument("Metadata must be a JSON object.");
+// Text a database holds never contains NUL (PostgreSQL's text cannot; SQLite's could, but both
+// engines answer the same).
+inline const Status kNulInCollectionOrKey = Status::invalid_argument(
+    "Invalid collection or key value supplied. They must not contain NUL characters.");
 inline const Status kLedgerItemNotFound = Status::not_found("Wallet ledger item not found.");
 inline const Status kWalletReadError = Status::internal("Error reading user wallet.");
 inline const Status kWriteError = Status::internal("Error writing storage objects.");
@@ -83,6 +89,15 @@ Status merge_object(std::string_view stored, std::string_view patch, unsigned ma
 
 // Checks one write against the limits and Nakama's rules.
 Status check_write(const StorageWrite& w, const StorageLimits& limits);
+// A storage object id to read or delete: collection and key set, no NUL in any of its text.
+Status check_id(const StorageId& id);
+// Objects to read: check_batch, then check_id for each.
+Status check_reads(const std::vector<StorageId>& ids, const StorageLimits& limits);
+// The collection of a list: set, no NUL.
+Status check_collection(std::string_view collection);
+// An account update: something to update, no NUL in any field.
+Status check_update(const AccountUpdate& update);
+
 Status check_batch(std::size_t n, const StorageLimits& limits);
 Status check_list_limit(int limit);
 

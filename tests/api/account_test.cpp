@@ -173,6 +173,8 @@ TEST_CASE("email authentication") {
     CHECK(by_name.user_id == created.user_id);
     check_error(post(R"({"password":"password9"})", "username=emailer"), 401, 16,
                 "Invalid credentials.");
+    check_error(post(R"({"email":"nul@example.com","password":"pass\u0000word1"})"), 400, 3,
+                "Password must not contain NUL characters.");
     check_error(post(R"({"email":"","password":"password1"})"), 400, 3,
                 "Username is required when email address is not supplied.");
     check_error(post(""), 400, 3, "Email address and password is required.");
@@ -420,6 +422,9 @@ TEST_CASE("PUT /v2/account field rules") {
     check_error(put(R"({"username":"a\u0007b"})"), 400, 3,
                 "Username invalid, no spaces or control characters allowed.");
     check_error(put(R"({"username":"occupied"})"), 409, 6, "Username is already in use.");
+    // A NUL decoded from \u0000: 400 on both engines (PostgreSQL's text cannot hold it).
+    check_error(put(R"({"display_name":"a\u0000b"})"), 400, 3,
+                "Invalid display_name value supplied. It must not contain NUL characters.");
     CHECK(put(R"({"display_name":5})")->status == 400);
     CHECK(put(R"({"display_name":)")->status == 400);
 

@@ -136,6 +136,17 @@ TEST_CASE("storage REST: every validation message") {
                 "Invalid collection or key value supplied. They must be set.");
     check_error(put(R"({"collection":"c","key":"","value":"{}"})"), 400, 3,
                 "Invalid collection or key value supplied. They must be set.");
+    // A NUL byte (decoded from \u0000 or percent-decoded from %00), on both engines.
+    const std::string nul = "Invalid collection or key value supplied. They must not contain NUL "
+                            "characters.";
+    check_error(put(R"({"collection":"c\u0000","key":"k","value":"{}"})"), 400, 3, nul);
+    check_error(c.Post("/v2/storage", h, R"({"object_ids":[{"collection":"c","key":"k\u0000"}]})",
+                       kJson),
+                400, 3, nul);
+    check_error(c.Put("/v2/storage/delete", h,
+                      R"({"object_ids":[{"collection":"c\u0000","key":"k"}]})", kJson),
+                400, 3, nul);
+    check_error(c.Get("/v2/storage/c%00x", h), 400, 3, nul);
     check_error(put(R"({"collection":"c","key":"k","value":"{}","permission_read":3})"), 400, 3,
                 "Invalid Read permission supplied. It must be either 0, 1 or 2.");
     check_error(put(R"({"collection":"c","key":"k","value":"{}","permission_write":2})"), 400, 3,

@@ -279,3 +279,31 @@ TEST_CASE("email authentication refuses passwords over 72 bytes with 400, never 
     }
 }
 
+
+TEST_CASE("text with a NUL byte is refused with 400 on both engines, never a database error") {
+    test::TestDatabase db;
+    auto owned = db.open();
+    Store& store = *owned;
+    AuthResult r;
+    using namespace std::string_literals;
+    const std::string nul = "a\0b"s;
+    // A password crypt() would cut at the NUL: refused, not shortened.
+    Status s = store.authenticate_email("nul@example.com", "password"s + nul, "nuluser", true, r);
+    CHECK(s.code() == Code::invalid_argument);
+    CHECK(s.message() == "Password must not contain NUL characters.");
+    REQUIRE(store.authenticate_device("device-nul-0001", "nulupd", true, r).is_ok());
+
+    AccountUpdate u;
+    u.display_name = "fine";
+    u.location = nul;
+    s = store.update_account(r.user_id, u);
+    CHECK(s.code() == Code::invalid_argument);
+    CHECK(s.message() == "Invalid location value supplied. It must not contain NUL characters.");
+    Account a;
+    REQUIRE(store.get_account(r.user_id, a).is_ok());
+    CHECK(a.display_name.empty());  // nothing of the refused update was written
+    u.location.reset();
+    REQUIRE(store.update_account(r.user_id, u).is_ok());
+    REQUIRE(store.get_account(r.user_id, a).is_ok());
+    CHECK(a.display_name == "fine");
+}

@@ -290,6 +290,26 @@ TEST_CASE("storage limits and validation, with Nakama's messages") {
           "Value must be a JSON object.");  // deeper than the nesting limit
     std::vector<StorageWrite> four(4, write_of("c", "k", "{}"));
     CHECK(store.storage_write(u, four, acks).message() == "Too many objects in one request: at most 3.");
+
+    // A NUL byte in a collection, key or version: 400 on both engines (PostgreSQL's text cannot
+    // hold one), for writes, reads, deletes and lists alike.
+    using namespace std::string_literals;
+    const std::string nul = "c\0x"s;
+    const std::string message =
+        "Invalid collection or key value supplied. They must not contain NUL characters.";
+    CHECK(store.storage_write(u, {write_of(nul, "k", "{}")}, acks).message() == message);
+    CHECK(store.storage_write(u, {write_of("c", nul, "{}")}, acks).message() == message);
+    CHECK(store.storage_write(u, {write_of("c", "k", "{}", nul)}, acks).message() == message);
+    std::vector<StorageObject> objects;
+    CHECK(store.storage_read(u, {{nul, "k", u, ""}}, objects).message() == message);
+    CHECK(store.storage_read(u, {{"c", "k", u, ""}, {"c", nul, u, ""}}, objects).message() ==
+          message);
+    CHECK(store.storage_delete(u, {{nul, "k", u, ""}}).message() == message);
+    CHECK(store.storage_delete(u, {{"c", "k", u, nul}}).message() == message);
+    StoragePage page;
+    CHECK(store.storage_list(u, u, nul, 10, "", page).message() == message);
+    CHECK(store.storage_list(u, u, "", 10, "", page).message() ==
+          "Invalid collection value supplied. It must be set.");
 }
 
 TEST_CASE("wallets: 200 concurrent updates on one user are exact and never negative") {
