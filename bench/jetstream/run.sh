@@ -19,6 +19,8 @@
 #   jetstream medians: published <x> events/s (accepted <y> req/s), baseline without plugins
 #   <z> req/s, dropped <d>
 # (dropped: the plugin's jetstream_events_dropped over all runs, 0 unless something is wrong).
+# Each run also prints the CPU time the servers used: nkhost without plugins during its load,
+# nkhost with jetstream.so and nats-server from the load start to the last ack.
 # Exits 1 when an event was dropped, or fewer were published than wrk saw accepted.
 #
 # usage: bench/jetstream/run.sh [build-dir]   (default: build; use a Release build, e.g.
@@ -59,6 +61,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 p_nats="$(free_port)"; p_nats_mon="$(free_port)"
 "$nats_server" -js -a 127.0.0.1 -p "$p_nats" -m "$p_nats_mon" -sd "$work/nats-store" \
     -l "$work/nats.log" & pids+=($!)
+nats_pid=$!
 for i in $(seq 300); do
     [[ "$(curl -s "http://127.0.0.1:$p_nats_mon/healthz?js-enabled-only=true")" == *'"ok"'* ]] && break
     ((i == 300)) && { echo "nats-server did not start: $(cat "$work/nats.log")" >&2; exit 1; }
@@ -75,14 +78,15 @@ start_nkhost() {
         --runtime.path "$modules" --metrics.prometheus_port "$p_metrics" --logger.level warn \
         --session.token_expiry_sec 86400 "$@" ${NKHOST_ARGS:-} >"$work/$name.log" 2>&1 &
     pids+=($!)
+    nk_pid=$!
     wait_port "$p_api"; wait_port "$p_metrics"
 }
 mkdir -p "$work/modules-js" "$work/modules-none"
 cp "$build/plugins/jetstream.so" "$work/modules-js/"
 start_nkhost js "$work/modules-js" --runtime.env "JETSTREAM_URL=nats://127.0.0.1:$p_nats"
-p_js=$p_api p_js_metrics=$p_metrics
+p_js=$p_api p_js_metrics=$p_metrics js_pid=$nk_pid
 start_nkhost base "$work/modules-none"
-p_base=$p_api
+p_base=$p_api base_pid=$nk_pid
 # The plugin reports its gauges every 100 ms once it runs.
 for i in $(seq 100); do
     curl -s "http://127.0.0.1:$p_js_metrics/" | grep -q '^nkhost_custom_jetstream_events_buffered' && break
@@ -117,6 +121,12 @@ sample() {
         /^nkhost_event_queue_depth[ {]/ { q += $NF }
         END { printf "%d %d %d\n", p, d, q }'
 }
+# cpu <pid>: CPU time (user + system) of that process so far, in clock ticks.
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz="$(getconf CLK_TCK)"
+# cpu_line <ticks> <events> -> "<s> s (<us> us per event)"
+cpu_line() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN {printf "%.1f s (%.0f us per event)", t / hz, n ? t / hz / n * 1e6 : 0}'; }
+
 # wrk_result <wrk output>: "req/s accepted" (accepted = responses minus non-2xx/3xx)
 wrk_result() {
     awk '/^Requests\/sec:/ {rps = $2} /requests in/ {n = $1} /Non-2xx or 3xx responses:/ {bad = $NF}
@@ -128,12 +138,15 @@ echo "vs the same load on nkhost without plugins; $(nproc) cores shared by nkhos
 pub_rates=(); acc_rates=(); base_rates=()
 dropped_total=0; short=0
 for r in $(seq "$runs"); do
+    c_base=$(cpu "$base_pid")
     wrk -t"$wrk_threads" -c"$connections" -d"$duration" -s "$work/base.lua" \
         "http://127.0.0.1:$p_base/v2/event" >"$work/wrk-base.out"
     read -r b_rps b_acc < <(wrk_result "$work/wrk-base.out")
     base_rates+=("$b_rps")
+    c_base=$(($(cpu "$base_pid") - c_base))
 
     read -r p0 d0 _ < <(sample)
+    c_js=$(cpu "$js_pid"); c_nats=$(cpu "$nats_pid")
     t0=$EPOCHREALTIME
     wrk -t"$wrk_threads" -c"$connections" -d"$duration" -s "$work/js.lua" \
         "http://127.0.0.1:$p_js/v2/event" >"$work/wrk-js.out" &
@@ -155,6 +168,7 @@ for r in $(seq "$runs"); do
             exit 1
         fi
     done
+    c_js=$(($(cpu "$js_pid") - c_js)); c_nats=$(($(cpu "$nats_pid") - c_nats))
     read -r a_rps accepted < <(wrk_result "$work/wrk-js.out")
     published=$((last_p - p0)); dropped=$((d - d0))
     dropped_total=$((dropped_total + dropped))
@@ -164,6 +178,8 @@ for r in $(seq "$runs"); do
     pub_rates+=("$rate"); acc_rates+=("$a_rps")
     printf '  run %d  baseline (no plugin) %7.0f req/s | jetstream: accepted %8d (%7.0f req/s), published %8d, dropped %d, last ack %s s after the load start -> %7.0f events/s\n' \
         "$r" "$b_rps" "$accepted" "$a_rps" "$published" "$dropped" "$secs" "$rate"
+    echo "         CPU: nkhost without plugins $(cpu_line "$c_base" "$b_acc"); with jetstream.so" \
+         "$(cpu_line "$c_js" "$published"), nats-server $(cpu_line "$c_nats" "$published")"
 done
 
 pub="$(printf '%s\n' "${pub_rates[@]}" | median)"
