@@ -48,7 +48,9 @@ cmake --build "$build" --target nkhost jetstream -j"$(nproc)" >/dev/null
 
 work="$(mktemp -d /tmp/nkhost-bench-jetstream-XXXXXX)"
 pids=()
+wrk_pid=""
 cleanup() {
+    [[ -n $wrk_pid ]] && kill "$wrk_pid" 2>/dev/null
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
@@ -156,10 +158,12 @@ for r in $(seq "$runs"); do
     while :; do
         sleep 0.1
         t=$EPOCHREALTIME
+        kill -0 "$js_pid" 2>/dev/null ||
+            { echo "nkhost with jetstream.so exited: $(tail -20 "$work/js.log")" >&2; exit 1; }
         read -r p d q < <(sample)
         if ((p != last_p)); then last_p=$p; t_last=$t; still=0; else still=$((still + 1)); fi
         if ((!wrk_done)) && ! kill -0 "$wrk_pid" 2>/dev/null; then
-            wait "$wrk_pid"; wrk_done=1; t_wrk=$t
+            wait "$wrk_pid"; wrk_pid=""; wrk_done=1; t_wrk=$t
         fi
         ((wrk_done && q == 0 && still >= 5)) && break
         if ((wrk_done)) && awk -v a="$t" -v b="$t_wrk" -v s="$settle_sec" 'BEGIN {exit !(a - b > s)}'; then
