@@ -7,7 +7,6 @@
 #include <rapidjson/document.h>
 
 #include <atomic>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,9 +18,9 @@ using namespace nk::test;
 namespace {
 
 std::string sample_bytes(const std::string& name) {
-    std::ifstream in(std::string(NK_TEST_BUILD_DIR) + "/modules/" + name + ".so", std::ios::binary);
-    REQUIRE(in);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    const auto path = build_dir() / "modules" / (name + ".so");
+    REQUIRE(std::filesystem::is_regular_file(path));
+    return read_file(path);
 }
 
 std::vector<std::string> modules_args() {
