@@ -23,7 +23,7 @@
 #include "net/router.hpp"
 #include "net/server.hpp"
 #include "store/store.hpp"
-#include "store/temp_dir.hpp"
+#include "support/process.hpp"
 #ifdef NK_TEST_POSTGRES
 #include "support/postgres.hpp"
 #endif
@@ -71,7 +71,7 @@ struct AccountServer {
         // dir finds its accounts.
         o.address = c.db_path;
         if (o.address.empty()) {
-            const std::string marker = dir->file("postgres-address");
+            const std::string marker = (*dir / "postgres-address").string();
             std::ifstream in(marker);
             if (!std::getline(in, o.address)) {
                 o.address = PostgresServer::shared().create_database();
@@ -80,7 +80,7 @@ struct AccountServer {
         }
         store::migrate_up(o);
 #else
-        o.address = c.db_path.empty() ? dir->file("accounts.db") : c.db_path;
+        o.address = c.db_path.empty() ? (*dir / "accounts.db").string() : c.db_path;
 #endif
         return store::open_store(o);
     }

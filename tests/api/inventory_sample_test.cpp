@@ -8,7 +8,6 @@
 #include <rapidjson/document.h>
 
 #include <atomic>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,9 +22,9 @@ using namespace nk::test;
 namespace {
 
 std::string sample_bytes(const std::string& name) {
-    std::ifstream in(std::string(NK_TEST_BUILD_DIR) + "/modules/" + name + ".so", std::ios::binary);
-    REQUIRE(in);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    const auto path = build_dir() / "modules" / (name + ".so");
+    REQUIRE(std::filesystem::is_regular_file(path));
+    return read_file(path);
 }
 
 // The plugin directory, and on PostgreSQL a fresh migrated database.

@@ -5,7 +5,6 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
-#include <fstream>
 
 #include "security_support.hpp"
 
@@ -15,8 +14,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string fixture_bytes(const std::string& name) {
-    std::ifstream in(build_dir() / "fixtures" / name / (name + ".so"), std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    return read_file(build_dir() / "fixtures" / name / (name + ".so"));
 }
 
 struct RoutesHost {

@@ -240,13 +240,13 @@ TEST_CASE("storage REST: permissions between users, listing and cursors") {
 
 TEST_CASE("storage REST: before- and after-hooks of a real plugin") {
     auto dir = std::make_shared<TempDir>();
-    const auto modules = fs::path(dir->file("modules"));
+    const auto modules = *dir / "modules";
     fs::create_directories(modules);
-    fs::copy_file(fs::path(NK_TEST_BUILD_DIR) / "fixtures/storage_hooks/storage_hooks.so",
+    fs::copy_file(build_dir() / "fixtures/storage_hooks/storage_hooks.so",
                   modules / "storage_hooks.so");
     runtime::Options ro;
     ro.path = modules.string();
-    ro.data_dir = dir->file("data");
+    ro.data_dir = (*dir / "data").string();
     runtime::Runtime rt(ro, runtime::Dependencies{});
     REQUIRE(rt.load_all().is_ok());
     AccountServerConfig config;

@@ -15,6 +15,7 @@
 using nk::test::Nkhost;
 using nk::test::PostgresServer;
 using nk::test::RawConnection;
+namespace ws = nk::test::ws;
 
 namespace {
 
@@ -93,10 +94,7 @@ TEST_CASE("a token from one node works on the other; logouts and deletions on on
     const Session s2 = authenticate(b, "cluster-device-0002");
     CHECK(account_status(a, s2.token) == 200);
     RawConnection socket_on_a(a.port());
-    REQUIRE(socket_on_a.send("GET /ws?format=json&token=" + s2.token +
-                             " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                             "Sec-WebSocket-Version: 13\r\n\r\n"));
+    REQUIRE(socket_on_a.send(ws::upgrade_request("/ws?format=json&token=" + s2.token)));
     CHECK_FALSE(socket_on_a.closed_by_peer(std::chrono::milliseconds(500)));
     {
         auto c = b.client();
@@ -155,10 +153,7 @@ TEST_CASE("single_socket across nodes: a socket opened on one node closes the us
     Nkhost a(args);
     Nkhost b(args);
     const Session s = authenticate(a, "cluster-socket-0001");
-    const std::string upgrade = "GET /ws?format=json&token=" + s.token +
-                                " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                                "Connection: Upgrade\r\nSec-WebSocket-Key: "
-                                "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    const std::string upgrade = ws::upgrade_request("/ws?format=json&token=" + s.token);
     RawConnection first(a.port());
     REQUIRE(first.send(upgrade));
     CHECK_FALSE(first.closed_by_peer(std::chrono::milliseconds(500)));

@@ -13,6 +13,7 @@
 
 #include "log/log.hpp"
 #include "log/rate_limit.hpp"
+#include "support/process.hpp"
 
 namespace {
 
@@ -75,20 +76,6 @@ std::pair<std::string, std::string> split_text_line(const std::string& line) {
         return {line, ""};
     return {line.substr(0, space), line.substr(space + 1)};
 }
-
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        path = std::filesystem::temp_directory_path() /
-               ("nk_test_log_" + std::to_string(::getpid()) + "_" +
-                std::to_string(reinterpret_cast<std::uintptr_t>(this)));
-        std::filesystem::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
 
 }  // namespace
 
@@ -264,8 +251,8 @@ TEST_CASE("init rejects bad level and format") {
 }
 
 TEST_CASE("logger.file receives the same lines as the console") {
-    TempDir dir;
-    const auto file = (dir.path / "nk.log").string();
+    nk::test::TempDir dir;
+    const auto file = (dir / "nk.log").string();
     CapturedStream out;
     nk::log::init({.level = "info", .format = "json", .file = file}, out);
     nk::log::write(spdlog::level::info, "to both", {{"module", "m"}});
@@ -279,7 +266,7 @@ TEST_CASE("logger.file receives the same lines as the console") {
 
     CapturedStream again;
     // A regular file where a directory should be: the log file cannot be created.
-    const auto blocked = (dir.path / "nk.log" / "inner.log").string();
+    const auto blocked = (dir / "nk.log" / "inner.log").string();
     CHECK_THROWS_AS(nk::log::init({.level = "info", .format = "json", .file = blocked}, again),
                     std::runtime_error);
 }

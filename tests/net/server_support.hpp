@@ -22,10 +22,12 @@
 #include "net/content_coding.hpp"
 #include "net/server.hpp"
 #include "net/text.hpp"
+#include "security_support.hpp"
 #include "support/wait.hpp"
 
 using namespace nk::net;
 using nk::test::wait_until;
+namespace ws = nk::test::ws;
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;

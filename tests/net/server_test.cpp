@@ -312,9 +312,6 @@ TEST_CASE("server: every end of a connection is counted once, by reason") {
         return wait_until([&] { return closed(reason) == n; });
     };
     const auto port = t.server->port();
-    const std::string ws_request =
-        "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
     {
         RawSocket s(port);  // gone half-way through a header
@@ -364,14 +361,14 @@ TEST_CASE("server: every end of a connection is counted once, by reason") {
     CHECK(counted("not_keep_alive", 1));
     {
         RawSocket s(port);  // a refused upgrade closes like a Connection: close response
-        s.send("GET /ws?refuse HTTP/1.1\r\n" + ws_request);
+        s.send(ws::upgrade_request("/ws?refuse"));
         CHECK(s.read_response().result_int() == 401);
         CHECK(s.closed_by_peer());
     }
     CHECK(counted("not_keep_alive", 2));
     {
         RawSocket s(port);
-        s.send("GET /ws HTTP/1.1\r\n" + ws_request);
+        s.send(ws::upgrade_request("/ws"));
         CHECK(s.closed_by_peer());
     }
     CHECK(counted("upgraded", 1));

@@ -127,9 +127,7 @@ TEST_CASE("server: websocket upgrade seam (take and echo, reject)") {
     CHECK(t.server->in_flight() == 0);
 
     RawSocket rejected(t.server->port());
-    rejected.send(
-        "GET /ws?token=bad HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    rejected.send(ws::upgrade_request("/ws?token=bad"));
     auto res = rejected.read_response();
     CHECK(res.result_int() == 401);
     CHECK(res[http::field::content_type] == "text/plain");
@@ -149,12 +147,6 @@ struct EchoUpgrade {
         });
     }
 };
-
-std::string upgrade_request(std::string_view key, std::string_view version = "13") {
-    return "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           "Sec-WebSocket-Key: " +
-           std::string(key) + "\r\nSec-WebSocket-Version: " + std::string(version) + "\r\n\r\n";
-}
 
 }  // namespace
 
@@ -177,7 +169,7 @@ TEST_CASE("server: upgraded connections keep their place in max_connections unti
     }
     REQUIRE(wait_until([&] { return gauge() == 0; }));
     RawSocket again(t.server->port());
-    again.send(upgrade_request("dGhlIHNhbXBsZSBub25jZQ=="));
+    again.send(ws::upgrade_request("/ws"));
     CHECK(again.read_response().result_int() == 101);
 }
 
@@ -194,15 +186,15 @@ TEST_CASE("server: upgrades that cannot complete the handshake get 400 before th
     for (const std::string key : {"", "abc", "dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub25jZQ===",
                                   "dGhlIHNhbXBsZSBub25jZ===", "dGhlIHNhbXBsZSBub25j!Q=="}) {
         CAPTURE(key);
-        auto res = refused(upgrade_request(key));
+        auto res = refused(ws::upgrade_request("/ws", key));
         CHECK(res.result_int() == 400);
         CHECK(res.body() ==
               R"({"code":3,"message":"Sec-WebSocket-Key must be the base64 encoding of 16 bytes"})");
     }
-    auto version = refused(upgrade_request("dGhlIHNhbXBsZSBub25jZQ==", "8"));
+    auto version = refused(ws::upgrade_request("/ws", ws::kKey, "8"));
     CHECK(version.result_int() == 400);
     CHECK(version["Sec-WebSocket-Version"] == "13");
-    auto early = refused(upgrade_request("dGhlIHNhbXBsZSBub25jZQ==") + "x");
+    auto early = refused(ws::upgrade_request("/ws") + "x");
     CHECK(early.result_int() == 400);
     CHECK(early.body() == R"({"code":3,"message":"Data sent before the WebSocket handshake completed"})");
     CHECK(echo.calls == 0);
@@ -216,7 +208,7 @@ TEST_CASE("server: upgrades that cannot complete the handshake get 400 before th
 
     // A well-formed key (the low bits of its last character are not checked, as in Go).
     RawSocket s(t.server->port());
-    s.send(upgrade_request("dGhlIHNhbXBsZSBub25jZR=="));
+    s.send(ws::upgrade_request("/ws", "dGhlIHNhbXBsZSBub25jZR=="));
     CHECK(s.read_response().result_int() == 101);
     CHECK(echo.calls == 1);
     // Counted once the handshake completed, which may be after the client read the 101.
@@ -246,7 +238,7 @@ TEST_CASE("server: a taken upgrade is counted with the outcome its handler repor
     };
     for (int i = 0; i < 3; ++i) {
         RawSocket s(t.server->port());
-        s.send(upgrade_request("dGhlIHNhbXBsZSBub25jZQ=="));
+        s.send(ws::upgrade_request("/ws"));
         CHECK(s.closed_by_peer());
     }
     CHECK(wait_until([&] { return count("101") == 1; }));

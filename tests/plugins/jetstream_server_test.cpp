@@ -193,7 +193,7 @@ TEST_CASE("a hot reload of jetstream.so keeps publishing, nothing lost or duplic
     const std::vector<std::string> jetstream = {"module=\"jetstream\""};
 
     CHECK(wait_until([&] { return server.metric(kPublished) >= 50; }, 60s));
-    const std::string original = bytes_of(modules / "jetstream.so");
+    const std::string original = read_file(modules / "jetstream.so");
     for (int reload = 1; reload <= 2; ++reload) {
         // New content (bytes after the ELF image change the file's hash, not its code).
         rename_over(modules / "jetstream.so", original + std::string(reload, '\0'));
@@ -334,7 +334,7 @@ TEST_CASE("a hot reload while NATS is away hands the unpublished events to the n
         [&] { return server.metric("studio_custom_jetstream_events_buffered") == during; }, 60s));
 
     rename_over(modules / "jetstream.so",
-                bytes_of(modules / "jetstream.so") + std::string(1, '\0'));
+                read_file(modules / "jetstream.so") + std::string(1, '\0'));
     CHECK(wait_until(
         [&] { return server.metric("studio_module_generation", {"module=\"jetstream\""}) == 2; },
         60s));

@@ -109,10 +109,10 @@ std::string rpc_counter(httplib::Client& c) {
 TEST_CASE("20 replacements under load: nothing fails, nothing is lost, broken ones never serve") {
     TempDir modules;
     const fs::path file = modules.path() / "reload_counter.so";
-    const std::string a = bytes_of(fixture_file("reload_counter_a", "reload_counter.so"));
-    const std::string b = bytes_of(fixture_file("reload_counter_b", "reload_counter.so"));
-    const std::string abi_major = bytes_of(fixture_file("abi_major", "abi_major.so"));
-    const std::string init_error = bytes_of(fixture_file("init_error", "init_error.so"));
+    const std::string a = read_file(fixture_file("reload_counter_a", "reload_counter.so"));
+    const std::string b = read_file(fixture_file("reload_counter_b", "reload_counter.so"));
+    const std::string abi_major = read_file(fixture_file("abi_major", "abi_major.so"));
+    const std::string init_error = read_file(fixture_file("init_error", "init_error.so"));
     write_file(file, a);
     Nkhost host({"--runtime.path", modules.path().string(), "--runtime.hot_reload", "true",
                  "--runtime.hot_reload_debounce_ms", "100", "--runtime.event_queue_workers",
@@ -278,12 +278,12 @@ TEST_CASE("20 replacements under load: nothing fails, nothing is lost, broken on
 TEST_CASE("SIGHUP re-scans runtime.path when the watcher is off; the server keeps running") {
     TempDir modules;
     const fs::path file = modules.path() / "reload_counter.so";
-    write_file(file, bytes_of(fixture_file("reload_counter_a", "reload_counter.so")));
+    write_file(file, read_file(fixture_file("reload_counter_a", "reload_counter.so")));
     Nkhost host({"--runtime.path", modules.path().string(), "--logger.level", "info"});
     auto c = host.client();
     REQUIRE(field(rpc_counter(*c), "variant") == "a");
 
-    rename_over(file, bytes_of(fixture_file("reload_counter_b", "reload_counter.so")));
+    rename_over(file, read_file(fixture_file("reload_counter_b", "reload_counter.so")));
     std::this_thread::sleep_for(1s);  // five default debounce windows: a watcher would have acted
     CHECK(field(rpc_counter(*c), "variant") == "a");
 

@@ -317,11 +317,6 @@ using TestPhdr = Elf32_Phdr;
 using TestDyn = Elf32_Dyn;
 #endif
 
-std::string read_all(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // Offsets of the dynamic entries with tag `tag` in `bytes` (an ELF image).
 std::vector<std::size_t> dyn_offsets(const std::string& bytes, std::int64_t tag) {
     TestEhdr eh;
@@ -401,7 +396,7 @@ TEST_CASE("ELF dynamic section: DT_NEEDED of real built files, executables, sani
 
 TEST_CASE("ELF dynamic section: offsets from the file are bounds-checked") {
     TempDir tmp;
-    const std::string bytes = read_all(fixture("events_good"));
+    const std::string bytes = read_file(fixture("events_good"));
     REQUIRE_FALSE(dyn_offsets(bytes, DT_NEEDED).empty());
     REQUIRE(dyn_offsets(bytes, DT_STRTAB).size() == 1);
     struct Case {

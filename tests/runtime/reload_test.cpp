@@ -121,7 +121,7 @@ TEST_CASE("a reload swaps in the new generation and hands the old one's count ov
 
     h.submit_counts(300);
     h.drain_queue();
-    rename_over(file, bytes_of(counter_b));
+    rename_over(file, read_file(counter_b));
     CHECK(h.rt->reload(file) == runtime::ReloadResult::loaded);
     CHECK(h.rt->module_generation("reload_counter") > first);
     CHECK(variant_of(h.rpc("counter")) == "b");
@@ -137,7 +137,7 @@ TEST_CASE("a reload swaps in the new generation and hands the old one's count ov
     CHECK(h.reloads("reload_counter", "loaded") == 2);  // startup + reload
 
     // Same bytes again: nothing to do.
-    rename_over(file, bytes_of(counter_b));
+    rename_over(file, read_file(counter_b));
     CHECK(h.rt->reload(file) == runtime::ReloadResult::unchanged);
 }
 
@@ -146,11 +146,11 @@ TEST_CASE("a reload re-registering the module's own RPC ids is not a duplicate r
     ReloadHost h(false, {counter_a});
     REQUIRE(h.status.is_ok());
     const fs::path file = h.dir() / "reload_counter.so";
-    rename_over(file, bytes_of(counter_b));
+    rename_over(file, read_file(counter_b));
     CHECK(h.rt->reload(file) == runtime::ReloadResult::loaded);
     CHECK(variant_of(h.rpc("COUNTER")) == "b");
     REQUIRE(h.settled());
-    rename_over(file, bytes_of(counter_a));
+    rename_over(file, read_file(counter_a));
     h.rt->request_rescan();  // the reloader thread's path
     REQUIRE(wait_until([&] { return variant_of(h.rpc("counter")) == "a"; }));
     CHECK(h.rt->rpc_conflicts().empty());
@@ -170,7 +170,7 @@ TEST_CASE("handoff: the count survives 5 reloads while events keep flowing") {
     ReloadHost h(true, {counter_a});
     REQUIRE(h.status.is_ok());
     const fs::path file = h.dir() / "reload_counter.so";
-    const std::string a = bytes_of(counter_a), b = bytes_of(counter_b);
+    const std::string a = read_file(counter_a), b = read_file(counter_b);
     std::atomic<bool> stop{false};
     std::atomic<long> accepted{0};
     std::thread producer([&] {
@@ -205,17 +205,17 @@ TEST_CASE("a broken replacement is refused with its reason and the old generatio
     const fs::path file = h.dir() / "reload_counter.so";
     const std::uint64_t gen = h.rt->module_generation("reload_counter");
 
-    rename_over(file, bytes_of(fixture("abi_major")));
+    rename_over(file, read_file(fixture("abi_major")));
     CHECK(h.rt->reload(file) == runtime::ReloadResult::refused);
     CHECK(log.contains("ABI version mismatch"));
-    rename_over(file, bytes_of(fixture("init_error")));
+    rename_over(file, read_file(fixture("init_error")));
     CHECK(h.rt->reload(file) == runtime::ReloadResult::refused);
     CHECK(log.contains("InitModule returned error code"));
-    const std::string good = bytes_of(counter_b);
+    const std::string good = read_file(counter_b);
     write_in_place(file, good.substr(0, good.size() / 2));  // not (re)created: refused
     CHECK(h.rt->reload(file) == runtime::ReloadResult::refused);
     CHECK(log.contains("truncated ELF file"));
-    rename_over(file, bytes_of(fixture("ignores_refusal")));  // InitModule OK, a hook refused
+    rename_over(file, read_file(fixture("ignores_refusal")));  // InitModule OK, a hook refused
     CHECK(h.rt->reload(file) == runtime::ReloadResult::refused);
     CHECK(log.contains("InitModule returned OK after a registration was refused: register_before: unknown hook id"));
     CHECK(log.contains("generation " + std::to_string(gen) + " keeps serving"));
@@ -233,7 +233,7 @@ TEST_CASE("a blob version the new generation does not know: it starts fresh, not
     const fs::path file = h.dir() / "reload_counter.so";
     h.submit_counts(50);
     h.drain_queue();
-    rename_over(file, bytes_of(counter_a));  // the future variant saves version 99
+    rename_over(file, read_file(counter_a));  // the future variant saves version 99
     CHECK(h.rt->reload(file) == runtime::ReloadResult::loaded);
     REQUIRE(h.settled());
     const std::string reply = h.rpc("counter");
@@ -249,7 +249,7 @@ TEST_CASE("a pinned request keeps its generation's hooks across a reload") {
     REQUIRE(h.status.is_ok());
     const fs::path file = h.dir() / "reload_counter.so";
     const auto pin = h.rt->pin();
-    rename_over(file, bytes_of(counter_b));
+    rename_over(file, read_file(counter_b));
     REQUIRE(h.rt->reload(file) == runtime::ReloadResult::loaded);
 
     std::string in = "{}";
@@ -267,7 +267,7 @@ TEST_CASE("watcher: every way of replacing a file reloads it, never unloads it m
     ReloadHost h(true, {counter_a});
     REQUIRE(h.status.is_ok());
     const fs::path file = h.dir() / "reload_counter.so";
-    const std::string a = bytes_of(counter_a), b = bytes_of(counter_b);
+    const std::string a = read_file(counter_a), b = read_file(counter_b);
 
     // The module's RPC must answer through every replacement below.
     std::atomic<bool> stop{false};
@@ -358,7 +358,7 @@ TEST_CASE("watcher off: a replaced file changes nothing until a rescan (SIGHUP)"
     ReloadHost h(false, {counter_a});
     REQUIRE(h.status.is_ok());
     const fs::path file = h.dir() / "reload_counter.so";
-    rename_over(file, bytes_of(counter_b));
+    rename_over(file, read_file(counter_b));
     std::this_thread::sleep_for(200ms);  // four debounce windows: a watcher would have acted
     CHECK(variant_of(h.rpc("counter")) == "a");
 
@@ -375,7 +375,7 @@ TEST_CASE("a plugin with its own thread stops it on shutdown and reloads cleanly
     ReloadHost h(false, {fixture("reload_thread")});
     REQUIRE(h.status.is_ok());
     const fs::path file = h.dir() / "reload_thread.so";
-    std::string content = bytes_of(file);
+    std::string content = read_file(file);
     for (int i = 0; i < 10; ++i) {
         REQUIRE(wait_until([&] { return h.rpc("ticks") != "0"; }));  // its thread runs
         content.push_back('\0');  // trailing bytes: a different file, the same code
@@ -404,7 +404,7 @@ TEST_CASE("a plugin built against the frozen ABI 1.0 header loads, serves and re
     CHECK(h.rpc("legacy_count") == "25");
 
     const fs::path file = h.dir() / "legacy_counter.so";
-    std::string content = bytes_of(file);
+    std::string content = read_file(file);
     content.push_back('\0');
     rename_over(file, content);
     REQUIRE(h.rt->reload(file) == runtime::ReloadResult::loaded);
@@ -442,7 +442,7 @@ TEST_CASE("a C++ plugin built against the frozen ABI 1.1 headers loads, serves a
     CHECK(reply.body == "{\"count\":7}");
 
     const fs::path file = h.dir() / "legacy_wrapped.so";
-    std::string content = bytes_of(file);
+    std::string content = read_file(file);
     content.push_back('\0');
     rename_over(file, content);
     REQUIRE(h.rt->reload(file) == runtime::ReloadResult::loaded);

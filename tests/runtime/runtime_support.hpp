@@ -1,10 +1,9 @@
-// Helpers for the runtime suites: temp dirs, fixture paths, a thread-safe log
+// Helpers for the runtime suites: fixture paths, a thread-safe log
 // capture, an EventSink that records what plugins emit, and waiting with a deadline.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
-#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -16,41 +15,19 @@
 
 #include "events/handlers.hpp"
 #include "log/log.hpp"
+#include "support/process.hpp"
 #include "support/wait.hpp"
 
 namespace nk::test {
 
 namespace fs = std::filesystem;
 
-inline fs::path build_dir() {
-    const char* d = std::getenv("NK_BUILD_DIR");
-    return d != nullptr ? fs::path(d) : fs::path(NK_TEST_BUILD_DIR);
-}
 inline fs::path fixture(const std::string& name) {
     return build_dir() / "fixtures" / name / (name + ".so");
 }
 inline fs::path sample(const std::string& name) {
     return build_dir() / "modules" / (name + ".so");
 }
-
-class TempDir {
-  public:
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "nk-runtime-XXXXXX").string();
-        if (::mkdtemp(tmpl.data()) == nullptr)
-            throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    const fs::path& path() const { return path_; }
-    fs::path operator/(const std::string& s) const { return path_ / s; }
-
-  private:
-    fs::path path_;
-};
 
 // Copies `files` into `dir` (created), keeping their file names.
 inline void install(const fs::path& dir, const std::vector<fs::path>& files) {

@@ -32,15 +32,9 @@ std::pair<std::string, bool> send_unterminated(std::uint16_t port, const std::st
     return {answer, c.closed_by_peer()};
 }
 
-std::string upgrade_request(const std::string& target, const std::string& key,
-                            const std::string& version = "13") {
-    return "GET " + target +
-           " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           "Sec-WebSocket-Key: " +
-           key + "\r\nSec-WebSocket-Version: " + version + "\r\n\r\n";
-}
+using nk::test::ws::upgrade_request;
 
-const std::string kGoodKey = "dGhlIHNhbXBsZSBub25jZQ==";
+const std::string kGoodKey = nk::test::ws::kKey;
 
 double requests_with_status(const Nkhost& n, int status) {
     return n.metric("nkhost_http_requests", {"status=\"" + std::to_string(status) + "\""});

@@ -4,13 +4,10 @@
 // exactly at the limit is accepted. Invalid UTF-8 in JSON strings is refused the same way.
 #include <doctest/doctest.h>
 
-#include <poll.h>
-#include <sys/socket.h>
 #include <zlib.h>
 
 #include <rapidjson/document.h>
 
-#include <chrono>
 #include <stdexcept>
 #include <string>
 
@@ -18,7 +15,7 @@
 
 using nk::test::Nkhost;
 using nk::test::RawConnection;
-using namespace std::chrono_literals;
+using nk::test::WsClient;
 
 namespace {
 
@@ -83,52 +80,6 @@ void check_invalid_argument(const std::string& raw) {
 bool healthy(const Nkhost& server) {
     auto res = server.client()->Get("/healthcheck");
     return res && res->status == 200;
-}
-
-// --- a raw WebSocket client: enough to upgrade and send one masked text frame ---------------
-
-void ws_upgrade(RawConnection& c, const std::string& token) {
-    REQUIRE(c.send("GET /ws?token=" + token +
-                   "&format=json HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n"));
-    REQUIRE(nk::test::status_of(c.read_response()) == 101);
-}
-
-// One FIN text frame with a zero mask key (a valid mask that leaves the payload as is).
-void ws_send_text(RawConnection& c, const std::string& payload) {
-    std::string frame = "\x81";
-    const std::uint64_t n = payload.size();
-    if (n < 126) {
-        frame += static_cast<char>(0x80 | n);
-    } else if (n <= 0xffff) {
-        frame += static_cast<char>(0x80 | 126);
-        frame += static_cast<char>(n >> 8);
-        frame += static_cast<char>(n & 0xff);
-    } else {
-        frame += static_cast<char>(0x80 | 127);
-        for (int shift = 56; shift >= 0; shift -= 8)
-            frame += static_cast<char>((n >> shift) & 0xff);
-    }
-    frame += std::string(4, '\0');
-    REQUIRE(c.send(frame + payload));
-}
-
-// Reads until `needle` arrived, the peer closed, or the safety timeout passed.
-std::string ws_read_until(RawConnection& c, const std::string& needle) {
-    std::string got;
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (got.find(needle) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-        pollfd p{c.fd(), POLLIN, 0};
-        if (::poll(&p, 1, 200) <= 0)
-            continue;
-        char buf[4096];
-        const ssize_t n = ::recv(c.fd(), buf, sizeof buf, 0);
-        if (n <= 0)
-            break;
-        got.append(buf, static_cast<std::size_t>(n));
-    }
-    return got;
 }
 
 }  // namespace
@@ -224,17 +175,15 @@ TEST_CASE("a deep realtime envelope closes the socket and the server keeps servi
     Nkhost server({"--socket.max_message_size_bytes", "1048576"});
     const std::string token = server.device_token("json-depth-ws-device");
 
-    RawConnection at_limit(server.port());
-    ws_upgrade(at_limit, token);
+    WsClient at_limit(server.port(), token);
     // A kind the server does not support, 64 levels deep: parsed, answered, socket kept.
-    ws_send_text(at_limit, "{\"cid\":\"1\",\"custom\":" + nested(63) + "}");
-    CHECK(ws_read_until(at_limit, "Unsupported message kind").find("Unsupported message kind") !=
+    at_limit.send_text("{\"cid\":\"1\",\"custom\":" + nested(63) + "}");
+    CHECK(at_limit.read_until("Unsupported message kind").find("Unsupported message kind") !=
           std::string::npos);
 
-    RawConnection deep(server.port());
-    ws_upgrade(deep, token);
-    ws_send_text(deep, deep_body());
-    const std::string got = ws_read_until(deep, std::string(1, '\x88'));
+    WsClient deep(server.port(), token);
+    deep.send_text(deep_body());
+    const std::string got = deep.read_until(std::string(1, '\x88'));
     REQUIRE(!got.empty());
     CHECK(static_cast<unsigned char>(got[0]) == 0x88);  // a close frame, from a live server
     CHECK(healthy(server));

@@ -1,5 +1,6 @@
 #include "security_support.hpp"
 
+#include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 namespace nk::test {
 
@@ -192,6 +194,132 @@ int count_responses(const std::string& raw) {
         if (at == 0 || raw.compare(at - 2, 2, "\r\n") == 0 || raw.compare(at - 1, 1, "}") == 0) ++n;
     }
     return n;
+}
+
+namespace ws {
+
+std::string upgrade_request(const std::string& target, const std::string& key,
+                            const std::string& version) {
+    return "GET " + target +
+           " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: " +
+           key + "\r\nSec-WebSocket-Version: " + version + "\r\n\r\n";
+}
+
+std::string frame(unsigned char first, std::string_view payload, bool masked) {
+    std::string out(1, static_cast<char>(first));
+    const unsigned char mask_bit = masked ? 0x80 : 0x00;
+    const std::uint64_t n = payload.size();
+    if (n < 126) {
+        out += static_cast<char>(mask_bit | n);
+    } else if (n <= 0xffff) {
+        out += static_cast<char>(mask_bit | 126);
+        out += static_cast<char>(n >> 8);
+        out += static_cast<char>(n & 0xff);
+    } else {
+        out += static_cast<char>(mask_bit | 127);
+        for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((n >> shift) & 0xff);
+    }
+    if (!masked) return out.append(payload);
+    const char key[4] = {0x37, 0x5a, 0x11, 0x6c};
+    out.append(key, 4);
+    out.reserve(out.size() + payload.size());
+    for (std::size_t i = 0; i < payload.size(); ++i) out += static_cast<char>(payload[i] ^ key[i % 4]);
+    return out;
+}
+
+}  // namespace ws
+
+namespace {
+constexpr auto kWsSafety = std::chrono::seconds(20);  // safety net only
+}  // namespace
+
+WsClient::WsClient(std::uint16_t port, const std::string& token) : conn_(port) {
+    REQUIRE(conn_.send(ws::upgrade_request("/ws?format=json&token=" + token)));
+    const auto deadline = std::chrono::steady_clock::now() + kWsSafety;
+    std::size_t end = std::string::npos;
+    while ((end = in_.find("\r\n\r\n")) == std::string::npos && fill(deadline)) {
+    }
+    REQUIRE_MESSAGE(end != std::string::npos, "no upgrade answer: " << in_);
+    REQUIRE_MESSAGE(in_.compare(0, 12, "HTTP/1.1 101") == 0, in_);
+    in_.erase(0, end + 4);
+}
+
+bool WsClient::send(std::string_view bytes) { return conn_.send(bytes); }
+
+void WsClient::send_text(std::string_view text) { REQUIRE(send(ws::frame(ws::kFin | ws::kText, text))); }
+
+ws::Frame WsClient::next(bool want_pings) {
+    const auto deadline = std::chrono::steady_clock::now() + kWsSafety;
+    for (;;) {
+        if (auto f = parse()) {
+            if (!want_pings && (f->opcode == ws::kPing || f->opcode == ws::kPong)) continue;
+            return *f;
+        }
+        if (!fill(deadline)) return {};
+    }
+}
+
+bool WsClient::answers_ping(const std::string& cid) {
+    send_text(R"({"cid":")" + cid + R"(","ping":{}})");
+    const ws::Frame f = next();
+    return f.opcode == ws::kText && f.payload == R"({"cid":")" + cid + R"(","pong":{}})";
+}
+
+std::optional<ws::Close> WsClient::close_frame() {
+    for (;;) {
+        const ws::Frame f = next();
+        if (f.opcode == -1) return std::nullopt;
+        if (f.opcode != ws::kClose) continue;
+        ws::Close c;
+        if (f.payload.size() < 2) {
+            c.code = 1005;
+        } else {
+            c.code = (static_cast<unsigned char>(f.payload[0]) << 8) |
+                     static_cast<unsigned char>(f.payload[1]);
+            c.reason = f.payload.substr(2);
+        }
+        (void)send(ws::frame(ws::kFin | ws::kClose, f.payload.substr(0, 2)));
+        conn_.shutdown_write();
+        return c;
+    }
+}
+
+bool WsClient::closed_by_server() {
+    const auto deadline = std::chrono::steady_clock::now() + kWsSafety;
+    while (fill(deadline)) in_.clear();
+    return std::chrono::steady_clock::now() < deadline;
+}
+
+std::string WsClient::read_until(const std::string& needle) {
+    const auto deadline = std::chrono::steady_clock::now() + kWsSafety;
+    while (in_.find(needle) == std::string::npos && fill(deadline)) {
+    }
+    return std::exchange(in_, {});
+}
+
+bool WsClient::fill(std::chrono::steady_clock::time_point deadline) {
+    return read_some(conn_.fd(), in_, deadline);
+}
+
+std::optional<ws::Frame> WsClient::parse() {
+    if (in_.size() < 2) return std::nullopt;
+    const auto b0 = static_cast<unsigned char>(in_[0]);
+    const auto b1 = static_cast<unsigned char>(in_[1]);
+    REQUIRE_MESSAGE((b1 & 0x80) == 0, "the server masked a frame");
+    std::size_t header = 2;
+    std::size_t len = b1 & 0x7F;
+    if (len == 126) {
+        if (in_.size() < 4) return std::nullopt;
+        len = (static_cast<unsigned char>(in_[2]) << 8) | static_cast<unsigned char>(in_[3]);
+        header = 4;
+    } else if (len == 127) {
+        FAIL("unexpectedly large frame");
+    }
+    if (in_.size() < header + len) return std::nullopt;
+    ws::Frame f{b0 & 0x0F, in_.substr(header, len)};
+    in_.erase(0, header + len);
+    return f;
 }
 
 }  // namespace nk::test

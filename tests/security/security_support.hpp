@@ -1,5 +1,6 @@
 // Support for the security suites: a real nkhost process on a free loopback port, raw sockets
-// that send exactly the bytes given, and small helpers for tokens and metrics.
+// that send exactly the bytes given, a raw WebSocket client, and small helpers for tokens and
+// metrics.
 #pragma once
 
 #include <httplib.h>
@@ -9,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "support/process.hpp"
@@ -72,5 +74,69 @@ private:
 int status_of(const std::string& raw);
 // How many HTTP responses start in `raw`.
 int count_responses(const std::string& raw);
+
+// WebSocket (RFC 6455) as a client writes it, byte for byte.
+namespace ws {
+
+// Frame bits and opcodes.
+constexpr unsigned char kFin = 0x80, kRsv1 = 0x40;
+constexpr unsigned char kContinuation = 0x0, kText = 0x1, kBinary = 0x2, kClose = 0x8,
+                        kPing = 0x9, kPong = 0xA;
+// RFC 6455's sample Sec-WebSocket-Key.
+inline constexpr const char* kKey = "dGhlIHNhbXBsZSBub25jZQ==";
+
+// GET `target` ("/ws?token=...") asking for an upgrade with `key` and `version` as given.
+std::string upgrade_request(const std::string& target, const std::string& key = kKey,
+                            const std::string& version = "13");
+// One frame: `first` is FIN/RSV/opcode; masked unless told otherwise.
+std::string frame(unsigned char first, std::string_view payload, bool masked = true);
+
+struct Frame {
+    int opcode = -1;  // -1: the connection ended (or the safety net ran out) first
+    std::string payload;
+};
+
+struct Close {
+    int code = 0;  // 1005 when the close frame carried no code
+    std::string reason;
+    bool operator==(const Close&) const = default;
+};
+
+}  // namespace ws
+
+// A WebSocket client over a raw connection: writes exactly the frames given, reads the server's
+// (unmasked) frames. It answers nothing on its own, server pings included. Every wait has a 20 s
+// safety net; nothing measures time.
+class WsClient {
+public:
+    // Connects to 127.0.0.1:port and upgrades GET /ws?format=json&token=<token>; REQUIREs the 101.
+    WsClient(std::uint16_t port, const std::string& token);
+
+    // Sends `bytes` as given; false when the server had already closed or reset the connection.
+    bool send(std::string_view bytes);
+    // One masked FIN text frame (REQUIREs that it was sent).
+    void send_text(std::string_view text);
+
+    // The next data or close frame; server pings and pongs are skipped (and not answered)
+    // unless wanted.
+    ws::Frame next(bool want_pings = false);
+    // A ping envelope answered with its pong.
+    bool answers_ping(const std::string& cid);
+    // Reads to the server's close frame (data frames before it are skipped), then answers it as
+    // a client must and closes its side. nullopt when the connection ended without one.
+    std::optional<ws::Close> close_frame();
+    // True once the server has closed the TCP connection.
+    bool closed_by_server();
+    // The raw bytes received until they contain `needle`, the server closed, or the safety net
+    // ran out.
+    std::string read_until(const std::string& needle);
+
+private:
+    bool fill(std::chrono::steady_clock::time_point deadline);
+    std::optional<ws::Frame> parse();
+
+    RawConnection conn_;
+    std::string in_;
+};
 
 }  // namespace nk::test

@@ -8,7 +8,7 @@
 
 #include "metrics/registry.hpp"
 #include "store/sqlite_account_store.hpp"
-#include "temp_dir.hpp"
+#include "support/process.hpp"
 
 using namespace nk;
 using namespace nk::store;
@@ -26,7 +26,7 @@ Options options_for(const std::string& path) {
 
 TEST_CASE("schema is created with a version and the file is in WAL mode") {
     test::TempDir dir;
-    const std::string path = dir.file("a.db");
+    const std::string path = (dir / "a.db").string();
     {
         SqliteAccountStore store(options_for(path));
         CHECK(store.schema_version() == 2);
@@ -45,7 +45,7 @@ TEST_CASE("schema is created with a version and the file is in WAL mode") {
 
 TEST_CASE("a newer schema than supported is refused") {
     test::TempDir dir;
-    const std::string path = dir.file("n.db");
+    const std::string path = (dir / "n.db").string();
     { SqliteAccountStore store(options_for(path)); }
     sqlite3* db = nullptr;
     sqlite3_open(path.c_str(), &db);
@@ -62,7 +62,7 @@ TEST_CASE("bad addresses throw") {
 TEST_CASE("database failures are counted by operation; the client gets Nakama's 500") {
     test::TempDir dir;
     metrics::Registry registry("nk", "node");
-    Options o = options_for(dir.file("full.db"));
+    Options o = options_for((dir / "full.db").string());
     o.max_size_bytes = 64 * 1024;  // a small "disk"
     SqliteAccountStore store(o, &registry);
     AuthResult r;
@@ -86,7 +86,7 @@ TEST_CASE("database failures are counted by operation; the client gets Nakama's 
 
 TEST_CASE("the checkpointer empties the -wal file after a burst of writes") {
     test::TempDir dir;
-    const std::string path = dir.file("w.db");
+    const std::string path = (dir / "w.db").string();
     Options o = options_for(path);
     o.wal_checkpoint_interval_ms = 50;
     SqliteAccountStore store(o);

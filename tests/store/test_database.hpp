@@ -7,7 +7,7 @@
 #include <string>
 
 #include "store/store.hpp"
-#include "temp_dir.hpp"
+#include "support/process.hpp"
 #ifdef NK_TEST_POSTGRES
 #include "support/postgres.hpp"
 #endif
@@ -21,7 +21,7 @@ struct TestDatabase {
         options.address = PostgresServer::shared().create_database();
         store::migrate_up(options);
 #else
-        options.address = dir.file("test.db");
+        options.address = (dir / "test.db").string();
 #endif
     }
     std::unique_ptr<store::Store> open(metrics::Registry* registry = nullptr) const {

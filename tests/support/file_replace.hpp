@@ -4,15 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 
 namespace nk::test {
-
-inline std::string bytes_of(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // Writes `content` to a hidden temp file beside `path` and renames it over `path` (editors,
 // cp + mv, nk_add_plugin's DEPLOY_DIR): one complete file appears at once.

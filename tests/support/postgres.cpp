@@ -1,10 +1,7 @@
 #include "support/postgres.hpp"
 
-#include <arpa/inet.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
 #include <pwd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "support/process.hpp"
 
 namespace nk::test {
 namespace {
@@ -54,22 +52,6 @@ std::string shell(const std::string& command) {
     return out;
 }
 
-std::uint16_t free_loopback_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-        if (fd >= 0)
-            ::close(fd);
-        throw std::runtime_error("cannot find a free port");
-    }
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
 std::string conninfo(const std::string& address) {
     return "postgresql://" + address;
 }
@@ -98,7 +80,7 @@ PostgresServer::PostgresServer() : bin_(find_bin()) {
     }
     run_as_owner(bin_ + "/initdb -D " + dir_ + "/data -U nkhost -A trust -E UTF8 --locale=C "
                  "--no-sync --no-instructions");
-    port_ = free_loopback_port();
+    port_ = free_port();
     // Stops the server and removes its directory once this process is gone, however it ended.
     shell("(while kill -0 " + std::to_string(::getpid()) + " 2>/dev/null; do sleep 1; done; " +
           (owner_.empty() ? "" : "runuser -u " + owner_ + " -- ") + bin_ + "/pg_ctl -D " + dir_ +

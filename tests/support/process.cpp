@@ -55,17 +55,16 @@ std::string read_file(const fs::path& path) {
 }
 
 std::uint16_t free_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        ::close(fd);
-        throw std::runtime_error("bind failed");
-    }
     socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        if (fd >= 0) ::close(fd);
+        throw std::runtime_error("cannot find a free port");
+    }
     ::close(fd);
     return ntohs(addr.sin_port);
 }
@@ -76,7 +75,7 @@ static std::string env_or(const char* name, const std::string& fallback) {
 }
 
 std::string nkhost_binary() { return env_or("NKHOST_BIN", "nkhost"); }
-fs::path build_dir() { return env_or("NK_BUILD_DIR", "."); }
+fs::path build_dir() { return env_or("NK_BUILD_DIR", NK_TEST_BUILD_DIR); }
 fs::path source_dir() { return env_or("NK_SOURCE_DIR", "."); }
 
 namespace {

@@ -6,9 +6,7 @@
 // socket_ws_closed{reason}, and the server keeps serving sockets and REST requests.
 // Fragmented messages within the limit are reassembled and answered.
 #include <doctest/doctest.h>
-#include <poll.h>
 #include <rapidjson/document.h>
-#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdint>
@@ -21,6 +19,7 @@
 #include "support/wait.hpp"
 
 using namespace nk::test;
+using namespace nk::test::ws;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
@@ -28,150 +27,6 @@ namespace {
 
 constexpr auto kSafety = 20s;  // safety net only; nothing here measures time
 constexpr std::size_t kMaxMessage = 1024;
-
-// Frame bits.
-constexpr unsigned char kFin = 0x80, kRsv1 = 0x40;
-constexpr unsigned char kContinuation = 0x0, kText = 0x1, kBinary = 0x2, kClose = 0x8,
-                        kPing = 0x9, kPong = 0xA;
-
-// One frame as a client writes it: `first` is FIN/RSV/opcode; masked unless told otherwise.
-std::string frame(unsigned char first, const std::string& payload, bool masked = true) {
-    std::string out(1, static_cast<char>(first));
-    const unsigned char mask_bit = masked ? 0x80 : 0x00;
-    const std::uint64_t n = payload.size();
-    if (n < 126) {
-        out += static_cast<char>(mask_bit | n);
-    } else if (n <= 0xffff) {
-        out += static_cast<char>(mask_bit | 126);
-        out += static_cast<char>(n >> 8);
-        out += static_cast<char>(n & 0xff);
-    } else {
-        out += static_cast<char>(mask_bit | 127);
-        for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((n >> shift) & 0xff);
-    }
-    if (!masked) return out + payload;
-    const char key[4] = {0x37, 0x5a, 0x11, 0x6c};
-    out.append(key, 4);
-    for (std::size_t i = 0; i < payload.size(); ++i) out += static_cast<char>(payload[i] ^ key[i % 4]);
-    return out;
-}
-
-struct Frame {
-    int opcode = -1;  // -1: the connection ended (or the safety net ran out) first
-    std::string payload;
-};
-
-struct Close {
-    int code = 0;  // 1005 when the close frame carried no code
-    std::string reason;
-};
-
-// A WebSocket client over a raw connection: writes exactly the frames given, reads the server's
-// (unmasked) frames. It answers nothing on its own, server pings included.
-class WsClient {
-public:
-    WsClient(std::uint16_t port, const std::string& token) : conn_(port) {
-        REQUIRE(conn_.send("GET /ws?format=json&token=" + token +
-                           " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                           "Sec-WebSocket-Version: 13\r\n\r\n"));
-        const auto deadline = std::chrono::steady_clock::now() + kSafety;
-        std::size_t end = std::string::npos;
-        while ((end = in_.find("\r\n\r\n")) == std::string::npos && fill(deadline)) {
-        }
-        REQUIRE_MESSAGE(end != std::string::npos, "no upgrade answer: " << in_);
-        REQUIRE_MESSAGE(in_.compare(0, 12, "HTTP/1.1 101") == 0, in_);
-        in_.erase(0, end + 4);
-    }
-
-    // False when the server had already closed or reset the connection.
-    bool send(const std::string& bytes) { return conn_.send(bytes); }
-    void send_text(const std::string& text) { REQUIRE(send(frame(kFin | kText, text))); }
-
-    // The next data or close frame; server pings are skipped (and not answered) unless wanted.
-    Frame next(bool want_pings = false) {
-        const auto deadline = std::chrono::steady_clock::now() + kSafety;
-        for (;;) {
-            if (auto f = parse()) {
-                if (!want_pings && (f->opcode == kPing || f->opcode == kPong)) continue;
-                return *f;
-            }
-            if (!fill(deadline)) return {};
-        }
-    }
-
-    // A ping envelope answered with its pong.
-    bool answers_ping(const std::string& cid) {
-        send_text(R"({"cid":")" + cid + R"(","ping":{}})");
-        const Frame f = next();
-        return f.opcode == kText && f.payload == R"({"cid":")" + cid + R"(","pong":{}})";
-    }
-
-    // Reads to the server's close frame (data frames before it are skipped), then answers it as
-    // a client must and closes its side. nullopt when the connection ended without one.
-    std::optional<Close> close_frame() {
-        for (;;) {
-            const Frame f = next();
-            if (f.opcode == -1) return std::nullopt;
-            if (f.opcode != kClose) continue;
-            Close c;
-            if (f.payload.size() < 2) {
-                c.code = 1005;
-            } else {
-                c.code = (static_cast<unsigned char>(f.payload[0]) << 8) |
-                         static_cast<unsigned char>(f.payload[1]);
-                c.reason = f.payload.substr(2);
-            }
-            (void)send(frame(kFin | kClose, f.payload.substr(0, 2)));
-            conn_.shutdown_write();
-            return c;
-        }
-    }
-
-    // True once the server has closed the TCP connection.
-    bool closed_by_server() {
-        const auto deadline = std::chrono::steady_clock::now() + kSafety;
-        while (fill(deadline)) in_.clear();
-        return std::chrono::steady_clock::now() < deadline;
-    }
-
-private:
-    bool fill(std::chrono::steady_clock::time_point deadline) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) return false;
-        pollfd p{conn_.fd(), POLLIN, 0};
-        if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
-        char buf[4096];
-        const ssize_t n = ::recv(conn_.fd(), buf, sizeof buf, 0);
-        if (n <= 0) return false;
-        in_.append(buf, static_cast<std::size_t>(n));
-        return true;
-    }
-
-    std::optional<Frame> parse() {
-        if (in_.size() < 2) return std::nullopt;
-        const auto b0 = static_cast<unsigned char>(in_[0]);
-        const auto b1 = static_cast<unsigned char>(in_[1]);
-        REQUIRE_MESSAGE((b1 & 0x80) == 0, "the server masked a frame");
-        std::size_t header = 2;
-        std::size_t len = b1 & 0x7F;
-        if (len == 126) {
-            if (in_.size() < 4) return std::nullopt;
-            len = (static_cast<unsigned char>(in_[2]) << 8) | static_cast<unsigned char>(in_[3]);
-            header = 4;
-        } else if (len == 127) {
-            FAIL("unexpectedly large frame");
-        }
-        if (in_.size() < header + len) return std::nullopt;
-        Frame f{b0 & 0x0F, in_.substr(header, len)};
-        in_.erase(0, header + len);
-        return f;
-    }
-
-    RawConnection conn_;
-    std::string in_;
-};
 
 // A server with the event archive recording every session_end to a file.
 class Server {
