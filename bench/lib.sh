@@ -1,5 +1,17 @@
 # Shell helpers shared by the wrk-driven benchmarks (source it).
 
+# wrk_settings <default connections> [build-dir]: what every wrk-driven benchmark reads from its
+# argument and environment: build (default $root/build), duration (DURATION, 10s), runs (RUNS,
+# 3), connections (CONNECTIONS), wrk_threads (WRK_THREADS, 2). Exits 1 when wrk is missing.
+wrk_settings() {
+    connections="${CONNECTIONS:-$1}"
+    build="${2:-$root/build}"
+    duration="${DURATION:-10s}"
+    runs="${RUNS:-3}"
+    wrk_threads="${WRK_THREADS:-2}"
+    command -v wrk >/dev/null || { echo "wrk is not installed (scripts/bootstrap installs it)" >&2; exit 1; }
+}
+
 # A TCP port on 127.0.0.1 that was free a moment ago.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 

@@ -13,15 +13,10 @@
 #        without sanitizers). env: DURATION (10s), RUNS (3), CONNECTIONS ("64 256"), WRK_THREADS (2),
 #        NKHOST_ARGS (extra nkhost options, e.g. "--runtime.event_worker_linger_us 0")
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-build="${1:-$root/build}"
-duration="${DURATION:-10s}"
-runs="${RUNS:-3}"
-connections="${CONNECTIONS:-64 256}"
-wrk_threads="${WRK_THREADS:-2}"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+source "$root/bench/lib.sh"
+wrk_settings "64 256" "${1:-}"
 
-command -v wrk >/dev/null || { echo "wrk is not installed (scripts/bootstrap installs it)" >&2; exit 1; }
 cmake --build "$build" --target nkhost bench_http_minimal_beast bench_noop_handler -j"$(nproc)" >/dev/null
 
 work="$(mktemp -d)"
@@ -33,7 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-source "$root/bench/lib.sh"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 metric() {  # metric <port> <series prefix>: sum of the matching samples
     curl -s "http://127.0.0.1:$1/" | awk -v m="$2" 'index($0, m) == 1 {s += $NF} END {printf "%d", s}'

@@ -9,16 +9,11 @@
 # requests/s, p50 and p99 per run, the means, and the ratio net / baseline.
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-build="${1:-$root/build}"
-duration="${DURATION:-10s}"
-runs="${RUNS:-3}"
-connections="${CONNECTIONS:-64 256}"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+source "$root/bench/lib.sh"
+wrk_settings "64 256" "${1:-}"
 io_threads="${IO_THREADS:-$(nproc)}"
-wrk_threads="${WRK_THREADS:-2}"
 
-command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
 cmake --build "$build" --target bench_http_minimal_beast bench_http_net_echo -j2 >/dev/null
 bin="$build/bin"
 
@@ -35,7 +30,6 @@ wrk.body = '{"name":"bench","properties":{"k":"v"}}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-source "$root/bench/lib.sh"
 
 # bench <name> <port> <connections> -> prints a line per run, sets $mean_rps
 bench() {

@@ -28,17 +28,11 @@
 #        SETTLE_SEC (120: how long to wait for the last ack after the load), NKHOST_ARGS
 #        (extra nkhost options for both servers)
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-build="${1:-$root/build}"
-duration="${DURATION:-10s}"
-runs="${RUNS:-3}"
-connections="${CONNECTIONS:-64}"
-wrk_threads="${WRK_THREADS:-2}"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+source "$root/bench/lib.sh"
+wrk_settings "64" "${1:-}"
 settle_sec="${SETTLE_SEC:-120}"
 
-source "$root/bench/lib.sh"
-command -v wrk >/dev/null || { echo "wrk is not installed (scripts/bootstrap installs it)" >&2; exit 1; }
 nats_server=""
 for b in /usr/sbin/nats-server /usr/bin/nats-server; do [[ -x $b ]] && nats_server=$b && break; done
 [[ -n $nats_server ]] || { echo "nats-server is not installed (scripts/bootstrap installs it)" >&2; exit 1; }
