@@ -4,6 +4,7 @@
 #pragma once
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <chrono>
@@ -160,6 +161,18 @@ class Connection {
     }
 
     bool broken() const { return PQstatus(c_) != CONNECTION_OK; }
+    // For an idle connection (no query in flight, nothing expected from the server): false when
+    // anything arrived on it meanwhile. What a server sends an idle client is the news that it is
+    // closing the connection (a restart, a terminated backend, an idle timeout: an error message
+    // and the end of the stream); the rare harmless message (a parameter changed by a reload)
+    // costs one reconnect. One non-blocking poll; the pool asks before lending a connection, so
+    // a request is not the one to find out.
+    bool alive() {
+        if (broken())
+            return false;
+        pollfd p{PQsocket(c_), POLLIN, 0};
+        return ::poll(&p, 1, 0) == 0;
+    }
     // For LISTEN: the socket to poll, PQconsumeInput and PQnotifies.
     PGconn* raw() { return c_; }
     const std::string& last_error() const { return last_error_; }

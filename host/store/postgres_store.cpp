@@ -223,12 +223,14 @@ struct PostgresStore::Impl {
             while (!idle.empty()) {
                 auto c = std::move(idle.back());
                 idle.pop_back();
-                if (!expired(*c, now))
-                    return Lease(*this, std::move(c));
-                --open;
                 lock.unlock();
+                // A connection the server closed while it sat idle (a restart) is dropped here,
+                // and the next one (or a new one) serves the call.
+                if (!expired(*c, now) && c->alive())
+                    return Lease(*this, std::move(c));
                 c.reset();
                 lock.lock();
+                --open;
             }
             if (now < retry_after)
                 return Lease(*this, nullptr);

@@ -139,3 +139,37 @@ TEST_CASE("the server goes away and comes back: 503 meanwhile, counted; service 
     CHECK_MESSAGE(s.is_ok(), s.message());
     REQUIRE(store->authenticate_device("device-after-1", "after", true, r).is_ok());
 }
+
+TEST_CASE("a server restart while connections sit idle: the first call after it succeeds") {
+    auto& server = PostgresServer::shared();
+    Options o = options_for(server.create_database());
+    migrate_up(o);
+    metrics::Registry registry("nk", "node");
+    auto store = open_store(o, &registry);
+    AuthResult r;
+    REQUIRE(store->authenticate_device("device-idle-0001", "idler", true, r).is_ok());
+    const std::string id = r.user_id;
+    // Several connections in the pool: calls at once open one each.
+    {
+        std::vector<std::thread> threads;
+        for (int i = 0; i < 4; ++i)
+            threads.emplace_back([&] {
+                UserRef u;
+                for (int k = 0; k < 20; ++k)
+                    CHECK(store->find_user(id, u).is_ok());
+            });
+        for (auto& t : threads)
+            t.join();
+    }
+
+    server.stop();
+    server.start();
+    // Every pooled connection died with the old server; none of them reaches a caller.
+    for (int i = 0; i < 8; ++i) {
+        UserRef u;
+        const Status s = store->find_user(id, u);
+        CHECK_MESSAGE(s.is_ok(), s.message());
+        CHECK(u.user_id == id);
+    }
+    CHECK(registry.counter("database_errors", "", {{"operation", "find_user"}}).value() == 0);
+}
