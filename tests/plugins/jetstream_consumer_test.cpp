@@ -76,9 +76,7 @@ void post_events(const Nkhost& server, const std::string& token, int count) {
 TEST_CASE("two consumers with one durable name see every event once between them") {
     NatsServer nats;
     TempDir dir;
-    const fs::path modules = dir.path() / "modules";
-    fs::create_directories(modules);
-    fs::copy_file(build_dir() / "plugins" / "jetstream.so", modules / "jetstream.so");
+    const fs::path modules = jetstream_modules(dir);
     Nkhost server({"--runtime.path", modules.string(), "--runtime.env",
                    "JETSTREAM_URL=" + nats.url(), "--metrics.prefix", "studio"});
 
@@ -124,9 +122,7 @@ TEST_CASE("two consumers with one durable name see every event once between them
 TEST_CASE("a consumer killed mid-batch: its unacknowledged messages go to the other") {
     NatsServer nats;
     TempDir dir;
-    const fs::path modules = dir.path() / "modules";
-    fs::create_directories(modules);
-    fs::copy_file(build_dir() / "plugins" / "jetstream.so", modules / "jetstream.so");
+    const fs::path modules = jetstream_modules(dir);
     Nkhost server({"--runtime.path", modules.string(), "--runtime.env",
                    "JETSTREAM_URL=" + nats.url(), "--metrics.prefix", "studio"});
 
@@ -183,9 +179,7 @@ TEST_CASE(
     "acknowledged event is delivered once by id or counted as dropped") {
     NatsServer nats;
     TempDir dir;
-    const fs::path modules = dir.path() / "modules";
-    fs::create_directories(modules);
-    fs::copy_file(build_dir() / "plugins" / "jetstream.so", modules / "jetstream.so");
+    const fs::path modules = jetstream_modules(dir);
     // A small buffer, so the outage may overflow it; a short ack timeout, so publishes in flight
     // when the server goes are retried (the retries carry the same Nats-Msg-Id).
     const std::vector<std::string> node_args = {

@@ -27,16 +27,6 @@ namespace {
 const std::string kPublished = "studio_custom_jetstream_events_published";
 const std::string kDropped = "studio_custom_jetstream_events_dropped";
 
-fs::path modules_dir(const TempDir& dir, bool with_archive) {
-    const fs::path modules = dir.path() / "modules-under-test";
-    fs::create_directories(modules);
-    fs::copy_file(build_dir() / "plugins" / "jetstream.so", modules / "jetstream.so",
-                  fs::copy_options::overwrite_existing);
-    if (with_archive)
-        fs::copy_file(build_dir() / "plugins" / "event_archive.so", modules / "event_archive.so");
-    return modules;
-}
-
 struct Read {
     std::map<std::string, int> copies_by_id;     // how many stream messages carry each id
     std::map<std::string, std::string> payload;  // by id
@@ -70,7 +60,7 @@ TEST_CASE(
     NatsServer nats;
     TempDir dir;
     const fs::path archive = dir.path() / "events.jsonl";
-    Nkhost server({"--runtime.path", modules_dir(dir, true).string(), "--runtime.env",
+    Nkhost server({"--runtime.path", jetstream_modules(dir, true).string(), "--runtime.env",
                    "JETSTREAM_URL=" + nats.url(), "--runtime.env",
                    "EVENT_ARCHIVE_PATH=" + archive.string(), "--metrics.prefix", "studio"});
     const std::string token = server.device_token("jetstream-device-0001");
@@ -144,7 +134,7 @@ TEST_CASE(
     NatsServer nats;
     TempDir dir;
     // A small buffer, so the outage overflows it and drops are counted.
-    Nkhost server({"--runtime.path", modules_dir(dir, false).string(), "--runtime.env",
+    Nkhost server({"--runtime.path", jetstream_modules(dir).string(), "--runtime.env",
                    "JETSTREAM_URL=" + nats.url(), "--runtime.env", "JETSTREAM_BUFFER=100",
                    "--runtime.env", "JETSTREAM_ACK_TIMEOUT_MS=1000", "--metrics.prefix", "studio"});
     Poster poster(server, server.device_token("jetstream-device-0002"));
@@ -184,7 +174,7 @@ TEST_CASE(
 TEST_CASE("a hot reload of jetstream.so keeps publishing, nothing lost or duplicated") {
     NatsServer nats;
     TempDir dir;
-    const fs::path modules = modules_dir(dir, false);
+    const fs::path modules = jetstream_modules(dir);
     Nkhost server({"--runtime.path", modules.string(), "--runtime.hot_reload", "true",
                    "--runtime.hot_reload_debounce_ms", "100", "--runtime.env",
                    "JETSTREAM_URL=" + nats.url(), "--metrics.prefix", "studio"});
@@ -235,7 +225,7 @@ TEST_CASE("a hot reload of jetstream.so keeps publishing, nothing lost or duplic
 TEST_CASE("NATS down at startup: the server starts, events wait in the buffer and arrive later") {
     NatsServer nats(false);
     TempDir dir;
-    Nkhost server({"--runtime.path", modules_dir(dir, false).string(), "--runtime.env",
+    Nkhost server({"--runtime.path", jetstream_modules(dir).string(), "--runtime.env",
                    "JETSTREAM_URL=" + nats.url(), "--metrics.prefix", "studio"});
     CHECK(server.output().find("not reachable yet") != std::string::npos);
     const std::string token = server.device_token("jetstream-device-0004");
@@ -273,7 +263,7 @@ TEST_CASE("an event JetStream keeps refusing is dropped and counted, and does no
         jsStreamInfo_Destroy(si);
     }
     TempDir dir;
-    Nkhost server({"--runtime.path", modules_dir(dir, false).string(), "--runtime.env",
+    Nkhost server({"--runtime.path", jetstream_modules(dir).string(), "--runtime.env",
                    "JETSTREAM_URL=" + nats.url(), "--metrics.prefix", "studio"});
     const std::string token = server.device_token("jetstream-device-0005");
     auto c = server.client();
@@ -301,12 +291,12 @@ TEST_CASE("an event JetStream keeps refusing is dropped and counted, and does no
 
 TEST_CASE("a bad setting refuses the module, naming the key") {
     TempDir dir;
-    const auto res = run_nkhost({"check", "--runtime.path", modules_dir(dir, false).string(),
+    const auto res = run_nkhost({"check", "--runtime.path", jetstream_modules(dir).string(),
                                  "--runtime.env", "JETSTREAM_RETENTION=forever"});
     CHECK(res.exit_code != 0);
     CHECK(res.output.find("JETSTREAM_RETENTION must be limits, workqueue or interest") !=
           std::string::npos);
-    const auto prefix = run_nkhost({"check", "--runtime.path", modules_dir(dir, false).string(),
+    const auto prefix = run_nkhost({"check", "--runtime.path", jetstream_modules(dir).string(),
                                     "--runtime.env", "JETSTREAM_SUBJECT_PREFIX=game.*"});
     CHECK(prefix.exit_code != 0);
     CHECK(prefix.output.find("JETSTREAM_SUBJECT_PREFIX") != std::string::npos);
@@ -315,7 +305,7 @@ TEST_CASE("a bad setting refuses the module, naming the key") {
 TEST_CASE("a hot reload while NATS is away hands the unpublished events to the new generation") {
     NatsServer nats;
     TempDir dir;
-    const fs::path modules = modules_dir(dir, false);
+    const fs::path modules = jetstream_modules(dir);
     Nkhost server({"--runtime.path", modules.string(), "--runtime.hot_reload", "true",
                    "--runtime.hot_reload_debounce_ms", "100", "--runtime.env",
                    "JETSTREAM_URL=" + nats.url(), "--runtime.env", "JETSTREAM_DRAIN_MS=500",

@@ -262,6 +262,20 @@ class NatsClient {
     jsCtx* js_ = nullptr;
 };
 
+// A directory "modules-under-test" in `dir` holding jetstream.so (and event_archive.so when
+// asked): a server's runtime.path.
+inline std::filesystem::path jetstream_modules(const TempDir& dir, bool with_archive = false) {
+    namespace fs = std::filesystem;
+    const fs::path modules = dir.path() / "modules-under-test";
+    fs::create_directories(modules);
+    fs::copy_file(build_dir() / "plugins" / "jetstream.so", modules / "jetstream.so",
+                  fs::copy_options::overwrite_existing);
+    if (with_archive)
+        fs::copy_file(build_dir() / "plugins" / "event_archive.so", modules / "event_archive.so",
+                      fs::copy_options::overwrite_existing);
+    return modules;
+}
+
 // POST /v2/event {"name": <name_json>, "properties": {"n": "<n>"}}; the status (0: no answer).
 inline int post_event(const Nkhost& server, const std::string& token, const std::string& name_json,
                       int n) {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,6 +35,23 @@ std::string message_of(const std::function<void()>& f) {
     }
     return "(no exception)";
 }
+
+// A migrated fresh database on the shared server, a store on it counting into `registry`, and
+// one account in it.
+struct Restartable {
+    Restartable() {
+        Options o = options_for(server.create_database());
+        migrate_up(o);
+        store = open_store(o, &registry);
+        AuthResult r;
+        REQUIRE(store->authenticate_device("device-restart-0001", "restarter", true, r).is_ok());
+        id = r.user_id;
+    }
+    PostgresServer& server = PostgresServer::shared();
+    metrics::Registry registry{"nk", "node"};
+    std::unique_ptr<Store> store;
+    std::string id;  // the account's user id
+};
 
 }  // namespace
 
@@ -101,14 +119,10 @@ TEST_CASE("an unreachable server: startup refuses with the reason, calls answer 
 }
 
 TEST_CASE("the server goes away and comes back: 503 meanwhile, counted; service resumes") {
-    auto& server = PostgresServer::shared();
-    Options o = options_for(server.create_database());
-    migrate_up(o);
-    metrics::Registry registry("nk", "node");
-    auto store = open_store(o, &registry);
-    AuthResult r;
-    REQUIRE(store->authenticate_device("device-before-1", "before", true, r).is_ok());
-    const std::string id = r.user_id;
+    Restartable f;
+    auto& server = f.server;
+    auto& store = f.store;
+    const std::string& id = f.id;
 
     server.stop();
     // The pooled connection broke: its next use fails, and so does opening a new one.
@@ -124,7 +138,8 @@ TEST_CASE("the server goes away and comes back: 503 meanwhile, counted; service 
         CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(10));
     }
     CHECK(saw_unavailable);
-    CHECK(registry.counter("database_errors", "", {{"operation", "open_connection"}}).value() >= 1);
+    CHECK(f.registry.counter("database_errors", "", {{"operation", "open_connection"}}).value() >=
+          1);
 
     server.start();
     // Service resumes by itself (after the reconnect backoff).
@@ -137,18 +152,15 @@ TEST_CASE("the server goes away and comes back: 503 meanwhile, counted; service 
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     CHECK_MESSAGE(s.is_ok(), s.message());
+    AuthResult r;
     REQUIRE(store->authenticate_device("device-after-1", "after", true, r).is_ok());
 }
 
 TEST_CASE("a server restart while connections sit idle: the first call after it succeeds") {
-    auto& server = PostgresServer::shared();
-    Options o = options_for(server.create_database());
-    migrate_up(o);
-    metrics::Registry registry("nk", "node");
-    auto store = open_store(o, &registry);
-    AuthResult r;
-    REQUIRE(store->authenticate_device("device-idle-0001", "idler", true, r).is_ok());
-    const std::string id = r.user_id;
+    Restartable f;
+    auto& server = f.server;
+    auto& store = f.store;
+    const std::string& id = f.id;
     // Several connections in the pool: calls at once open one each.
     {
         std::vector<std::thread> threads;
@@ -171,5 +183,5 @@ TEST_CASE("a server restart while connections sit idle: the first call after it 
         CHECK_MESSAGE(s.is_ok(), s.message());
         CHECK(u.user_id == id);
     }
-    CHECK(registry.counter("database_errors", "", {{"operation", "find_user"}}).value() == 0);
+    CHECK(f.registry.counter("database_errors", "", {{"operation", "find_user"}}).value() == 0);
 }
