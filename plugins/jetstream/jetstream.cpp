@@ -610,10 +610,16 @@ class Publisher {
 
     // Publishes not acknowledged within JETSTREAM_ACK_TIMEOUT_MS of being sent (and of the
     // last reconnect) are taken back from libnats and queued again, first. JetStream stores a
-    // message sent twice once (same Nats-Msg-Id within the duplicate window).
+    // message sent twice once (same Nats-Msg-Id within the duplicate window). The in-flight
+    // publishes are looked over at most every timeout / 8 (100 ms at the most), not on every
+    // pass of the publisher: the walk holds the lock the event workers queue under.
     void retry_timed_out() {
         const auto now = Clock::now();
         const auto timeout = std::chrono::milliseconds(config_.ack_timeout_ms);
+        if (now < next_timeout_check_)
+            return;
+        next_timeout_check_ =
+            now + std::min<Clock::duration>(timeout / 8, std::chrono::milliseconds(100));
         if (now - Clock::time_point(Clock::duration(last_reconnect_.load())) < timeout)
             return;
         {
@@ -859,6 +865,7 @@ class Publisher {
     std::condition_variable wake_;
     std::deque<Item> queue_;                                       // to send, retries first
     std::unordered_map<std::string, Clock::time_point> inflight_;  // id -> when sent
+    Clock::time_point next_timeout_check_{};  // publisher thread only
     std::unordered_map<std::string, int> rejections_;              // id -> JetStream errors
     bool stopping_ = false;
     bool closed_ = false;
