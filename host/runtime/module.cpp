@@ -1164,6 +1164,18 @@ void ModuleGeneration::last_error(const nk_initializer*, nk_sink* r_message) {
     write_sink(r_message, t_last_refusal);
 }
 
+nk_status ModuleGeneration::admit(const char* what, bool has_fn, std::string_view kind,
+                                  void* user_data, nk_on_destroy_fn destroy,
+                                  std::string_view label) {
+    if (nk_status st = check_registration(what, user_data, destroy); st != NK_OK)
+        return st;
+    if (!has_fn)
+        return refused(NK_INVALID_ARGUMENT,
+                       fmt::format("{}: no {} function (NULL)", label.empty() ? what : label, kind),
+                       user_data, destroy);
+    return NK_OK;
+}
+
 void ModuleGeneration::own(void* user_data, nk_on_destroy_fn destroy) {
     if (destroy != nullptr)
         owned_.push_back({user_data, destroy});
@@ -1184,11 +1196,9 @@ std::string valid_hook_ids() {
 nk_status ModuleGeneration::reg_event(const nk_initializer* i, nk_on_event_fn fn, void* ud,
                                       nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
-    nk_status st = self.check_registration("register_event", ud, destroy);
-    if (st != NK_OK)
+    if (nk_status st = self.admit("register_event", fn != nullptr, "handler", ud, destroy);
+        st != NK_OK)
         return st;
-    if (fn == nullptr)
-        return self.refused(NK_INVALID_ARGUMENT, "register_event: no handler function (NULL)", ud, destroy);
     self.events.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -1196,11 +1206,10 @@ nk_status ModuleGeneration::reg_event(const nk_initializer* i, nk_on_event_fn fn
 nk_status ModuleGeneration::reg_session_start(const nk_initializer* i, nk_on_event_fn fn, void* ud,
                                               nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
-    nk_status st = self.check_registration("register_event_session_start", ud, destroy);
-    if (st != NK_OK)
+    if (nk_status st =
+            self.admit("register_event_session_start", fn != nullptr, "handler", ud, destroy);
+        st != NK_OK)
         return st;
-    if (fn == nullptr)
-        return self.refused(NK_INVALID_ARGUMENT, "register_event_session_start: no handler function (NULL)", ud, destroy);
     self.session_start.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -1208,11 +1217,10 @@ nk_status ModuleGeneration::reg_session_start(const nk_initializer* i, nk_on_eve
 nk_status ModuleGeneration::reg_session_end(const nk_initializer* i, nk_on_event_fn fn, void* ud,
                                             nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
-    nk_status st = self.check_registration("register_event_session_end", ud, destroy);
-    if (st != NK_OK)
+    if (nk_status st =
+            self.admit("register_event_session_end", fn != nullptr, "handler", ud, destroy);
+        st != NK_OK)
         return st;
-    if (fn == nullptr)
-        return self.refused(NK_INVALID_ARGUMENT, "register_event_session_end: no handler function (NULL)", ud, destroy);
     self.session_end.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
@@ -1220,12 +1228,9 @@ nk_status ModuleGeneration::reg_session_end(const nk_initializer* i, nk_on_event
 nk_status ModuleGeneration::reg_before(const nk_initializer* i, nk_str api_id, nk_on_before_fn fn,
                                        void* ud, nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
-    nk_status st = self.check_registration("register_before", ud, destroy);
-    if (st != NK_OK)
+    if (nk_status st = self.admit("register_before", fn != nullptr, "hook", ud, destroy);
+        st != NK_OK)
         return st;
-    if (fn == nullptr)
-        return self.refused(NK_INVALID_ARGUMENT, "register_before: no hook function (NULL)", ud,
-                            destroy);
     if (!is_known_api_id(sv(api_id)))
         return self.refused(NK_INVALID_ARGUMENT,
                             fmt::format("register_before: unknown hook id \"{}\" (valid: {})",
@@ -1238,12 +1243,9 @@ nk_status ModuleGeneration::reg_before(const nk_initializer* i, nk_str api_id, n
 nk_status ModuleGeneration::reg_after(const nk_initializer* i, nk_str api_id, nk_on_after_fn fn,
                                       void* ud, nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
-    nk_status st = self.check_registration("register_after", ud, destroy);
-    if (st != NK_OK)
+    if (nk_status st = self.admit("register_after", fn != nullptr, "hook", ud, destroy);
+        st != NK_OK)
         return st;
-    if (fn == nullptr)
-        return self.refused(NK_INVALID_ARGUMENT, "register_after: no hook function (NULL)", ud,
-                            destroy);
     if (!is_known_api_id(sv(api_id)))
         return self.refused(NK_INVALID_ARGUMENT,
                             fmt::format("register_after: unknown hook id \"{}\" (valid: {})",
@@ -1256,13 +1258,10 @@ nk_status ModuleGeneration::reg_after(const nk_initializer* i, nk_str api_id, nk
 nk_status ModuleGeneration::reg_rpc(const nk_initializer* i, nk_str id, nk_on_rpc_fn fn, void* ud,
                                     nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
-    nk_status st = self.check_registration("register_rpc", ud, destroy);
-    if (st != NK_OK)
+    if (nk_status st = self.admit("register_rpc", fn != nullptr, "RPC", ud, destroy,
+                                  fmt::format("register_rpc \"{}\"", sv(id)));
+        st != NK_OK)
         return st;
-    if (fn == nullptr)
-        return self.refused(NK_INVALID_ARGUMENT,
-                            fmt::format("register_rpc \"{}\": no RPC function (NULL)", sv(id)),
-                            ud, destroy);
     if (id.len == 0)
         return self.refused(NK_INVALID_ARGUMENT, "register_rpc: empty RPC id", ud, destroy);
     std::string key(sv(id));  // RPC ids are case-insensitive (Nakama lower-cases them)
@@ -1275,18 +1274,16 @@ nk_status ModuleGeneration::reg_rpc(const nk_initializer* i, nk_str id, nk_on_rp
 nk_status ModuleGeneration::reg_shutdown(const nk_initializer* i, nk_on_shutdown_fn fn, void* ud,
                                          nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
-    nk_status st = self.check_registration("register_shutdown", ud, destroy);
-    if (st != NK_OK)
+    if (nk_status st = self.admit("register_shutdown", fn != nullptr, "handler", ud, destroy);
+        st != NK_OK)
         return st;
-    if (fn == nullptr)
-        return self.refused(NK_INVALID_ARGUMENT, "register_shutdown: no handler function (NULL)", ud, destroy);
     self.shutdown.push_back({fn, ud});
     self.own(ud, destroy);
     return NK_OK;
 }
 nk_status ModuleGeneration::reg_handoff(const nk_initializer* i, nk_on_handoff_save_fn save,
-                                       nk_on_handoff_load_fn load, void* ud,
-                                       nk_on_destroy_fn destroy) {
+                                        nk_on_handoff_load_fn load, void* ud,
+                                        nk_on_destroy_fn destroy) {
     auto& self = self_of(i);
     nk_status st = self.check_registration("register_handoff", ud, destroy);
     if (st != NK_OK)

@@ -193,6 +193,10 @@ class ModuleGeneration {
         nk_on_destroy_fn destroy;
     };
     nk_status check_registration(const char* what, void* user_data, nk_on_destroy_fn destroy);
+    // What every register_* call with one function checks first: check_registration(what), then
+    // a function given (else refused: "<label, or what>: no <kind> function (NULL)").
+    nk_status admit(const char* what, bool has_fn, std::string_view kind, void* user_data,
+                    nk_on_destroy_fn destroy, std::string_view label = {});
     void own(void* user_data, nk_on_destroy_fn destroy);
     // A refused registration: remembers `reason` for last_error (this thread) and, during
     // InitModule, as the reason the module is refused. Returns `st`.

@@ -259,10 +259,13 @@ TEST_CASE("nkhost check: prints what each plugin registered, non-zero on any pro
     }
 }
 
-TEST_CASE("nkhost check: a refused registration is one FAIL line saying why (valid hook ids listed)") {
+TEST_CASE(
+    "nkhost check: a refused registration is one FAIL line saying why (valid hook ids listed, NULL "
+    "functions named)") {
     TempDir tmp;
     install(tmp / "modules",
-            {fixture("events_good"), fixture("ignores_refusal"), fixture("empty_rpc_id")});
+            {fixture("events_good"), fixture("ignores_refusal"), fixture("empty_rpc_id"),
+             fixture("null_handler"), fixture("null_rpc")});
     std::ostringstream out;
     CHECK(runtime::run_check(options_for(tmp), out) == 1);
     const std::string text = out.str();
@@ -282,8 +285,12 @@ TEST_CASE("nkhost check: a refused registration is one FAIL line saying why (val
           std::string::npos);
     const std::string rpc = line_of("FAIL " + (tmp / "modules/empty_rpc_id.so").string());
     CHECK(rpc.find("register_rpc: empty RPC id") != std::string::npos);
+    CHECK(line_of("FAIL " + (tmp / "modules/null_handler.so").string())
+              .find("register_event: no handler function (NULL)") != std::string::npos);
+    CHECK(line_of("FAIL " + (tmp / "modules/null_rpc.so").string())
+              .find("register_rpc \"reward\": no RPC function (NULL)") != std::string::npos);
     CHECK(text.find("OK   " + (tmp / "modules/events_good.so").string()) != std::string::npos);
-    CHECK(text.find("3 plugin(s) checked, 2 problem(s)") != std::string::npos);
+    CHECK(text.find("5 plugin(s) checked, 4 problem(s)") != std::string::npos);
 }
 
 namespace {
