@@ -450,7 +450,10 @@ void EventPipeline::run_worker() {
             queue_.wait_for_work([&] { return done() || stale(); });
             continue;
         }
-        if (n == share && share > 1)
+        // Took its whole share and more is ready: wake a sleeping worker for it. Also for a share
+        // of one: a producer may have skipped its wake because this worker was napping, and this
+        // worker may now run a long handler (the rest would wait for the next push otherwise).
+        if (n == share)
             queue_.wake_helper_if_ready();
         if (const std::uint64_t g = handlers_.generation(); !set || g == 0 || g != set_generation) {
             set = handlers_.handlers();
