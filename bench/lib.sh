@@ -12,6 +12,23 @@ wrk_settings() {
     command -v wrk >/dev/null || { echo "wrk is not installed (scripts/bootstrap installs it)" >&2; exit 1; }
 }
 
+# event_wrk_script <api port> <file>: writes wrk's script for POST /v2/event (a level_up event
+# with two properties) with a session token of a device authenticated on that server. No
+# per-response callback: it would slow wrk, which shares the cores.
+event_wrk_script() {
+    local token
+    token="$(curl -s -u defaultkey: -d '{"id":"bench-device-0001"}' \
+        "http://127.0.0.1:$1/v2/account/authenticate/device?create=true" |
+        sed -n 's/.*"token":"\([^"]*\)".*/\1/p')"
+    [[ -n $token ]] || { echo "no session token from the server on port $1" >&2; exit 1; }
+    cat >"$2" <<LUA
+wrk.method = "POST"
+wrk.body = '{"name":"level_up","properties":{"level":"4","hero":"ada"}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $token"
+LUA
+}
+
 # A TCP port on 127.0.0.1 that was free a moment ago.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 

@@ -46,14 +46,7 @@ cp "$build/bench/events_http/bench_noop_handler.so" "$work/data/modules/"
     --session.token_expiry_sec 86400 ${NKHOST_ARGS:-} >"$work/nkhost.log" 2>&1 & pids+=($!)
 wait_port "$p_api"; wait_port "$p_metrics"
 
-token="$(curl -s -u defaultkey: -d '{"id":"bench-device-0001"}' \
-    "http://127.0.0.1:$p_api/v2/account/authenticate/device?create=true" | sed 's/.*"token":"\([^"]*\)".*/\1/')"
-cat >"$work/event.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"name":"level_up","properties":{"level":"4","hero":"ada"}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $token"
-LUA
+event_wrk_script "$p_api" "$work/event.lua"
 cp "$work/event.lua" "$work/base.lua"
 
 # run <url> <lua> <conns> -> "rps p50 p99 requests non2xx"

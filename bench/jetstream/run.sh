@@ -90,22 +90,8 @@ for i in $(seq 100); do
     sleep 0.1
 done
 
-# write_lua <api port> <file>: a device token from that server, in wrk's request.
-write_lua() {
-    local token
-    token="$(curl -s -u defaultkey: -d '{"id":"bench-device-0001"}' \
-        "http://127.0.0.1:$1/v2/account/authenticate/device?create=true" |
-        sed -n 's/.*"token":"\([^"]*\)".*/\1/p')"
-    [[ -n $token ]] || { echo "no session token from the server on port $1" >&2; exit 1; }
-    cat >"$2" <<LUA
-wrk.method = "POST"
-wrk.body = '{"name":"level_up","properties":{"level":"4","hero":"ada"}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $token"
-LUA
-}
-write_lua "$p_js" "$work/js.lua"
-write_lua "$p_base" "$work/base.lua"
+event_wrk_script "$p_js" "$work/js.lua"
+event_wrk_script "$p_base" "$work/base.lua"
 
 # sample: "published dropped pending" of the JetStream server, pending = events queued in the
 # server, buffered in the plugin or sent without an ack yet.
