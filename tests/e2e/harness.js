@@ -39,6 +39,17 @@ async function waitHealthy(port, child, timeoutMs) {
 // Starts one nkhost. opts.plugins: names of plugins in <build>/modules (samples), <build>/plugins
 // (first-party plugins) or <build>/e2e-modules to load;
 // opts.dataDir: reuse a data dir (for restarts); opts.args: extra CLI args.
+// Resolves once read() (a server's output so far) contains `needle`; rejects at the deadline,
+// with `what` and the output in the message.
+async function waitForText(read, needle, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (read().includes(needle)) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${JSON.stringify(needle)} in ${what}:\n${read()}`);
+}
+
 async function startNode(opts = {}) {
   const dataDir = opts.dataDir || fs.mkdtempSync(path.join(os.tmpdir(), 'nkhost-e2e-'));
   const modules = path.join(dataDir, 'modules');
@@ -68,14 +79,8 @@ async function startNode(opts = {}) {
     dataDir,
     output: () => output,
     // Resolves once the server's output contains `needle` (or rejects at the deadline).
-    async waitForOutput(needle, timeoutMs = 15000) {
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        if (output.includes(needle)) return;
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      throw new Error(`timed out waiting for ${JSON.stringify(needle)} in server output:\n${output}`);
-    },
+    waitForOutput: (needle, timeoutMs = 15000) =>
+      waitForText(() => output, needle, timeoutMs, 'server output'),
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null) child.kill(signal);
       return exited;
@@ -189,14 +194,8 @@ async function startCluster(opts = {}) {
     dataDir,
     nodes,
     output,
-    async waitForOutput(needle, timeoutMs = 15000) {
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        if (output().includes(needle)) return;
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      throw new Error(`timed out waiting for ${JSON.stringify(needle)} in the nodes' output:\n${output()}`);
-    },
+    waitForOutput: (needle, timeoutMs = 15000) =>
+      waitForText(output, needle, timeoutMs, "the nodes' output"),
     stop: stopAll,
   };
 }
