@@ -256,6 +256,23 @@ struct PostgresStore::Impl {
         }
     }
 
+    // Runs `body(connection)` in one transaction on a pooled connection: Unavailable without one,
+    // `error` (counted under `op`) when the transaction cannot begin or commit, else what `body`
+    // returned (a failure rolls back).
+    template <class Body>
+    Status transact(Operation op, const Status& error, Body&& body) {
+        auto c = acquire();
+        if (!c)
+            return kUnavailable;
+        Transaction tx(*c);
+        if (!tx.begun())
+            return failed(*c, op, error);
+        Status st = body(*c);
+        if (st && !tx.commit())
+            st = failed(*c, op, error);
+        return st;
+    }
+
     // Counts and logs a failure of the database during `op` (PostgreSQL's message and SQLSTATE
     // from `c`); returns what the client gets: `status`, or Unavailable when the connection
     // itself broke.
@@ -765,22 +782,13 @@ Status PostgresStore::storage_write(std::string_view caller,
                                     const std::vector<StorageWrite>& writes,
                                     std::vector<StorageAck>& acks) {
     acks.clear();
-    if (Status st = check_batch(writes.size(), impl_->options.storage); !st)
+    if (Status st = check_writes(writes, writes.size(), impl_->options.storage); !st)
         return st;
-    for (const auto& w : writes)
-        if (Status st = check_write(w, impl_->options.storage); !st)
-            return st;
     if (writes.empty())
         return Status::ok();
-    auto c = impl_->acquire();
-    if (!c)
-        return kUnavailable;
-    Transaction tx(*c);
-    if (!tx.begun())
-        return impl_->failed(*c, Operation::storage_write, kWriteError);
-    Status st = impl_->write_in_tx(*c, caller, writes, acks);
-    if (st && !tx.commit())
-        st = impl_->failed(*c, Operation::storage_write, kWriteError);
+    Status st = impl_->transact(Operation::storage_write, kWriteError, [&](Connection& c) {
+        return impl_->write_in_tx(c, caller, writes, acks);
+    });
     if (!st)
         acks.clear();
     return st;
@@ -879,16 +887,8 @@ Status PostgresStore::storage_delete(std::string_view caller, const std::vector<
         return st;
     if (ids.empty())
         return Status::ok();
-    auto c = impl_->acquire();
-    if (!c)
-        return kUnavailable;
-    Transaction tx(*c);
-    if (!tx.begun())
-        return impl_->failed(*c, Operation::storage_delete, kDeleteError);
-    if (Status st = impl_->delete_in_tx(*c, caller, ids); !st)
-        return st;
-    return tx.commit() ? Status::ok()
-                       : impl_->failed(*c, Operation::storage_delete, kDeleteError);
+    return impl_->transact(Operation::storage_delete, kDeleteError,
+                           [&](Connection& c) { return impl_->delete_in_tx(c, caller, ids); });
 }
 
 Status PostgresStore::wallets_update(const std::vector<WalletChange>& changes, bool update_ledger,
@@ -905,26 +905,20 @@ Status PostgresStore::multi_update(const std::vector<StorageWrite>& writes,
     acks.clear();
     wallet_results.clear();
     const auto& limits = impl_->options.storage;
-    if (Status st = check_batch(writes.size() + deletes.size() + wallets.size(), limits); !st)
+    if (Status st =
+            check_writes(writes, writes.size() + deletes.size() + wallets.size(), limits);
+        !st)
         return st;
-    for (const auto& w : writes)
-        if (Status st = check_write(w, limits); !st)
-            return st;
     if (writes.empty() && deletes.empty() && wallets.empty())
         return Status::ok();
-    auto c = impl_->acquire();
-    if (!c)
-        return kUnavailable;
-    Transaction tx(*c);
-    if (!tx.begun())
-        return impl_->failed(*c, Operation::wallet_update, kWalletError);
-    Status st = impl_->write_in_tx(*c, "", writes, acks);
-    if (st)
-        st = impl_->delete_in_tx(*c, "", deletes);
-    if (st)
-        st = impl_->wallets_in_tx(*c, wallets, update_ledger, wallet_results);
-    if (st && !tx.commit())
-        st = impl_->failed(*c, Operation::wallet_update, kWalletError);
+    Status st = impl_->transact(Operation::wallet_update, kWalletError, [&](Connection& c) {
+        Status s = impl_->write_in_tx(c, "", writes, acks);
+        if (s)
+            s = impl_->delete_in_tx(c, "", deletes);
+        if (s)
+            s = impl_->wallets_in_tx(c, wallets, update_ledger, wallet_results);
+        return s;
+    });
     if (!st) {
         acks.clear();
         wallet_results.clear();

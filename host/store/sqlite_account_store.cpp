@@ -286,6 +286,21 @@ struct SqliteAccountStore::Impl {
             checkpointer.join();
     }
 
+    // Runs `body(connection)` in one write transaction (BEGIN IMMEDIATE): `error` (counted under
+    // `op`) when the transaction cannot begin or commit, else what `body` returned (a failure
+    // rolls back).
+    template <class Body>
+    Status transact(Operation op, const Status& error, Body&& body) {
+        auto c = acquire();
+        WriteTransaction tx(*c);
+        if (!tx.begun())
+            return failed(*c, op, error);
+        Status st = body(*c);
+        if (st && !tx.commit())
+            st = failed(*c, op, error);
+        return st;
+    }
+
     // Counts and logs (at most once a second per operation, with how many lines were held back)
     // a failure of the database during `op`, with SQLite's message and extended result code from
     // `c`; returns `status`, the answer the client gets.
@@ -934,26 +949,16 @@ Status SqliteAccountStore::storage_write(std::string_view caller,
                                          const std::vector<StorageWrite>& writes,
                                          std::vector<StorageAck>& acks) {
     acks.clear();
-    if (Status st = check_batch(writes.size(), impl_->options.storage); !st)
+    if (Status st = check_writes(writes, writes.size(), impl_->options.storage); !st)
         return st;
-    for (const auto& w : writes)
-        if (Status st = check_write(w, impl_->options.storage); !st)
-            return st;
     if (writes.empty())
         return Status::ok();
-    auto c = impl_->acquire();
-    WriteTransaction tx(*c);
-    if (!tx.begun())
-        return impl_->failed(*c, Operation::storage_write, kWriteError);
-    if (Status st = Storage::write_in_tx(*impl_, *c, caller, writes, acks); !st) {
+    Status st = impl_->transact(Operation::storage_write, kWriteError, [&](Connection& c) {
+        return Storage::write_in_tx(*impl_, c, caller, writes, acks);
+    });
+    if (!st)
         acks.clear();
-        return st;
-    }
-    if (!tx.commit()) {
-        acks.clear();
-        return impl_->failed(*c, Operation::storage_write, kWriteError);
-    }
-    return Status::ok();
+    return st;
 }
 
 Status SqliteAccountStore::storage_read(std::string_view caller, const std::vector<StorageId>& ids,
@@ -1059,14 +1064,9 @@ Status SqliteAccountStore::storage_delete(std::string_view caller,
         return st;
     if (ids.empty())
         return Status::ok();
-    auto c = impl_->acquire();
-    WriteTransaction tx(*c);
-    if (!tx.begun())
-        return impl_->failed(*c, Operation::storage_delete, kDeleteError);
-    if (Status st = Storage::delete_in_tx(*impl_, *c, caller, ids); !st)
-        return st;
-    return tx.commit() ? Status::ok()
-                       : impl_->failed(*c, Operation::storage_delete, kDeleteError);
+    return impl_->transact(Operation::storage_delete, kDeleteError, [&](Connection& c) {
+        return Storage::delete_in_tx(*impl_, c, caller, ids);
+    });
 }
 
 Status SqliteAccountStore::wallets_update(const std::vector<WalletChange>& changes,
@@ -1083,25 +1083,20 @@ Status SqliteAccountStore::multi_update(const std::vector<StorageWrite>& writes,
     acks.clear();
     wallet_results.clear();
     const auto& limits = impl_->options.storage;
-    if (Status st = check_batch(writes.size() + deletes.size() + wallets.size(), limits);
+    if (Status st =
+            check_writes(writes, writes.size() + deletes.size() + wallets.size(), limits);
         !st)
         return st;
-    for (const auto& w : writes)
-        if (Status st = check_write(w, limits); !st)
-            return st;
     if (writes.empty() && deletes.empty() && wallets.empty())
         return Status::ok();
-    auto c = impl_->acquire();
-    WriteTransaction tx(*c);
-    if (!tx.begun())
-        return impl_->failed(*c, Operation::wallet_update, kWalletError);
-    Status st = Storage::write_in_tx(*impl_, *c, "", writes, acks);
-    if (st)
-        st = Storage::delete_in_tx(*impl_, *c, "", deletes);
-    if (st)
-        st = Storage::wallets_in_tx(*impl_, *c, wallets, update_ledger, wallet_results);
-    if (st && !tx.commit())
-        st = impl_->failed(*c, Operation::wallet_update, kWalletError);
+    Status st = impl_->transact(Operation::wallet_update, kWalletError, [&](Connection& c) {
+        Status s = Storage::write_in_tx(*impl_, c, "", writes, acks);
+        if (s)
+            s = Storage::delete_in_tx(*impl_, c, "", deletes);
+        if (s)
+            s = Storage::wallets_in_tx(*impl_, c, wallets, update_ledger, wallet_results);
+        return s;
+    });
     if (!st) {
         acks.clear();
         wallet_results.clear();

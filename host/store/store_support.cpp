@@ -264,6 +264,16 @@ Status check_batch(std::size_t n, const StorageLimits& limits) {
     return Status::ok();
 }
 
+Status check_writes(const std::vector<StorageWrite>& writes, std::size_t batch,
+                    const StorageLimits& limits) {
+    if (Status st = check_batch(batch, limits); !st)
+        return st;
+    for (const auto& w : writes)
+        if (Status st = check_write(w, limits); !st)
+            return st;
+    return Status::ok();
+}
+
 Status check_list_limit(int limit) {
     return limit < 1 || limit > 100 ? kBadLimit : Status::ok();
 }

@@ -99,6 +99,10 @@ Status check_collection(std::string_view collection);
 Status check_update(const AccountUpdate& update);
 
 Status check_batch(std::size_t n, const StorageLimits& limits);
+// A batch of `batch` objects of which `writes` are the writes: check_batch, then check_write for
+// each write.
+Status check_writes(const std::vector<StorageWrite>& writes, std::size_t batch,
+                    const StorageLimits& limits);
 Status check_list_limit(int limit);
 
 // Keyset cursors. A storage list resumes after (key, user_id); a ledger list before a sequence.
